@@ -1,0 +1,320 @@
+"""Search spaces and named shapes: loaded from `search_spaces/<kernel>.yaml`, validated.
+
+A space declares the kernel's shape dimensions, its tunable parameters (some active only
+under a condition), constraints over parameters and dims, per-dtype tolerances, the default
+config and named shapes. Everything else in evotune reads kernels through this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evotune.errors import KernelNotFoundError, ShapeNotFoundError, SpaceFileError, UserError
+from evotune.expressions import ExpressionError, compile_expression, evaluate, names_in
+from evotune.records import Config, Dims
+
+__all__ = [
+    "Constraint",
+    "Parameter",
+    "SearchSpace",
+    "Shape",
+    "Tolerance",
+    "available_kernels",
+    "load_space",
+    "space_directory",
+]
+
+DimType = Literal["int", "bool", "str"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Parameter(_Strict):
+    """One tunable knob. `ordered` values have neighbours; `categorical` ones do not."""
+
+    kind: Literal["ordered", "categorical", "bool", "int"]
+    values: list[Any] | None = None
+    low: int | None = None
+    high: int | None = None
+    step: int = 1
+    default: Any
+    when: str | None = None
+    doc: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Parameter:
+        if self.kind in ("ordered", "categorical"):
+            if not self.values:
+                raise ValueError(f"a {self.kind} parameter needs a non-empty 'values' list")
+            if len(set(map(json.dumps, self.values))) != len(self.values):
+                raise ValueError("'values' has duplicates")
+        elif self.kind == "int":
+            if self.low is None or self.high is None or self.low > self.high or self.step < 1:
+                raise ValueError("an int parameter needs low <= high and step >= 1")
+        if self.default not in self.choices():
+            raise ValueError(f"default {self.default!r} is not one of {self.choices()}")
+        if self.when is not None:
+            compile_expression(self.when)
+        return self
+
+    def choices(self) -> list[Any]:
+        """Every value this parameter can take, in order."""
+        if self.kind == "bool":
+            return [False, True]
+        if self.kind == "int":
+            assert self.low is not None and self.high is not None
+            return list(range(self.low, self.high + 1, self.step))
+        assert self.values is not None
+        return list(self.values)
+
+
+class Constraint(_Strict):
+    """A rule every valid config satisfies, e.g. `BLOCK_M <= S or BLOCK_M == 16`."""
+
+    expr: str
+    why: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Constraint:
+        compile_expression(self.expr)
+        return self
+
+
+class Tolerance(_Strict):
+    """Allowed error against the float32 reference: |out - ref| <= atol + rtol * |ref|."""
+
+    atol: float = Field(gt=0)
+    rtol: float = Field(default=0.0, ge=0)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An input shape: a name (None for ad-hoc shapes) and its dims."""
+
+    name: str | None
+    dims: Dims
+
+    @property
+    def key(self) -> str:
+        """Canonical identity of the dims, independent of the name."""
+        return json.dumps(self.dims, sort_keys=True, separators=(",", ":"))
+
+    def label(self) -> str:
+        return self.name or " ".join(f"{k}={v}" for k, v in self.dims.items())
+
+
+class SearchSpace(_Strict):
+    """A kernel's whole tuning problem, as declared in its YAML file."""
+
+    kernel: str
+    module: str
+    description: str = ""
+    dims: dict[str, DimType]
+    derived: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, Parameter]
+    constraints: list[Constraint] = Field(default_factory=list)
+    tolerances: dict[str, Tolerance]
+    shapes: dict[str, dict[str, Any]]
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        if not self.parameters:
+            raise ValueError("parameters: at least one is needed")
+        seen: set[str] = set()
+        for name, param in self.parameters.items():
+            if param.when is not None:
+                unknown = names_in(param.when) - seen - set(self.dims) - set(self.derived)
+                if unknown:
+                    raise ValueError(
+                        f"parameters.{name}.when: names {sorted(unknown)}, which are not "
+                        "dims or parameters declared above it"
+                    )
+            seen.add(name)
+        known = set(self.parameters) | set(self.dims) | set(self.derived)
+        for i, constraint in enumerate(self.constraints):
+            unknown = names_in(constraint.expr) - known
+            if unknown:
+                raise ValueError(f"constraints.{i}: unknown names {sorted(unknown)}")
+        for shape_name, dims in self.shapes.items():
+            self._check_dims(dims, f"shapes.{shape_name}")
+        if not self.is_valid_structure(self.default_config()):
+            raise ValueError("the parameters' defaults do not form a config of this space")
+        return self
+
+    def _check_dims(self, dims: Mapping[str, Any], where: str) -> None:
+        missing = set(self.dims) - set(dims)
+        extra = set(dims) - set(self.dims)
+        if missing or extra:
+            raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
+        py_types = {"int": int, "bool": bool, "str": str}
+        for dim, kind in self.dims.items():
+            value = dims[dim]
+            if type(value) is not py_types[kind]:
+                raise ValueError(f"{where}.{dim}: expected {kind}, got {value!r}")
+        if "dtype" in dims and dims["dtype"] not in self.tolerances:
+            raise ValueError(f"{where}.dtype: no tolerance declared for {dims['dtype']!r}")
+
+    # --- shapes -------------------------------------------------------------------------
+
+    def shape(self, name: str) -> Shape:
+        """A named shape; unknown names list the known ones."""
+        if name not in self.shapes:
+            known = ", ".join(self.shapes)
+            raise ShapeNotFoundError(
+                f"unknown shape {name!r} for kernel {self.kernel!r}; known shapes: {known}"
+            )
+        return Shape(name, dict(self.shapes[name]))
+
+    def adhoc_shape(self, dims: Mapping[str, Any]) -> Shape:
+        """A shape given by its dims; a named shape with the same dims keeps its name."""
+        try:
+            self._check_dims(dims, "shape")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        shape = Shape(None, {k: dims[k] for k in self.dims})
+        for name, named in self.shapes.items():
+            if Shape(name, named).key == shape.key:
+                return Shape(name, shape.dims)
+        return shape
+
+    def tolerance(self, dims: Mapping[str, Any]) -> Tolerance:
+        return self.tolerances[str(dims.get("dtype", next(iter(self.tolerances))))]
+
+    # --- configs ------------------------------------------------------------------------
+
+    def default_config(self) -> Config:
+        """The space's default config, with inactive parameters left out."""
+        return self.normalize({name: p.default for name, p in self.parameters.items()})
+
+    def active_names(self, config: Mapping[str, Any], dims: Mapping[str, Any] | None = None) -> list[str]:
+        """Parameters whose `when` holds for this config (in declaration order)."""
+        active: list[str] = []
+        ns: dict[str, Any] = dict(dims or {})
+        if dims:
+            ns.update(self._derived(dims))
+        for name, param in self.parameters.items():
+            value = config.get(name, param.default)
+            if param.when is None or _truthy(param.when, ns):
+                active.append(name)
+                ns[name] = value
+        return active
+
+    def normalize(self, config: Mapping[str, Any]) -> Config:
+        """Drop inactive parameters, fill missing active ones with defaults."""
+        active = self.active_names(config)
+        return {n: config.get(n, self.parameters[n].default) for n in active}
+
+    def is_valid_structure(self, config: Mapping[str, Any]) -> bool:
+        return not self.structural_problems(config)
+
+    def structural_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Unknown keys, values outside a parameter's domain, inactive keys present."""
+        problems = [f"unknown parameter {k!r}" for k in config if k not in self.parameters]
+        active = self.active_names(config)
+        for name in active:
+            if name not in config:
+                problems.append(f"missing parameter {name!r}")
+            elif config[name] not in self.parameters[name].choices():
+                problems.append(f"{name}={config[name]!r} is not one of {self.parameters[name].choices()}")
+        problems += [f"{k!r} does not apply here" for k in config if k in self.parameters and k not in active]
+        return problems
+
+    def violations(self, config: Mapping[str, Any], dims: Mapping[str, Any]) -> list[str]:
+        """Why a config is invalid for a shape (empty when it is valid)."""
+        problems = self.structural_problems(config)
+        if problems:
+            return problems
+        ns: dict[str, Any] = {**dims, **self._derived(dims)}
+        for name, param in self.parameters.items():
+            ns[name] = config.get(name, param.default)
+        for c in self.constraints:
+            if not _truthy(c.expr, ns):
+                problems.append(f"violates `{c.expr}`" + (f" ({c.why})" if c.why else ""))
+        return problems
+
+    def enumerate(self, dims: Mapping[str, Any] | None = None) -> Iterator[Config]:
+        """Every structurally distinct config; with dims, only the valid ones for that shape."""
+        names = list(self.parameters)
+        seen: set[str] = set()
+        for values in itertools.product(*(self.parameters[n].choices() for n in names)):
+            config = self.normalize(dict(zip(names, values, strict=True)))
+            key = json.dumps(config, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            if dims is None or not self.violations(config, dims):
+                yield config
+
+    def _derived(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, expr in self.derived.items():
+            out[name] = evaluate(expr, {**dims, **out})
+        return out
+
+
+def _truthy(expr: str, ns: Mapping[str, Any]) -> bool:
+    try:
+        return bool(evaluate(expr, ns))
+    except ExpressionError:
+        raise
+    except Exception as exc:  # arithmetic on the file's values, e.g. division by zero
+        raise ExpressionError(f"`{expr}` failed: {exc}") from None
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def space_directory() -> Path:
+    """Where search-space files live: $EVOTUNE_SPACES, else the bundled `search_spaces`."""
+    override = os.environ.get("EVOTUNE_SPACES")
+    if override:
+        return Path(override)
+    return Path(str(resources.files("search_spaces")))
+
+
+def available_kernels(directory: Path | None = None) -> list[str]:
+    directory = directory or space_directory()
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_space(kernel: str, directory: Path | None = None) -> SearchSpace:
+    """Load and validate `<directory>/<kernel>.yaml`; one clear error line if it is broken."""
+    directory = directory or space_directory()
+    path = directory / f"{kernel}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_kernels(directory)) or "none"
+        raise KernelNotFoundError(f"unknown kernel {kernel!r}; known kernels: {known}")
+    return parse_space_file(path)
+
+
+def parse_space_file(path: Path) -> SearchSpace:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceFileError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise SpaceFileError(f"{path}: expected a mapping at the top level")
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise SpaceFileError(f"{path}: {loc}: {msg}") from None
+    except ExpressionError as exc:
+        raise SpaceFileError(f"{path}: bad expression: {exc}") from None
+    if space.kernel != path.stem:
+        raise SpaceFileError(f"{path}: kernel: is {space.kernel!r}, but the file is named {path.stem!r}")
+    return space
