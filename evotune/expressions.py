@@ -68,7 +68,11 @@ def compile_expression(source: str) -> ast.Expression:
 def names_in(source: str) -> set[str]:
     """The free names an expression reads (function names excluded)."""
     tree = compile_expression(source)
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called
 
 

@@ -64,6 +64,12 @@ class TrialRequest:
     min_runs: int = 10
     max_runs: int = 200
     target_rel_spread: float = 0.01
+    # Worker limits (evotune/worker): None takes the pool's compile timeout; the timing loop
+    # stops after time_budget_s of wall time even if the median is not yet stable.
+    compile_timeout_s: float | None = None
+    time_budget_s: float = 1.0
+    # Rotate several input sets during timing when one set fits in the L2 cache.
+    rotate_inputs: bool = True
 
 
 @dataclass

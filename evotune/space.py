@@ -60,9 +60,10 @@ class Parameter(_Strict):
                 raise ValueError(f"a {self.kind} parameter needs a non-empty 'values' list")
             if len(set(map(json.dumps, self.values))) != len(self.values):
                 raise ValueError("'values' has duplicates")
-        elif self.kind == "int":
-            if self.low is None or self.high is None or self.low > self.high or self.step < 1:
-                raise ValueError("an int parameter needs low <= high and step >= 1")
+        elif self.kind == "int" and (
+            self.low is None or self.high is None or self.low > self.high or self.step < 1
+        ):
+            raise ValueError("an int parameter needs low <= high and step >= 1")
         if self.default not in self.choices():
             raise ValueError(f"default {self.default!r} is not one of {self.choices()}")
         if self.when is not None:
@@ -198,7 +199,9 @@ class SearchSpace(_Strict):
         """The space's default config, with inactive parameters left out."""
         return self.normalize({name: p.default for name, p in self.parameters.items()})
 
-    def active_names(self, config: Mapping[str, Any], dims: Mapping[str, Any] | None = None) -> list[str]:
+    def active_names(
+        self, config: Mapping[str, Any], dims: Mapping[str, Any] | None = None
+    ) -> list[str]:
         """Parameters whose `when` holds for this config (in declaration order)."""
         active: list[str] = []
         ns: dict[str, Any] = dict(dims or {})
@@ -227,8 +230,12 @@ class SearchSpace(_Strict):
             if name not in config:
                 problems.append(f"missing parameter {name!r}")
             elif config[name] not in self.parameters[name].choices():
-                problems.append(f"{name}={config[name]!r} is not one of {self.parameters[name].choices()}")
-        problems += [f"{k!r} does not apply here" for k in config if k in self.parameters and k not in active]
+                problems.append(
+                    f"{name}={config[name]!r} is not one of {self.parameters[name].choices()}"
+                )
+        problems += [
+            f"{k!r} does not apply here" for k in config if k in self.parameters and k not in active
+        ]
         return problems
 
     def violations(self, config: Mapping[str, Any], dims: Mapping[str, Any]) -> list[str]:
@@ -310,11 +317,13 @@ def parse_space_file(path: Path) -> SearchSpace:
         space = SearchSpace.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
-        raise SpaceFileError(f"{path}: {loc}: {msg}") from None
+        raise SpaceFileError(f"{path}: {loc + ': ' if loc else ''}{msg}") from None
     except ExpressionError as exc:
         raise SpaceFileError(f"{path}: bad expression: {exc}") from None
     if space.kernel != path.stem:
-        raise SpaceFileError(f"{path}: kernel: is {space.kernel!r}, but the file is named {path.stem!r}")
+        raise SpaceFileError(
+            f"{path}: kernel: is {space.kernel!r}, but the file is named {path.stem!r}"
+        )
     return space

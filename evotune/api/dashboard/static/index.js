@@ -1,0 +1,77 @@
+/* evotune dashboard: the studies list (GET /), refreshed while any study runs. */
+(function () {
+  "use strict";
+  const { h, us, when, shapeLabel, stateBadge } = Evo;
+  const PAGE = 100;
+  let offset = 0;
+
+  function progress(study) {
+    const done = study.trials - (study.status_counts.running || 0);
+    const share = Math.min(1, done / Math.max(1, study.budget));
+    return h("div", { class: "progress", title: `${done} of ${study.budget} trials finished` },
+      h("div", { class: "fill", style: `width:${(share * 100).toFixed(1)}%` }),
+      h("span", {}, `${done}/${study.budget}`));
+  }
+
+  function renderStudies(page) {
+    const body = document.querySelector("#studies tbody");
+    body.textContent = "";
+    for (const s of page.items) {
+      const failed = s.trials - (s.status_counts.ok || 0) - (s.status_counts.running || 0);
+      body.appendChild(h("tr", { dataset: { study: s.id } },
+        h("td", { class: "num" }, h("a", { href: `/studies/${s.id}` }, `#${s.id}`)),
+        h("td", {}, s.kernel),
+        h("td", {}, h("a", { href: `/studies/${s.id}` }, shapeLabel(s.shape))),
+        h("td", {}, s.strategy),
+        h("td", {}, stateBadge(s.state), s.interpreted ? h("span", { class: "badge interp" }, "interpreter") : null),
+        h("td", {}, s.environment.gpu),
+        h("td", {}, progress(s)),
+        h("td", { class: "num" }, String(s.status_counts.ok || 0)),
+        h("td", { class: "num" }, String(failed)),
+        h("td", { class: "num" }, us(s.best_p50_us)),
+        h("td", {}, when(s.created_at))));
+    }
+    if (!page.items.length) {
+      body.appendChild(h("tr", {}, h("td", { colspan: 11, class: "empty" },
+        "No studies yet. Start one with `evotune search --shape NAME`.")));
+    }
+    document.getElementById("count").textContent =
+      page.total ? `${page.offset + 1}–${page.offset + page.items.length} of ${page.total}` : "0";
+    document.getElementById("newer").disabled = page.offset === 0;
+    document.getElementById("older").disabled = page.offset + page.items.length >= page.total;
+  }
+
+  function renderShapes(shapes) {
+    const body = document.querySelector("#shapes tbody");
+    body.textContent = "";
+    for (const s of shapes) {
+      body.appendChild(h("tr", {},
+        h("td", {}, s.kernel),
+        h("td", {}, s.name || "(ad hoc)"),
+        h("td", { class: "mono" }, Object.entries(s.dims).map(([k, v]) => `${k}=${v}`).join(" ")),
+        h("td", {}, s.tuned_on.length ? s.tuned_on.join(", ") : h("span", { class: "muted" }, "not tuned"))));
+    }
+  }
+
+  async function load() {
+    const [page, shapes] = await Promise.all([
+      Evo.getJSON(`/v1/studies?limit=${PAGE}&offset=${offset}`),
+      Evo.getJSON("/v1/shapes"),
+    ]);
+    renderStudies(page);
+    renderShapes(shapes);
+    Evo.showError(null);
+    const running = page.items.some((s) => s.state === "running");
+    Evo.setLive(running, Evo.refreshMs());
+    return running;
+  }
+
+  let stop = Evo.poll(load, Evo.refreshMs());
+  function page(delta) {
+    offset = Math.max(0, offset + delta);
+    stop();
+    stop = Evo.poll(load, Evo.refreshMs());
+  }
+  document.getElementById("newer").addEventListener("click", () => page(-PAGE));
+  document.getElementById("older").addEventListener("click", () => page(PAGE));
+})();

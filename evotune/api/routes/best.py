@@ -1,0 +1,99 @@
+"""GET /v1/best: the served best config of a shape (named, or ad hoc by its dims).
+
+The hot path of the service: repeated queries are answered by `BestCacheMiddleware` from
+`BestCache`, which checks the database on every request, so a newly published best is served
+at once (see best_cache.py); this endpoint validates, looks up, and fills the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from evotune.api.best_cache import BestCache, CachedAnswer
+from evotune.api.params import resolve_kernel, resolve_shape
+from evotune.api.schemas import BestOut, ErrorOut, best_out
+from evotune.space import SearchSpace, Shape
+from evotune.storage import Database, repository
+
+router = APIRouter(prefix="/v1", tags=["best"])
+
+
+def lookup_best(
+    database: Database,
+    space: SearchSpace,
+    target: Shape,
+    gpu: str | None,
+    fingerprint: str | None,
+    interpreted: bool,
+) -> CachedAnswer:
+    """(status, JSON body) of one lookup: 200 with the best config, or 404 saying why not."""
+    with database.session() as session:
+        row = repository.best_config(
+            session,
+            space.kernel,
+            target.key,
+            fingerprint=fingerprint,
+            gpu=gpu,
+            include_interpreted=interpreted,
+        )
+        if row is not None:
+            body = best_out(space.kernel, target, row, row.environment)
+            return 200, body.model_dump_json().encode()
+    where = "".join(
+        f" {label} {value!r}"
+        for label, value in (("on GPU", gpu), ("for fingerprint", fingerprint))
+        if value is not None
+    )
+    detail = (
+        f"no tuned config for {space.kernel} shape {target.label()}{where}; "
+        "run `evotune search` for it"
+    )
+    return 404, ErrorOut(detail=detail).model_dump_json().encode()
+
+
+@router.get(
+    "/best",
+    response_model=BestOut,
+    responses={404: {"model": ErrorOut, "description": "nothing is tuned for this shape"}},
+)
+async def get_best(
+    request: Request,
+    kernel: Annotated[str, Query(min_length=1, max_length=100)],
+    shape: Annotated[
+        str | None, Query(max_length=100, description="a named shape; or give the dims")
+    ] = None,
+    gpu: Annotated[
+        str | None, Query(max_length=200, description="only configs measured on this GPU")
+    ] = None,
+    fingerprint: Annotated[
+        str | None,
+        Query(max_length=64, description="only configs measured in this environment"),
+    ] = None,
+    interpreted: Annotated[
+        bool,
+        Query(
+            description="development only: also serve configs found under Triton's CPU "
+            "interpreter, whose timings say nothing about a GPU"
+        ),
+    ] = False,
+) -> Response:
+    """The newest published best for the shape; GPU-measured only unless interpreted=true."""
+    state = request.app.state
+    cache: BestCache = state.best_cache
+    key = request.scope["query_string"]  # the answer depends on it and the database only
+    answer, generation = cache.lookup(key)
+    if answer is None:
+        space = resolve_kernel(state.spaces, kernel)  # 422s are raised here, never cached
+        target = resolve_shape(space, shape, request.query_params)
+        answer = await cache.single_flight(
+            generation,
+            key,
+            lambda: run_in_threadpool(
+                lookup_best, state.database, space, target, gpu, fingerprint, interpreted
+            ),
+        )
+    status, body = answer
+    return Response(content=body, status_code=status, media_type="application/json")

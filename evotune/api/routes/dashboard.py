@@ -1,0 +1,26 @@
+"""GET / and GET /studies/{id}: the dashboard's pages; the data comes from the JSON API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from evotune.api.dashboard import TEMPLATES_DIR
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "index.html", {"page": "index"})
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(request: Request, study_id: Annotated[int, Path(ge=1, le=2**62)]) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, "study.html", {"page": "study", "study_id": study_id}
+    )

@@ -1,0 +1,460 @@
+"""The `evotune` command line: parses, calls library functions, prints.
+
+User errors (EvotuneError's UserError branch) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evotune.errors import UserError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Evolutionary autotuning of Triton kernels."
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+landscape_app = typer.Typer(no_args_is_help=True, help="Recorded landscapes (exhaustive studies).")
+app.add_typer(landscape_app, name="landscape")
+
+console = Console()
+err_console = Console(stderr=True)
+
+KernelOpt = Annotated[
+    str, typer.Option("--kernel", "-k", help="Kernel (a search-space file name).")
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLAlchemy URL or SQLite path [env: EVOTUNE_DB; default ./evotune.db]."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> NoReturn:
+    _print_error(message)
+    raise typer.Exit(2)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _space_and_shape(kernel: str, shape: str) -> tuple[Any, Any]:
+    from evotune.space import load_space
+
+    space = load_space(kernel)
+    return space, space.shape(shape)
+
+
+@app.command()
+def search(
+    shape: Annotated[str, typer.Option("--shape", "-s", help="A named shape of the search space.")],
+    kernel: KernelOpt = "attention",
+    budget: Annotated[int, typer.Option(min=1, help="Trials to run in the study.")] = 120,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the strategy and of every trial's inputs.")
+    ] = 0,
+    strategy: Annotated[
+        str, typer.Option(help="evolution, random, grid, tpe, cmaes, nsga2.")
+    ] = "evolution",
+    db: DbOpt = None,
+    interpret: Annotated[
+        bool, typer.Option("--interpret", help="Run through Triton's CPU interpreter.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start a new study instead of resuming.")
+    ] = False,
+    replay: Annotated[
+        Path | None, typer.Option(help="Answer candidates from a recorded landscape file.")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="'all' or a comma list of GPU indices [default: 0].")
+    ] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    population: Annotated[
+        int | None, typer.Option(help="Override the strategy's population size.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tune a kernel for one shape; stores every trial, publishes the best config."""
+    from evotune.evaluators import open_evaluator
+    from evotune.progress import RichSearchObserver
+    from evotune.runner import SearchOptions, run_search
+    from evotune.storage import open_database
+
+    space, target = _space_and_shape(kernel, shape)
+    if replay is not None and not replay.is_file():
+        raise UserError(f"--replay: no such file {replay}")
+    database = open_database(db)
+    settings = {"population": population} if population else {}
+    options = SearchOptions(
+        strategy=strategy,
+        budget=budget,
+        seed=seed,
+        fresh=fresh,
+        replay=str(replay) if replay else None,
+        time_limit_s=time_limit,
+        settings=settings,
+    )
+    evaluator = open_evaluator(space, interpret=interpret, gpus=gpus, replay=replay)
+    try:
+        with RichSearchObserver(err_console if as_json else console, target.label()) as observer:
+            summary = run_search(database, space, target, evaluator, options, observer)
+    finally:
+        evaluator.close()
+    if as_json:
+        _print_json(summary.to_dict())
+        return
+    from evotune.progress import render_summary
+
+    console.print(render_summary(summary))
+
+
+@app.command()
+def best(
+    shape: Annotated[str, typer.Option("--shape", "-s")],
+    kernel: KernelOpt = "attention",
+    db: DbOpt = None,
+    gpu: Annotated[str | None, typer.Option(help="Only configs measured on this GPU name.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The published best config of a shape (GPU-measured first; interpreted ones on a CPU host)."""
+    from evotune.evaluators import cuda_device_count
+    from evotune.storage import open_database, repository
+
+    _, target = _space_and_shape(kernel, shape)
+    database = open_database(db)
+    with database.session() as session:
+        row = repository.best_config(session, kernel, target.key, gpu=gpu)
+        if row is None and gpu is None and cuda_device_count() == 0:
+            row = repository.best_config(session, kernel, target.key, include_interpreted=True)
+        if row is None:
+            _fail(
+                f"nothing tuned for kernel {kernel!r} shape {shape!r}; run `evotune search --shape {shape}`"
+            )
+        data = {
+            "kernel": kernel,
+            "shape": target.name,
+            "dims": target.dims,
+            "config": row.config,
+            "p50_us": row.p50_us,
+            "shootout_p50_us": row.shootout_p50_us,
+            "tflops": row.tflops,
+            "max_error": row.max_error,
+            "study_id": row.study_id,
+            "trial_id": row.trial_id,
+            "measured_at": row.measured_at.isoformat(),
+            "gpu": row.environment.gpu,
+            "interpreted": row.environment.interpreted,
+            "fingerprint": row.environment.fingerprint_hash,
+        }
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title=f"best config: {kernel} / {shape}")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in data.items():
+        table.add_row(
+            key, json.dumps(value, default=str) if isinstance(value, dict) else str(value)
+        )
+    console.print(table)
+
+
+@app.command()
+def shapes(kernel: KernelOpt = "attention", as_json: JsonOpt = False) -> None:
+    """The named shapes of a kernel's search space."""
+    from evotune.space import load_space
+
+    space = load_space(kernel)
+    if as_json:
+        _print_json(space.shapes)
+        return
+    table = Table(title=f"shapes of {kernel}")
+    table.add_column("name")
+    for dim in space.dims:
+        table.add_column(dim)
+    for name, dims in space.shapes.items():
+        table.add_row(name, *(str(dims[d]) for d in space.dims))
+    console.print(table)
+
+
+@app.command()
+def studies(
+    db: DbOpt = None, kernel: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
+) -> None:
+    """Every study, newest first."""
+    from evotune.storage import open_database, repository
+
+    database = open_database(db)
+    with database.session() as session:
+        rows = []
+        for study in repository.list_studies(session, kernel=kernel, limit=10_000):
+            rows.append(
+                {
+                    "id": study.id,
+                    "kernel": study.kernel.name,
+                    "shape": study.shape.name or study.shape.key,
+                    "strategy": study.strategy,
+                    "state": study.state,
+                    "trials": repository.count_trials(session, study.id),
+                    "ok": repository.count_trials(session, study.id, status="ok"),
+                    "budget": study.budget,
+                    "gpu": study.environment.gpu,
+                    "interpreted": study.interpreted,
+                    "created_at": study.created_at.isoformat(),
+                }
+            )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="studies")
+    for column in ("id", "kernel", "shape", "strategy", "state", "trials", "ok", "budget", "gpu"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(
+                str(row[c])
+                for c in (
+                    "id",
+                    "kernel",
+                    "shape",
+                    "strategy",
+                    "state",
+                    "trials",
+                    "ok",
+                    "budget",
+                    "gpu",
+                )
+            )
+        )
+    console.print(table)
+
+
+@app.command()
+def trials(
+    study_id: Annotated[int, typer.Argument(help="A study id from `evotune studies`.")],
+    db: DbOpt = None,
+    status: Annotated[str | None, typer.Option(help="Only trials with this status.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The trials of one study, in the order they were asked."""
+    from evotune.storage import open_database, repository
+
+    database = open_database(db)
+    with database.session() as session:
+        repository.get_study(session, study_id)
+        rows = [
+            {
+                "id": t.id,
+                "number": t.number,
+                "status": t.status,
+                "p50_us": t.p50_us,
+                "p20_us": t.p20_us,
+                "p80_us": t.p80_us,
+                "n_runs": t.n_runs,
+                "max_error": t.max_error,
+                "generation": t.generation,
+                "operator": t.operator,
+                "parents": t.parents,
+                "config": t.config,
+                "config_hash": t.config_hash,
+                "seed": t.seed,
+                "shootout_p50_us": t.shootout_p50_us,
+                "compile_s": t.compile_s,
+                "error": t.error,
+            }
+            for t in repository.list_trials(session, study_id, status=status, limit=1_000_000)
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"trials of study {study_id}")
+    for column in ("number", "gen", "op", "status", "p50 µs", "max err", "config"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["number"]),
+            str(r["generation"]),
+            r["operator"],
+            r["status"],
+            f"{r['p50_us']:.2f}" if r["p50_us"] is not None else "-",
+            f"{r['max_error']:.2e}" if r["max_error"] is not None else "-",
+            json.dumps(r["config"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def bench(
+    shape: Annotated[str, typer.Option("--shape", "-s")],
+    kernel: KernelOpt = "attention",
+    config: Annotated[
+        str | None, typer.Option(help="A config as JSON (missing keys take defaults).")
+    ] = None,
+    use_best: Annotated[
+        bool, typer.Option("--best", help="Also time the stored best config.")
+    ] = False,
+    db: DbOpt = None,
+    seed: int = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time the kernel (default config, and --config / --best) against torch SDPA on the GPU."""
+    from evotune.bench import bench_table, render_bench_table
+    from evotune.evaluators import cuda_device_count
+
+    space, target = _space_and_shape(kernel, shape)
+    if cuda_device_count() == 0:
+        raise UserError("no CUDA GPU found; `evotune bench` times on the GPU only")
+    configs: dict[str, Any] = {"default": space.default_config()}
+    if config is not None:
+        try:
+            given = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--config is not valid JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise UserError("--config must be a JSON object")
+        merged = space.normalize({**space.default_config(), **given})
+        problems = space.violations(merged, target.dims)
+        if problems:
+            raise UserError(f"--config is not valid for shape {shape!r}: {'; '.join(problems)}")
+        configs["given"] = merged
+    if use_best:
+        from evotune.storage import open_database, repository
+
+        with open_database(db).session() as session:
+            row = repository.best_config(session, kernel, target.key)
+            if row is None:
+                raise UserError(f"--best: nothing tuned on a GPU for shape {shape!r}")
+            configs["best"] = dict(row.config)
+    rows = bench_table(space, target, configs, seed=seed)
+    if as_json:
+        _print_json([row.__dict__ for row in rows])
+        return
+    console.print(render_bench_table(rows, title=f"{kernel} / {target.label()}"))
+
+
+@landscape_app.command("export")
+def landscape_export(
+    study_id: Annotated[int, typer.Argument(help="A (grid) study to export.")],
+    output: Annotated[Path, typer.Argument(help="The landscape file to write (JSON).")],
+    db: DbOpt = None,
+) -> None:
+    """Write a study's trials as a landscape file for --replay and `compare`."""
+    from evotune.landscape import Landscape, save_landscape
+    from evotune.space import load_space
+    from evotune.storage import open_database, repository
+
+    with open_database(db).session() as session:
+        study = repository.get_study(session, study_id)
+        space = load_space(study.kernel.name)
+        shape = space.adhoc_shape(study.shape.dims)
+        records = [
+            {
+                "config": t.config,
+                "status": t.status,
+                "p50_us": t.p50_us,
+                "p20_us": t.p20_us,
+                "p80_us": t.p80_us,
+                "max_error": t.max_error,
+                "error": t.error,
+            }
+            for t in repository.study_trials(session, study)
+        ]
+        environment = dict(study.environment.data)
+    size = sum(1 for _ in space.enumerate(shape.dims))
+    landscape = Landscape.from_records(space.kernel, shape, environment, size, records)
+    save_landscape(landscape, output)
+    console.print(
+        f"wrote {len(landscape)} trials of study {study_id} to {output} (space: {size} valid configs)"
+    )
+
+
+@app.command()
+def compare(
+    landscape: Annotated[Path, typer.Option(help="A landscape file (`evotune landscape export`).")],
+    strategies: Annotated[
+        str, typer.Option(help="Comma list of strategies.")
+    ] = "evolution,random,tpe,cmaes",
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1).")] = 20,
+    target: Annotated[
+        float, typer.Option(help="Within this fraction of the landscape's best p50.")
+    ] = 0.02,
+    max_evals: Annotated[
+        int | None, typer.Option(help="Cap per run [default: the space size].")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
+    from evotune.compare import compare_strategies, render_comparison
+    from evotune.landscape import load_landscape
+    from evotune.space import load_space
+
+    recorded = load_landscape(landscape)
+    space = load_space(recorded.kernel)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    report = compare_strategies(
+        recorded, space, names, seeds=seeds, target=target, max_evals=max_evals
+    )
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    console.print(render_comparison(report))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    db: DbOpt = None,
+) -> None:
+    """Serve the REST API (/v1, /openapi.json) and the dashboard (/)."""
+    from evotune.api.server import serve as run_server
+
+    run_server(host=host, port=port, db_url=db)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create the database or bring its schema to the newest revision."""
+    from evotune.storage import open_database
+
+    database = open_database(db)
+    console.print(f"database {database.url} is at the newest schema revision")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        _print_error(str(exc))
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err_console.print("aborted")
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted; rerun the same command to resume")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise

@@ -1,0 +1,304 @@
+"""Offline comparison of strategies on a recorded landscape: plain ask → lookup → tell loops.
+
+No database and no processes: each (strategy, seed) run asks a generation, answers it from
+the landscape, tells it, and records after how many evaluations the best found came within
+`target` of the landscape's best p50. This is what `evotune compare` prints, and what the
+strategies' defaults are tuned on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from evotune.errors import UserError
+from evotune.landscape import Landscape
+from evotune.records import Config, TrialStatus
+from evotune.replay import NOT_IN_LANDSCAPE
+from evotune.search.base import Observation
+from evotune.search.registry import STRATEGIES, make_strategy
+from evotune.space import SearchSpace
+
+__all__ = [
+    "ComparisonReport",
+    "RunResult",
+    "StrategySummary",
+    "compare_strategies",
+    "render_comparison",
+    "run_on_landscape",
+]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One (strategy, seed) run: the best p50 after each evaluation, and when it hit."""
+
+    strategy: str
+    seed: int
+    evaluations: int
+    evals_to_target: int | None  # None: not reached within the run
+    best_curve: list[float]  # best ok p50 after evaluation i+1 (inf before any ok)
+    misses: int  # configs the landscape lacks (answered invalid)
+    seconds: float
+
+    def best_at(self, budget: int) -> float | None:
+        if not self.best_curve:
+            return None
+        value = self.best_curve[min(budget, len(self.best_curve)) - 1]
+        return None if math.isinf(value) else value
+
+
+@dataclass(frozen=True)
+class StrategySummary:
+    """Per strategy, over seeds: evaluations to reach the target and best at each budget."""
+
+    strategy: str
+    runs: list[RunResult]
+    median_evals: float  # runs that did not reach count as max_evals + 1
+    q25_evals: float
+    q75_evals: float
+    not_reached: float  # share of runs that did not reach the target
+    best_at_budget: dict[int, float | None]  # median over seeds of the best p50 found
+    seconds: float
+
+    def to_dict(self, space_size: int) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "median_evals": self.median_evals,
+            "q25_evals": self.q25_evals,
+            "q75_evals": self.q75_evals,
+            "median_share_of_space": self.median_evals / space_size if space_size else None,
+            "not_reached": self.not_reached,
+            "evals_to_target": [r.evals_to_target for r in self.runs],
+            "best_at_budget": {str(b): v for b, v in self.best_at_budget.items()},
+            "misses": sum(r.misses for r in self.runs),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ComparisonReport:
+    """Everything `evotune compare` shows, for one landscape."""
+
+    kernel: str
+    shape: str
+    space_size: int
+    best_p50_us: float
+    target: float
+    within_target: int  # how many configs of the landscape reach the target
+    budgets: tuple[int, ...]
+    seeds: int
+    max_evals: int
+    summaries: list[StrategySummary] = field(default_factory=list)
+
+    def summary(self, strategy: str) -> StrategySummary:
+        for s in self.summaries:
+            if s.strategy == strategy:
+                return s
+        raise KeyError(strategy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel,
+            "shape": self.shape,
+            "space_size": self.space_size,
+            "best_p50_us": self.best_p50_us,
+            "target": self.target,
+            "within_target": self.within_target,
+            "budgets": list(self.budgets),
+            "seeds": self.seeds,
+            "max_evals": self.max_evals,
+            "strategies": [s.to_dict(self.space_size) for s in self.summaries],
+        }
+
+
+def run_on_landscape(
+    landscape: Landscape,
+    space: SearchSpace,
+    strategy: str,
+    seed: int,
+    target: float = 0.02,
+    max_evals: int | None = None,
+    min_evals: int = 0,
+    settings: Mapping[str, Any] | None = None,
+    seed_configs: Sequence[Config] | None = None,
+) -> RunResult:
+    """Run one strategy on a landscape until it reaches the target and has made at least
+    `min_evals` evaluations, or until `max_evals` or exhaustion."""
+    best_p50 = landscape.best_p50_us
+    if best_p50 is None:
+        raise UserError("the landscape has no ok trial: nothing to compare against")
+    threshold = best_p50 * (1.0 + target)
+    limit = max_evals if max_evals is not None else landscape.space_size
+    seeds = [space.default_config()] if seed_configs is None else list(seed_configs)
+    dims = dict(landscape.shape.dims)
+    started = time.perf_counter()
+    strat = make_strategy(strategy, space, dims, seed, dict(settings or {}), seeds)
+    curve: list[float] = []
+    best = math.inf
+    reached: int | None = None
+    misses = 0
+    while len(curve) < limit and (reached is None or len(curve) < min_evals):
+        candidates = strat.ask(min(strat.generation_size, limit - len(curve)))
+        if not candidates:
+            break
+        observations: list[Observation] = []
+        for cand in candidates:
+            trial = landscape.lookup(cand.config)
+            if trial is None:
+                misses += 1
+                status, p50, extra = TrialStatus.INVALID, None, {"error": NOT_IN_LANDSCAPE}
+            else:
+                status, p50, extra = trial.status, trial.p50_us, {}
+            obs = Observation(
+                cand.config, status, p50, cand.generation, cand.parents, cand.operator, extra
+            )
+            observations.append(obs)
+            best = min(best, obs.fitness())
+            curve.append(best)
+            if reached is None and best <= threshold:
+                reached = len(curve)
+        strat.tell(observations)
+    return RunResult(
+        strategy=strategy,
+        seed=seed,
+        evaluations=len(curve),
+        evals_to_target=reached,
+        best_curve=curve,
+        misses=misses,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def compare_strategies(
+    landscape: Landscape,
+    space: SearchSpace,
+    strategies: Sequence[str],
+    seeds: int,
+    target: float = 0.02,
+    budgets: Sequence[int] = (10, 25, 50, 100),
+    max_evals: int | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    seed_configs: Sequence[Config] | None = None,
+) -> ComparisonReport:
+    """Run each strategy with seeds 0..seeds-1 on the landscape and summarize.
+
+    `max_evals` caps a run (default: the landscape's space size); a run that does not reach
+    the target counts as max_evals + 1 in the median and IQR, and in `not_reached`.
+    `settings` maps a strategy name to settings overriding its defaults; `seed_configs`
+    default to the space's default config (what the runner passes without tuned shapes).
+    """
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        known = ", ".join(sorted(STRATEGIES))
+        raise UserError(f"unknown strategies {', '.join(unknown)}; known: {known}")
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    best_p50 = landscape.best_p50_us
+    if best_p50 is None:
+        raise UserError("the landscape has no ok trial: nothing to compare against")
+    limit = max_evals if max_evals is not None else landscape.space_size
+    budget_list = tuple(sorted({int(b) for b in budgets if int(b) > 0}))
+    summaries: list[StrategySummary] = []
+    for name in strategies:
+        runs = [
+            run_on_landscape(
+                landscape,
+                space,
+                name,
+                seed,
+                target=target,
+                max_evals=limit,
+                min_evals=max(budget_list, default=0),
+                settings=(settings or {}).get(name),
+                seed_configs=seed_configs,
+            )
+            for seed in range(seeds)
+        ]
+        summaries.append(_summarize(name, runs, limit, budget_list))
+    return ComparisonReport(
+        kernel=landscape.kernel,
+        shape=landscape.shape.label(),
+        space_size=landscape.space_size,
+        best_p50_us=best_p50,
+        target=target,
+        within_target=len(landscape.within(target)),
+        budgets=budget_list,
+        seeds=seeds,
+        max_evals=limit,
+        summaries=summaries,
+    )
+
+
+def _summarize(
+    name: str, runs: list[RunResult], limit: int, budgets: tuple[int, ...]
+) -> StrategySummary:
+    evals = np.array(
+        [r.evals_to_target if r.evals_to_target is not None else limit + 1 for r in runs],
+        dtype=float,
+    )
+    best_at: dict[int, float | None] = {}
+    for budget in budgets:
+        found = [r.best_at(budget) for r in runs]
+        # A run with nothing ok by then counts as infinitely slow in the median.
+        values = np.array([math.inf if v is None else v for v in found], dtype=float)
+        median = float(np.median(values))
+        best_at[budget] = None if math.isinf(median) else median
+    return StrategySummary(
+        strategy=name,
+        runs=runs,
+        median_evals=float(np.median(evals)),
+        q25_evals=float(np.percentile(evals, 25)),
+        q75_evals=float(np.percentile(evals, 75)),
+        not_reached=float(np.mean([r.evals_to_target is None for r in runs])),
+        best_at_budget=best_at,
+        seconds=sum(r.seconds for r in runs),
+    )
+
+
+def render_comparison(report: ComparisonReport) -> Table:
+    """The comparison as a rich table: one row per strategy."""
+    title = (
+        f"{report.kernel} {report.shape}: {report.space_size} configs, best p50 "
+        f"{report.best_p50_us:.2f} us, {report.within_target} within {report.target:.0%}; "
+        f"{report.seeds} seeds, at most {report.max_evals} evaluations"
+    )
+    table = Table(title=title)
+    table.add_column("strategy")
+    table.add_column(f"evals to {report.target:.0%} (median)", justify="right")
+    table.add_column("IQR", justify="right")
+    table.add_column("% of space", justify="right")
+    table.add_column("not reached", justify="right")
+    for budget in report.budgets:
+        table.add_column(f"best @{budget}", justify="right")
+    random_median = next(
+        (s.median_evals for s in report.summaries if s.strategy == "random"), None
+    )
+    if random_median is not None:
+        table.add_column("vs random", justify="right")
+    for s in report.summaries:
+        over = s.median_evals > report.max_evals
+        median = f">{report.max_evals}" if over else f"{s.median_evals:g}"
+        row = [
+            s.strategy,
+            median,
+            f"{s.q25_evals:g}-{s.q75_evals:g}",
+            f"{100 * s.median_evals / report.space_size:.1f}%" if not over else "-",
+            f"{s.not_reached:.0%}",
+        ]
+        for budget in report.budgets:
+            value = s.best_at_budget.get(budget)
+            if value is None:
+                row.append("-")
+            else:
+                row.append(f"{value:.2f} (+{100 * (value / report.best_p50_us - 1):.1f}%)")
+        if random_median is not None:
+            row.append(f"{random_median / s.median_evals:.2f}x")
+        table.add_row(*row)
+    return table

@@ -1,0 +1,62 @@
+"""Pick what measures candidates: a recorded landscape, the interpreter, or the GPUs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evotune.errors import NoGpuError, UserError
+from evotune.space import SearchSpace
+from evotune.worker.evaluator import Evaluator
+
+__all__ = ["cuda_device_count", "open_evaluator", "parse_gpus"]
+
+
+def cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def parse_gpus(spec: str | None) -> list[int]:
+    """`all` (default) or a comma list of GPU indices; checked against what is present."""
+    count = cuda_device_count()
+    if count == 0:
+        raise NoGpuError("no CUDA GPU found; run with --interpret to use Triton's CPU interpreter")
+    if spec is None or spec == "all":
+        return list(range(count)) if spec == "all" else [0]
+    try:
+        gpus = sorted({int(part) for part in spec.split(",") if part.strip()})
+    except ValueError:
+        raise UserError(f"--gpus takes 'all' or a comma list of indices, not {spec!r}") from None
+    bad = [g for g in gpus if not 0 <= g < count]
+    if bad or not gpus:
+        raise UserError(f"--gpus {spec!r}: this host has GPUs 0..{count - 1}")
+    return gpus
+
+
+def open_evaluator(
+    space: SearchSpace,
+    interpret: bool = False,
+    gpus: str | None = None,
+    replay: Path | None = None,
+    compile_workers: int | None = None,
+) -> Evaluator:
+    """Replay a landscape file, run in the interpreter, or run on the GPUs asked for."""
+    if replay is not None:
+        from evotune.replay import ReplayEvaluator
+
+        from evotune.landscape import load_landscape
+
+        return ReplayEvaluator(load_landscape(replay))
+    from evotune.worker.pool import WorkerPool
+
+    if interpret:
+        return WorkerPool(
+            kernel_module=space.module, interpreted=True, gpus=None, compile_workers=0
+        )
+    return WorkerPool(
+        kernel_module=space.module,
+        interpreted=False,
+        gpus=parse_gpus(gpus),
+        compile_workers=compile_workers,
+    )

@@ -1,0 +1,253 @@
+"""Landscapes: the recorded trials of an exhaustive study of one shape, as a JSON file.
+
+A landscape lets strategies be replayed, compared and tuned on the CPU: every config of the
+space has its measured outcome, looked up by config hash instead of run on a GPU.
+
+File format (JSON)::
+
+    {"kernel": "attention",
+     "shape": {"name": "mission", "dims": {...}},
+     "environment": {"gpu": ..., ...},
+     "space_size": 3321,
+     "trials": [{"config": {...}, "status": "ok", "p50_us": 41.2, "p20_us": ..., ...}, ...]}
+
+Trial keys besides `config` and `status` are optional: p50_us, p20_us, p80_us, n_runs,
+max_error, error. Unknown keys are kept (in `extra`) and written back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evotune.errors import UserError
+from evotune.records import Config, TrialStatus, config_hash
+from evotune.space import Shape
+
+__all__ = [
+    "Landscape",
+    "LandscapeFileError",
+    "LandscapeTrial",
+    "load_landscape",
+    "save_landscape",
+]
+
+_TRIAL_KEYS = ("p50_us", "p20_us", "p80_us", "n_runs", "max_error", "error")
+
+
+class LandscapeFileError(UserError):
+    """A landscape file is missing, unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class LandscapeTrial:
+    """The recorded outcome of one config."""
+
+    config: Config
+    status: TrialStatus
+    p50_us: float | None = None
+    p20_us: float | None = None
+    p80_us: float | None = None
+    n_runs: int = 0
+    max_error: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TrialStatus.OK and self.p50_us is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"config": self.config, "status": self.status.value}
+        for key in _TRIAL_KEYS:
+            value = getattr(self, key)
+            if value is not None and not (key == "n_runs" and value == 0):
+                data[key] = value
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LandscapeTrial:
+        config = data.get("config")
+        if not isinstance(config, dict):
+            raise ValueError("'config' must be a mapping")
+        try:
+            status = TrialStatus(data.get("status"))
+        except ValueError:
+            raise ValueError(f"unknown status {data.get('status')!r}") from None
+        p50 = _optional_float(data, "p50_us")
+        if status is TrialStatus.OK and (p50 is None or not p50 > 0):
+            raise ValueError("an 'ok' trial needs a positive 'p50_us'")
+        extra = {k: v for k, v in data.items() if k not in ("config", "status", *_TRIAL_KEYS)}
+        return cls(
+            config=dict(config),
+            status=status,
+            p50_us=p50,
+            p20_us=_optional_float(data, "p20_us"),
+            p80_us=_optional_float(data, "p80_us"),
+            n_runs=int(data.get("n_runs") or 0),
+            max_error=_optional_float(data, "max_error"),
+            error=None if data.get("error") is None else str(data["error"]),
+            extra=extra,
+        )
+
+
+@dataclass
+class Landscape:
+    """Every recorded trial of one (kernel, shape), indexed by config hash."""
+
+    kernel: str
+    shape: Shape
+    environment: dict[str, Any]
+    space_size: int
+    trials: list[LandscapeTrial]
+    _index: dict[str, LandscapeTrial] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The first record of a config wins: a landscape is one measurement per config.
+        self._index = {}
+        for trial in self.trials:
+            self._index.setdefault(config_hash(trial.config), trial)
+
+    def lookup(self, config: Config) -> LandscapeTrial | None:
+        """The recorded outcome of a config (compared by config hash), or None."""
+        return self._index.get(config_hash(config))
+
+    def __contains__(self, config: object) -> bool:
+        return isinstance(config, dict) and config_hash(config) in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def ok_trials(self) -> list[LandscapeTrial]:
+        return [t for t in self._index.values() if t.ok]
+
+    @property
+    def best(self) -> LandscapeTrial | None:
+        """The fastest ok trial (None when nothing ran)."""
+        ok = self.ok_trials
+        return min(ok, key=lambda t: t.p50_us or math.inf) if ok else None
+
+    @property
+    def best_p50_us(self) -> float | None:
+        best = self.best
+        return best.p50_us if best else None
+
+    def within(self, target: float) -> list[LandscapeTrial]:
+        """The ok trials within `target` (a fraction) of the best p50."""
+        best = self.best_p50_us
+        if best is None:
+            return []
+        return [t for t in self.ok_trials if (t.p50_us or math.inf) <= best * (1 + target)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel,
+            "shape": {"name": self.shape.name, "dims": self.shape.dims},
+            "environment": self.environment,
+            "space_size": self.space_size,
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Landscape:
+        """Build from the file format; ValueError says what is malformed."""
+        if not isinstance(data, Mapping):
+            raise ValueError("expected a mapping at the top level")
+        for key in ("kernel", "shape", "trials"):
+            if key not in data:
+                raise ValueError(f"missing {key!r}")
+        shape = data["shape"]
+        if not isinstance(shape, Mapping) or not isinstance(shape.get("dims"), Mapping):
+            raise ValueError("'shape' must be {\"name\": ..., \"dims\": {...}}")
+        if not isinstance(data["trials"], list):
+            raise ValueError("'trials' must be a list")
+        trials: list[LandscapeTrial] = []
+        for i, raw in enumerate(data["trials"]):
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"trials[{i}]: expected a mapping")
+            try:
+                trials.append(LandscapeTrial.from_dict(raw))
+            except ValueError as exc:
+                raise ValueError(f"trials[{i}]: {exc}") from None
+        space_size = int(data.get("space_size") or len(trials))
+        return cls(
+            kernel=str(data["kernel"]),
+            shape=Shape(shape.get("name"), dict(shape["dims"])),
+            environment=dict(data.get("environment") or {}),
+            space_size=space_size,
+            trials=trials,
+        )
+
+    @classmethod
+    def from_records(
+        cls,
+        kernel: str,
+        shape: Shape,
+        environment: Mapping[str, Any],
+        space_size: int,
+        records: Iterable[Mapping[str, Any]],
+    ) -> Landscape:
+        """Build from stored trial rows (dicts with config, status, p50_us, ...), e.g. when
+        exporting a grid study from the database; `running` rows are left out."""
+        trials = [
+            LandscapeTrial.from_dict(
+                {
+                    k: (v.value if isinstance(v, TrialStatus) else v)
+                    for k, v in r.items()
+                    if k in ("config", "status", *_TRIAL_KEYS)
+                }
+            )
+            for r in records
+            if str(getattr(r.get("status"), "value", r.get("status"))) != TrialStatus.RUNNING.value
+        ]
+        return cls(kernel, shape, dict(environment), space_size, trials)
+
+
+def load_landscape(path: str | Path) -> Landscape:
+    """Read a landscape file; a missing or malformed file is one clear error line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LandscapeFileError(f"cannot read landscape {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LandscapeFileError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        return Landscape.from_dict(data)
+    except ValueError as exc:
+        raise LandscapeFileError(f"{path}: not a landscape: {exc}") from None
+
+
+def save_landscape(landscape: Landscape, path: str | Path) -> Path:
+    """Write a landscape file (one trial per line, so diffs of recorded data stay small)."""
+    path = Path(path)
+    data = landscape.to_dict()
+    trials = data.pop("trials")
+    head = json.dumps(data, sort_keys=True)
+    lines = [json.dumps(t, sort_keys=True, allow_nan=False) for t in trials]
+    body = "[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]"
+    text = head[:-1] + ', "trials": ' + body + "}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _optional_float(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} must be a number, got {value!r}") from None
+    if math.isnan(number):
+        return None
+    return number

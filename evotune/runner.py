@@ -1,0 +1,451 @@
+"""One search, end to end: study, ask, store as running, evaluate, store, tell; then the
+finalists' shoot-out and the published best. The CLI and the API call `run_search`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from evotune.plugin import load_plugin
+from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
+from evotune.search import Candidate, Observation, make_strategy
+from evotune.search.registry import default_settings
+from evotune.space import SearchSpace, Shape
+from evotune.storage import Database, Study, Trial, repository
+from evotune.worker.evaluator import Evaluator
+
+__all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
+
+
+@dataclass
+class SearchOptions:
+    """What the user asked for; the study stores it so a rerun can resume it."""
+
+    strategy: str = "evolution"
+    budget: int = 120
+    seed: int = 0
+    fresh: bool = False
+    replay: str | None = None
+    time_limit_s: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    finalists: int = 3
+    shootout_rounds: int = 5
+    # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
+    timeout_factor: float = 50_000.0
+    timeout_floor_s: float = 30.0
+
+
+@dataclass
+class SearchSummary:
+    study_id: int
+    resumed: bool
+    trials_run: int
+    total_trials: int
+    status_counts: dict[str, int]
+    best_config: Config | None
+    best_p50_us: float | None
+    best_shootout_p50_us: float | None
+    best_tflops: float | None
+    default_p50_us: float | None
+    interrupted_trials: int
+    state: str
+    wall_s: float = 0.0
+    worker_busy_s: float = 0.0
+
+    @property
+    def trials_per_min(self) -> float | None:
+        return self.trials_run / self.wall_s * 60 if self.wall_s > 0 and self.trials_run else None
+
+    @property
+    def worker_busy_share(self) -> float | None:
+        """Share of this run's wall time the workers spent compiling and running trials."""
+        return self.worker_busy_s / self.wall_s if self.wall_s > 0 and self.trials_run else None
+
+    @property
+    def speedup_over_default(self) -> float | None:
+        best = self.best_shootout_p50_us or self.best_p50_us
+        if best and self.default_p50_us:
+            return self.default_p50_us / best
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["speedup_over_default"] = self.speedup_over_default
+        data["trials_per_min"] = self.trials_per_min
+        data["worker_busy_share"] = self.worker_busy_share
+        return data
+
+
+class SearchObserver(Protocol):
+    """Progress hooks (the CLI shows them with rich); all optional to act on."""
+
+    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None: ...
+    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None: ...
+    def shootout_started(self, finalists: int) -> None: ...
+
+
+class _SilentObserver:
+    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
+        pass
+
+    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
+        pass
+
+    def shootout_started(self, finalists: int) -> None:
+        pass
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """Inputs of trial `number` are drawn from this seed (stored with the trial)."""
+    return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
+
+
+def _observation(trial: Trial) -> Observation:
+    return Observation(
+        config=dict(trial.config),
+        status=TrialStatus(trial.status),
+        p50_us=trial.p50_us,
+        generation=trial.generation,
+        parents=tuple(trial.parents),
+        operator=trial.operator,
+    )
+
+
+def run_search(
+    db: Database,
+    space: SearchSpace,
+    shape: Shape,
+    evaluator: Evaluator,
+    options: SearchOptions,
+    observer: SearchObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SearchSummary:
+    """Run (or resume) one study until its budget, time limit or the strategy's stop."""
+    observer = observer or _SilentObserver()
+    environment = evaluator.environment()
+    interpreted = bool(environment.get("interpreted"))
+    tolerance = space.tolerance(shape.dims).model_dump()
+
+    with db.session() as session:
+        kernel_row = repository.get_or_create_kernel(session, space.kernel)
+        shape_row = repository.get_or_create_shape(session, kernel_row, shape)
+        env_row = repository.get_or_create_environment(session, environment)
+        study = None
+        if not options.fresh:
+            study = repository.resumable_study(
+                session, kernel_row, shape_row, env_row, options.strategy, options.replay
+            )
+        resumed = study is not None
+        if study is None:
+            settings = {**default_settings(options.strategy), **options.settings}
+            study = Study(
+                kernel_id=kernel_row.id,
+                shape_id=shape_row.id,
+                environment_id=env_row.id,
+                strategy=options.strategy,
+                settings=settings,
+                seed=options.seed,
+                budget=options.budget,
+                interpreted=interpreted,
+                replay=options.replay,
+            )
+            session.add(study)
+            session.flush()
+        else:
+            study.budget = options.budget
+        study.state = "running"
+        interrupted = repository.mark_interrupted(session, study)
+        history = repository.study_trials(session, study)
+        seeds = _seed_configs(session, space, shape, env_row.id)
+        study_id, study_seed, settings = study.id, study.seed, dict(study.settings)
+        observer.started(study, resumed, len(history), options.budget)
+
+    strategy = make_strategy(options.strategy, space, shape.dims, study_seed, settings, seeds)
+    strategy.restore([_observation(t) for t in history])
+    measured = {t.config_hash for t in history}
+    number = len(history)
+    best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
+    batch_size = strategy.generation_size
+    started_at = time.monotonic()
+    trials_run = 0
+    busy_s = 0.0
+    state = "running"
+
+    try:
+        while True:
+            if number >= options.budget:
+                state = "finished"
+                break
+            if (
+                options.time_limit_s is not None
+                and time.monotonic() - started_at > options.time_limit_s
+            ):
+                state = "finished"
+                break
+            if strategy.should_stop():
+                state = "finished"
+                break
+            if should_stop():
+                state = "interrupted"
+                break
+            candidates = [
+                c
+                for c in strategy.ask(min(batch_size, options.budget - number))
+                if c.config_hash not in measured
+            ]
+            if not candidates:
+                state = "finished"
+                break
+            observations = []
+            for trial in _run_batch(
+                db,
+                study_id,
+                study_seed,
+                space,
+                shape,
+                evaluator,
+                candidates,
+                number,
+                tolerance,
+                best_p50,
+                options,
+            ):
+                trials_run += 1
+                busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
+                if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
+                    best_p50 = trial.p50_us
+                observer.trial_finished(trial, best_p50)
+                observations.append(_observation(trial))
+                measured.add(trial.config_hash)
+            number += len(candidates)
+            strategy.tell(observations)
+    except KeyboardInterrupt:
+        state = "interrupted"
+        _set_state(db, study_id, state)
+        raise
+
+    if state == "finished" and (trials_run > 0 or not _has_best(db, study_id)):
+        if options.replay is not None:
+            # A replay is a simulation: it picks its best but never publishes it as measured.
+            _mark_best_unpublished(db, study_id)
+        else:
+            observer.shootout_started(options.finalists)
+            _shootout_and_publish(db, study_id, space, shape, evaluator, options, tolerance)
+    _set_state(db, study_id, state)
+    summary = summarize(db, study_id, space, shape, resumed, trials_run, interrupted)
+    summary.wall_s = time.monotonic() - started_at
+    summary.worker_busy_s = busy_s
+    return summary
+
+
+def _run_batch(
+    db: Database,
+    study_id: int,
+    study_seed: int,
+    space: SearchSpace,
+    shape: Shape,
+    evaluator: Evaluator,
+    candidates: Sequence[Candidate],
+    first_number: int,
+    tolerance: dict[str, float],
+    best_p50: float | None,
+    options: SearchOptions,
+) -> list[Trial]:
+    """Store the batch as running (invalid ones as invalid), evaluate, store the results."""
+    requests: list[TrialRequest] = []
+    finished: list[Trial] = []
+    timeout = options.timeout_floor_s
+    if best_p50 is not None:
+        timeout = max(options.timeout_floor_s, best_p50 * 1e-6 * options.timeout_factor)
+    with db.session() as session:
+        study = repository.get_study(session, study_id)
+        for offset, cand in enumerate(candidates):
+            number = first_number + offset
+            trial = repository.add_running_trial(
+                session,
+                study,
+                number=number,
+                config=cand.config,
+                config_hash=cand.config_hash,
+                seed=trial_seed(study_seed, number),
+                generation=cand.generation,
+                parents=cand.parents,
+                operator=cand.operator,
+            )
+            problems = space.violations(cand.config, shape.dims)
+            if problems:
+                # Never compiled: a constraint already says it cannot work.
+                repository.finish_trial(
+                    session,
+                    trial,
+                    TrialResult(trial.id, TrialStatus.INVALID, error="; ".join(problems)),
+                )
+                finished.append(trial)
+                continue
+            requests.append(
+                TrialRequest(
+                    trial_id=trial.id,
+                    kernel=space.kernel,
+                    dims=dict(shape.dims),
+                    config=dict(cand.config),
+                    seed=trial.seed,
+                    tolerance=tolerance,
+                    timeout_s=timeout,
+                )
+            )
+    for result in evaluator.evaluate(requests):
+        with db.session() as session:
+            trial = session.get(Trial, result.trial_id)
+            assert trial is not None
+            repository.finish_trial(session, trial, result)
+        finished.append(trial)
+    return finished
+
+
+def _shootout_and_publish(
+    db: Database,
+    study_id: int,
+    space: SearchSpace,
+    shape: Shape,
+    evaluator: Evaluator,
+    options: SearchOptions,
+    tolerance: dict[str, float],
+) -> None:
+    """Re-measure the top few interleaved in one worker; publish the winner of that."""
+    with db.session() as session:
+        ok = repository.list_trials(session, study_id, status=TrialStatus.OK.value, limit=100_000)
+        finalists = sorted(ok, key=lambda t: t.p50_us or math.inf)[: max(1, options.finalists)]
+        # The default config joins the shoot-out so the speedup over it is measured alike.
+        default_hash = config_hash(space.default_config())
+        default = next((t for t in ok if t.config_hash == default_hash), None)
+        if default is not None and default not in finalists:
+            finalists.append(default)
+        requests = [
+            TrialRequest(t.id, space.kernel, dict(shape.dims), dict(t.config), t.seed, tolerance)
+            for t in finalists
+        ]
+    if not requests:
+        return
+    results = evaluator.shootout(requests, options.shootout_rounds) if len(requests) > 1 else []
+    flops = load_plugin(space.module).flops(shape.dims)
+    with db.session() as session:
+        study = repository.get_study(session, study_id)
+        scored: list[tuple[float, Trial, float | None]] = []
+        for request in requests:
+            trial = session.get(Trial, request.trial_id)
+            assert trial is not None and trial.p50_us is not None
+            scored.append((trial.p50_us, trial, None))
+        for result in results:
+            trial = session.get(Trial, result.trial_id)
+            if trial is not None and result.status is TrialStatus.OK and result.p50_us is not None:
+                trial.shootout_p50_us = result.p50_us
+        if results:
+            scored = [
+                (t.shootout_p50_us, t, t.shootout_p50_us)
+                for _, t, _ in scored
+                if t.shootout_p50_us is not None
+            ] or scored
+        _, winner, shootout_p50 = min(scored, key=lambda item: item[0])
+        study.best_trial_id = winner.id
+        study.shootout = [
+            {"trial_id": t.id, "p50_us": t.p50_us, "shootout_p50_us": t.shootout_p50_us}
+            for _, t, _ in scored
+        ]
+        ranked_p50 = shootout_p50 or winner.p50_us
+        assert ranked_p50 is not None
+        repository.publish_best(
+            session, study, winner, shootout_p50, flops / (ranked_p50 * 1e-6) / 1e12
+        )
+
+
+def _seed_configs(
+    session: Any, space: SearchSpace, shape: Shape, environment_id: int
+) -> list[Config]:
+    """The space default first, then the best configs of the nearest tuned shapes."""
+    seeds = [space.default_config()]
+    tuned = repository.best_configs_of_kernel(session, space.kernel, environment_id)
+
+    def distance(dims: dict[str, Any]) -> float:
+        total = 0.0
+        for key, value in shape.dims.items():
+            other = dims.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                total += 0.0 if other == value else 1.0
+            elif isinstance(other, int | float) and other > 0 and value > 0:
+                total += abs(math.log2(value / other))
+            else:
+                total += 1.0
+        return total
+
+    for row in sorted(tuned, key=lambda r: distance(r.shape.dims))[:3]:
+        if row.shape.key != shape.key and not space.violations(row.config, shape.dims):
+            seeds.append(dict(row.config))
+    unique = {config_hash(c): c for c in seeds}
+    return list(unique.values())
+
+
+def _mark_best_unpublished(db: Database, study_id: int) -> None:
+    with db.session() as session:
+        study = repository.get_study(session, study_id)
+        ok = repository.list_trials(session, study_id, status=TrialStatus.OK.value, limit=1_000_000)
+        if ok:
+            study.best_trial_id = min(ok, key=lambda t: t.p50_us or math.inf).id
+
+
+def _has_best(db: Database, study_id: int) -> bool:
+    with db.session() as session:
+        return repository.get_study(session, study_id).best_trial_id is not None
+
+
+def _set_state(db: Database, study_id: int, state: str) -> None:
+    with db.session() as session:
+        study = repository.get_study(session, study_id)
+        study.state = state
+        if state == "finished":
+            from evotune.storage.models import utcnow
+
+            study.finished_at = utcnow()
+
+
+def summarize(
+    db: Database,
+    study_id: int,
+    space: SearchSpace,
+    shape: Shape,
+    resumed: bool = False,
+    trials_run: int = 0,
+    interrupted: int = 0,
+) -> SearchSummary:
+    """A study's outcome: counts, best, speedup over the space's default config."""
+    default_hash = config_hash(space.default_config())
+    with db.session() as session:
+        study = repository.get_study(session, study_id)
+        trials = repository.study_trials(session, study)
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        best = session.get(Trial, study.best_trial_id) if study.best_trial_id else None
+        if best is None:
+            ok = [t for t in trials if t.p50_us is not None]
+            best = min(ok, key=lambda t: t.p50_us or math.inf) if ok else None
+        default = next((t for t in trials if t.config_hash == default_hash), None)
+        best_p50 = best.shootout_p50_us or best.p50_us if best else None
+        flops = load_plugin(space.module).flops(shape.dims) if best_p50 else 0.0
+        return SearchSummary(
+            study_id=study.id,
+            resumed=resumed,
+            trials_run=trials_run,
+            total_trials=len(trials),
+            status_counts=counts,
+            best_config=dict(best.config) if best else None,
+            best_p50_us=best.p50_us if best else None,
+            best_shootout_p50_us=best.shootout_p50_us if best else None,
+            best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 else None,
+            default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
+            interrupted_trials=interrupted,
+            state=study.state,
+        )

@@ -1,0 +1,207 @@
+"""Engine and session setup; the schema is brought to the newest Alembic revision on open.
+
+SQLite (the default, `./evotune.db`) runs in WAL mode with a busy timeout so the API can
+read while a search writes. Any other SQLAlchemy URL (PostgreSQL for several hosts) works.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from evotune.errors import DatabaseError
+
+__all__ = [
+    "Database",
+    "alembic_config",
+    "default_db_url",
+    "display_url",
+    "open_database",
+    "upgrade_schema",
+]
+
+DEFAULT_DB_URL = "sqlite:///evotune.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL advisory lock held while migrating: hosts opening a fresh shared database at
+# once take turns (any fixed 64-bit number; this one spells "evotune" in ASCII).
+MIGRATION_LOCK_KEY = 0x65766F74756E65
+
+
+def default_db_url() -> str:
+    """The database URL from $EVOTUNE_DB, else ./evotune.db."""
+    return os.environ.get("EVOTUNE_DB") or DEFAULT_DB_URL
+
+
+def normalize_url(url: str) -> str:
+    """Accept a bare file path as a SQLite database."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(Path(str(resources.files("migrations")))))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@lru_cache(maxsize=1)
+def _head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config(DEFAULT_DB_URL)).get_current_head()
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked: what error messages and logs may show."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _json_finite(value: Any) -> str:
+    """JSON for PostgreSQL, whose json type refuses NaN and Infinity: those become null."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value))
+
+
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    # timestamptz values come back in the session's time zone: UTC, as evotune writes them.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            f"cannot parse database URL {url!r}; use e.g. sqlite:///evotune.db"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        # A search holds its engine for hours; a server restart must not end it.
+        kwargs["pool_pre_ping"] = True
+        kwargs["json_serializer"] = _json_finite
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            "check_same_thread": False,
+        }
+        if parsed.database and parsed.database != ":memory:":
+            parent = Path(parsed.database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise DatabaseError(f"cannot open database {url!r}: folder {parent} does not exist")
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = ""
+        if parsed.get_backend_name() == "postgresql":
+            hint = (
+                "; for PostgreSQL install psycopg 3 (pip install 'evotune[postgres]')"
+                " and use postgresql+psycopg://"
+            )
+        raise DatabaseError(f"cannot open database {display_url(url)!r}: {exc}{hint}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgres_session)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Run Alembic migrations up to head on this engine (no-op when already there)."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held to the end of this transaction: the first host migrates, the others wait
+            # and then find the schema at head.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == _head_revision():
+            return
+        config = alembic_config(str(engine.url))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Database:
+    """An engine plus a session factory; the one handle storage functions take."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str | None = None, upgrade: bool = True) -> Database:
+    """Open (and by default migrate) the database; one clear error if it cannot be opened."""
+    url = normalize_url(url or default_db_url())
+    engine = _make_engine(url)
+    try:
+        if upgrade:
+            upgrade_schema(engine)
+        else:
+            with engine.connect():
+                pass
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        raise DatabaseError(f"cannot open database {display_url(url)!r}: {reason}") from None
+    return Database(engine)

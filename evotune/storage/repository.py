@@ -1,0 +1,413 @@
+"""Repository functions: the only place that builds queries. Callers pass a Session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from evotune.errors import StudyNotFoundError
+from evotune.fingerprint import fingerprint_hash
+from evotune.records import TrialResult, TrialStatus
+from evotune.space import Shape
+from evotune.storage.models import (
+    BestConfig,
+    Environment,
+    KernelRow,
+    ShapeRow,
+    Study,
+    Trial,
+    utcnow,
+)
+
+__all__ = [
+    "add_running_trial",
+    "best_config",
+    "best_configs_of_kernel",
+    "count_trials",
+    "fingerprint_hash",
+    "finish_trial",
+    "get_or_create_environment",
+    "get_or_create_kernel",
+    "get_or_create_shape",
+    "get_study",
+    "list_studies",
+    "list_trials",
+    "mark_interrupted",
+    "publish_best",
+    "resumable_study",
+    "study_trials",
+]
+
+INTERRUPTED_ERROR = "the search process stopped while this trial was in flight"
+
+_Row = TypeVar("_Row")
+
+
+def _insert_or_fetch(session: Session, row: _Row, fetch: Callable[[], _Row | None]) -> _Row:
+    """Insert `row`; if another writer inserted the same unique key first, return theirs.
+
+    Several hosts sharing a PostgreSQL database may create the same kernel, shape or
+    environment at once. The insert runs in a savepoint so that losing the race costs
+    only that statement, not the caller's transaction. (SQLite has one writer at a time
+    and pysqlite's savepoints are unreliable, so it inserts plainly.)
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.add(row)
+        session.flush()
+        return row
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = fetch()
+        if existing is None:
+            raise
+        return existing
+    return row
+
+
+def get_or_create_kernel(session: Session, name: str) -> KernelRow:
+    query = select(KernelRow).where(KernelRow.name == name)
+    row = session.scalar(query)
+    if row is None:
+        row = _insert_or_fetch(session, KernelRow(name=name), lambda: session.scalar(query))
+    return row
+
+
+def get_or_create_shape(session: Session, kernel: KernelRow, shape: Shape) -> ShapeRow:
+    query = select(ShapeRow).where(ShapeRow.kernel_id == kernel.id, ShapeRow.key == shape.key)
+    row = session.scalar(query)
+    if row is None:
+        new = ShapeRow(kernel_id=kernel.id, name=shape.name, key=shape.key, dims=dict(shape.dims))
+        row = _insert_or_fetch(session, new, lambda: session.scalar(query))
+    elif row.name is None and shape.name is not None:
+        row.name = shape.name
+    return row
+
+
+def get_or_create_environment(session: Session, environment: dict[str, Any]) -> Environment:
+    digest = fingerprint_hash(environment)
+    query = select(Environment).where(Environment.fingerprint_hash == digest)
+    row = session.scalar(query)
+    if row is None:
+        new = Environment(
+            fingerprint_hash=digest,
+            gpu=str(environment.get("gpu") or "unknown"),
+            driver=_opt_str(environment.get("driver")),
+            cuda=_opt_str(environment.get("cuda")),
+            torch=str(environment.get("torch") or "unknown"),
+            triton=str(environment.get("triton") or "unknown"),
+            kernel_source_hash=str(environment.get("kernel_source_hash") or "unknown"),
+            interpreted=bool(environment.get("interpreted")),
+            data=dict(environment),
+        )
+        row = _insert_or_fetch(session, new, lambda: session.scalar(query))
+    return row
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def resumable_study(
+    session: Session,
+    kernel: KernelRow,
+    shape: ShapeRow,
+    environment: Environment,
+    strategy: str,
+    replay: str | None,
+) -> Study | None:
+    """The newest study of the same search, if any: a rerun continues it."""
+    query = (
+        select(Study)
+        .where(
+            Study.kernel_id == kernel.id,
+            Study.shape_id == shape.id,
+            Study.environment_id == environment.id,
+            Study.strategy == strategy,
+            Study.replay.is_(None) if replay is None else Study.replay == replay,
+        )
+        .order_by(Study.id.desc())
+    )
+    return session.scalars(query).first()
+
+
+def get_study(session: Session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StudyNotFoundError(f"no study with id {study_id}; `evotune studies` lists them")
+    return study
+
+
+def list_studies(
+    session: Session, kernel: str | None = None, limit: int = 100, offset: int = 0
+) -> list[Study]:
+    query = select(Study).order_by(Study.id.desc()).limit(limit).offset(offset)
+    if kernel is not None:
+        query = query.join(KernelRow).where(KernelRow.name == kernel)
+    return list(session.scalars(query))
+
+
+def study_trials(session: Session, study: Study) -> list[Trial]:
+    return list(
+        session.scalars(select(Trial).where(Trial.study_id == study.id).order_by(Trial.number))
+    )
+
+
+def list_trials(
+    session: Session,
+    study_id: int,
+    status: str | None = None,
+    generation: int | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[Trial]:
+    query = select(Trial).where(Trial.study_id == study_id)
+    if status is not None:
+        query = query.where(Trial.status == status)
+    if generation is not None:
+        query = query.where(Trial.generation == generation)
+    return list(session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)))
+
+
+def count_trials(session: Session, study_id: int, status: str | None = None) -> int:
+    query = select(func.count()).select_from(Trial).where(Trial.study_id == study_id)
+    if status is not None:
+        query = query.where(Trial.status == status)
+    return int(session.scalar(query) or 0)
+
+
+def mark_interrupted(session: Session, study: Study) -> int:
+    """Trials left `running` by a dead search become `crashed`; returns how many."""
+    stale = session.scalars(
+        select(Trial).where(Trial.study_id == study.id, Trial.status == TrialStatus.RUNNING.value)
+    ).all()
+    for trial in stale:
+        trial.status = TrialStatus.CRASHED.value
+        trial.error = INTERRUPTED_ERROR
+        trial.finished_at = utcnow()
+    return len(stale)
+
+
+def add_running_trial(
+    session: Session,
+    study: Study,
+    number: int,
+    config: dict[str, Any],
+    config_hash: str,
+    seed: int,
+    generation: int,
+    parents: Sequence[str],
+    operator: str,
+) -> Trial:
+    """Store a trial as `running` before dispatch, so a death is pinned on it."""
+    trial = Trial(
+        study_id=study.id,
+        number=number,
+        config=dict(config),
+        config_hash=config_hash,
+        status=TrialStatus.RUNNING.value,
+        samples_us=[],
+        parents=list(parents),
+        generation=generation,
+        operator=operator,
+        seed=seed,
+    )
+    session.add(trial)
+    session.flush()
+    return trial
+
+
+def finish_trial(session: Session, trial: Trial, result: TrialResult) -> None:
+    ok = result.status is TrialStatus.OK
+    trial.status = result.status.value
+    trial.p50_us = result.p50_us if ok else None
+    trial.p20_us = result.p20_us if ok else None
+    trial.p80_us = result.p80_us if ok else None
+    trial.n_runs = result.n_runs
+    trial.samples_us = list(result.samples_us)
+    trial.max_error = result.max_error
+    trial.compile_s = result.compile_s
+    trial.run_s = result.run_s
+    # PostgreSQL's text refuses NUL bytes, which a dead worker's stderr may hold.
+    trial.error = None if result.error is None else result.error.replace("\x00", "\\x00")
+    trial.finished_at = utcnow()
+
+
+def publish_best(
+    session: Session,
+    study: Study,
+    trial: Trial,
+    shootout_p50_us: float | None,
+    tflops: float | None,
+) -> BestConfig:
+    """Make a trial the served best of its (kernel, shape, environment)."""
+    row = session.scalar(
+        select(BestConfig).where(
+            BestConfig.kernel_id == study.kernel_id,
+            BestConfig.shape_id == study.shape_id,
+            BestConfig.environment_id == study.environment_id,
+        )
+    )
+    if row is None:
+        row = BestConfig(
+            kernel_id=study.kernel_id, shape_id=study.shape_id, environment_id=study.environment_id
+        )
+        session.add(row)
+    assert trial.p50_us is not None
+    row.study_id = study.id
+    row.trial_id = trial.id
+    row.config = dict(trial.config)
+    row.p50_us = trial.p50_us
+    row.shootout_p50_us = shootout_p50_us
+    row.tflops = tflops
+    row.max_error = trial.max_error
+    row.measured_at = utcnow()
+    session.flush()
+    return row
+
+
+def best_config(
+    session: Session,
+    kernel: str,
+    shape_key: str,
+    fingerprint: str | None = None,
+    gpu: str | None = None,
+    include_interpreted: bool = False,
+) -> BestConfig | None:
+    """The served best for a shape: for one fingerprint, else the fastest on that GPU kind."""
+    query = (
+        select(BestConfig)
+        .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
+        .join(ShapeRow, BestConfig.shape_id == ShapeRow.id)
+        .join(Environment, BestConfig.environment_id == Environment.id)
+        .where(KernelRow.name == kernel, ShapeRow.key == shape_key)
+    )
+    if fingerprint is not None:
+        query = query.where(Environment.fingerprint_hash == fingerprint)
+    if gpu is not None:
+        query = query.where(Environment.gpu == gpu)
+    if not include_interpreted:
+        query = query.where(Environment.interpreted.is_(False))
+    ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)
+    return session.scalars(query.order_by(BestConfig.measured_at.desc(), ranked)).first()
+
+
+def best_configs_of_kernel(session: Session, kernel: str, environment_id: int) -> list[BestConfig]:
+    """Every published best of a kernel in one environment (seeds for nearby shapes)."""
+    query = (
+        select(BestConfig)
+        .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
+        .where(KernelRow.name == kernel, BestConfig.environment_id == environment_id)
+    )
+    return list(session.scalars(query))
+
+
+# --- read-only queries for the REST service and dashboard (evotune/api) ---------------------
+
+
+def count_studies(session: Session, kernel: str | None = None) -> int:
+    """How many studies exist (of one kernel); the total of a paginated study list."""
+    query = select(func.count()).select_from(Study)
+    if kernel is not None:
+        query = query.join(KernelRow, Study.kernel_id == KernelRow.id).where(
+            KernelRow.name == kernel
+        )
+    return int(session.scalar(query) or 0)
+
+
+def trial_stats(
+    session: Session, study_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, int], float | None]]:
+    """Per study: trial counts by status and the best `ok` p50, in one grouped query."""
+    out: dict[int, tuple[dict[str, int], float | None]] = {i: ({}, None) for i in study_ids}
+    if not study_ids:
+        return out
+    query = (
+        select(Trial.study_id, Trial.status, func.count(), func.min(Trial.p50_us))
+        .where(Trial.study_id.in_(list(study_ids)))
+        .group_by(Trial.study_id, Trial.status)
+    )
+    for study_id, status, count, best in session.execute(query):
+        counts, best_p50 = out[study_id]
+        counts[status] = int(count)
+        if status == TrialStatus.OK.value and best is not None:
+            best_p50 = float(best) if best_p50 is None else min(best_p50, float(best))
+        out[study_id] = (counts, best_p50)
+    return out
+
+
+def count_trials_matching(
+    session: Session, study_id: int, status: str | None = None, generation: int | None = None
+) -> int:
+    """The total behind `list_trials` with the same filters (for pagination)."""
+    query = select(func.count()).select_from(Trial).where(Trial.study_id == study_id)
+    if status is not None:
+        query = query.where(Trial.status == status)
+    if generation is not None:
+        query = query.where(Trial.generation == generation)
+    return int(session.scalar(query) or 0)
+
+
+def fastest_trial(session: Session, study_id: int) -> Trial | None:
+    """The `ok` trial of a study with the lowest p50 (ties: the earlier trial)."""
+    query = (
+        select(Trial)
+        .where(
+            Trial.study_id == study_id,
+            Trial.status == TrialStatus.OK.value,
+            Trial.p50_us.is_not(None),
+        )
+        .order_by(Trial.p50_us, Trial.number)
+    )
+    return session.scalars(query.limit(1)).first()
+
+
+def published_best_of_study(session: Session, study_id: int) -> BestConfig | None:
+    """The served best config that this study published, if any."""
+    query = select(BestConfig).where(BestConfig.study_id == study_id)
+    return session.scalars(query.order_by(BestConfig.measured_at.desc()).limit(1)).first()
+
+
+def shapes_in_database(session: Session, kernel: str | None = None) -> list[ShapeRow]:
+    """Every shape the database knows (named or ad hoc), optionally of one kernel."""
+    query = select(ShapeRow).join(KernelRow, ShapeRow.kernel_id == KernelRow.id)
+    if kernel is not None:
+        query = query.where(KernelRow.name == kernel)
+    return list(session.scalars(query.order_by(ShapeRow.id)))
+
+
+def tuned_gpus_by_shape(
+    session: Session, kernel: str | None = None
+) -> dict[tuple[str, str], list[str]]:
+    """(kernel, shape key) -> GPU names with a published, GPU-measured best config."""
+    query = (
+        select(KernelRow.name, ShapeRow.key, Environment.gpu)
+        .select_from(BestConfig)
+        .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
+        .join(ShapeRow, BestConfig.shape_id == ShapeRow.id)
+        .join(Environment, BestConfig.environment_id == Environment.id)
+        .where(Environment.interpreted.is_(False))
+        .distinct()
+    )
+    if kernel is not None:
+        query = query.where(KernelRow.name == kernel)
+    out: dict[tuple[str, str], list[str]] = {}
+    for kernel_name, key, gpu in session.execute(query):
+        out.setdefault((kernel_name, key), []).append(gpu)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+__all__ += [
+    "count_studies",
+    "count_trials_matching",
+    "fastest_trial",
+    "published_best_of_study",
+    "shapes_in_database",
+    "trial_stats",
+    "tuned_gpus_by_shape",
+]

@@ -1,0 +1,504 @@
+"""Trials across a Ray cluster: one actor per GPU, each hosting a local `WorkerPool`.
+
+`RayEvaluator` implements the `Evaluator` protocol (evotune/worker/evaluator.py) for
+`evotune search --ray ADDRESS`. Each actor runs a `WorkerPool` on its own host, so kernels
+compile there and a crashing config still only kills that actor's isolated worker process
+(the pool marks the trial and replaces the worker). Requests go one at a time to idle
+actors; results come back to the driver, which stays the only database writer. An actor
+or host lost mid-trial makes that trial `crashed` with the reason; the actor is replaced
+where the cluster still has room, and the search goes on with the others.
+
+`ray` is an optional dependency (`pip install 'evotune[ray]'`), imported only here and
+only when a `RayEvaluator` is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from evotune.errors import NoGpuError, UserError, WorkerError
+from evotune.fingerprint import fingerprint_hash
+from evotune.records import TrialRequest, TrialResult, TrialStatus
+
+__all__ = ["RayEvaluator", "import_ray"]
+
+# Slack on top of the pool's own limits before the driver gives up on a silent actor: the
+# pool answers every trial itself (timeouts included), so only a wedged actor or an
+# unreachable host that Ray has not yet declared dead runs into this.
+_WATCHDOG_SLACK_S = 60.0
+# The pool's own defaults (evotune/worker/pool.py): a worker start and a compile.
+_POOL_START_S = 180.0
+_POOL_COMPILE_S = 120.0
+# Replacements a slot may need in a row before the driver stops trying it.
+_MAX_REPLACEMENTS = 3
+# What an actor streams back when it begins a trial, before the result.
+_STARTED = "started"
+
+
+def import_ray() -> ModuleType:
+    """The `ray` module, or one clear line saying how to get it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--ray needs the Ray package on this host and on every node of the cluster: "
+            "pip install 'evotune[ray]'"
+        ) from None
+    return ray
+
+
+class _PoolHost:
+    """What runs inside each Ray actor: a local WorkerPool on the actor's host and GPU."""
+
+    def __init__(self, kernel_module: str, interpreted: bool, compile_workers: int | None) -> None:
+        from evotune.worker.pool import WorkerPool
+
+        self.host = socket.gethostname()
+        gpus = None if interpreted else [_assigned_gpu()]
+        self.pool = WorkerPool(
+            kernel_module, interpreted=interpreted, gpus=gpus, compile_workers=compile_workers
+        )
+
+    def ready(self) -> tuple[str, dict[str, Any]]:
+        """The host name and the fingerprint of this actor's device (sent once started)."""
+        return self.host, self.pool.environment()
+
+    def evaluate_one(self, request: TrialRequest) -> Iterator[str | TrialResult]:
+        """Streamed (num_returns="streaming"): first _STARTED, then the trial's result."""
+        yield _STARTED
+        results = list(self.pool.evaluate([request]))
+        if len(results) != 1:
+            raise WorkerError(f"the pool answered {len(results)} results for one request")
+        yield results[0]
+
+    def shootout(self, requests: list[TrialRequest], rounds: int) -> list[TrialResult]:
+        return self.pool.shootout(requests, rounds)
+
+    def pids(self) -> tuple[int, list[int | None]]:
+        """This actor's process id and its pool's worker process ids (tests use them)."""
+        return os.getpid(), self.pool.worker_pids
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _assigned_gpu() -> int:
+    """The GPU Ray gave this actor, as the index the pool puts in CUDA_VISIBLE_DEVICES.
+
+    The pool sets its worker's CUDA_VISIBLE_DEVICES to the index it is given, so it must get
+    the one Ray chose (Ray has already narrowed this process to it), not 0.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    visible = [v.strip() for v in visible if v.strip()]
+    if len(visible) != 1:
+        raise NoGpuError(f"this Ray actor was given GPUs {visible or 'none'}; it needs exactly one")
+    try:
+        return int(visible[0])
+    except ValueError:
+        raise WorkerError(
+            f"Ray gave this actor GPU {visible[0]!r}, not an index; the worker pool needs "
+            "GPU indices (MIG and UUID-named devices are not supported)"
+        ) from None
+
+
+@dataclass
+class _Slot:
+    """One actor, and what it is doing."""
+
+    index: int
+    actor: Any = None
+    state: str = "down"  # down | starting | idle | busy | dead
+    ready_ref: Any = None
+    start_deadline: float = 0.0
+    ref: Any = None
+    request: TrialRequest | None = None
+    deadline: float = 0.0
+    started: bool = False
+    budget_s: float = 0.0
+    host: str = "?"
+    env: dict[str, Any] = field(default_factory=dict)
+    replacements: int = 0
+
+
+class RayEvaluator:
+    """Measure trials on Ray actors, one per GPU of the cluster; see the module docstring.
+
+    `address` is what `ray.init` takes ("auto" for the cluster this host belongs to,
+    "ray://head:10001" through Ray Client, None to start a local Ray); when Ray is already
+    initialized in this process, that connection is used and left open on close().
+    `num_workers`: GPU actors (default: every GPU of the cluster) or, with `interpreted`,
+    CPU-only interpreter actors (default 1). A cluster whose actors report different
+    fingerprints (GPU, driver, CUDA, torch, Triton, kernel source) is refused, as the local
+    pool refuses mixed GPUs: one study is measured on one kind of environment.
+    """
+
+    def __init__(
+        self,
+        kernel_module: str,
+        interpreted: bool,
+        address: str | None,
+        num_workers: int | None = None,
+        *,
+        compile_workers: int | None = None,
+        start_timeout_s: float = 300.0,
+    ) -> None:
+        self._ray = import_ray()
+        self.kernel_module = kernel_module
+        self.interpreted = bool(interpreted)
+        self.compile_workers = compile_workers
+        self.start_timeout_s = start_timeout_s
+        self._started_ray = False
+        self._closed = False
+        self._running = False
+        self._env: dict[str, Any] = {}
+        self._slots: list[_Slot] = []
+        try:
+            self._connect(address)
+            count = self._actor_count(num_workers)
+            self._actor_class = self._ray.remote(**self._actor_options())(_PoolHost)
+            self._slots = [_Slot(i) for i in range(count)]
+            for slot in self._slots:
+                self._start(slot)
+            self._wait_started()
+            self._env = self._check_envs()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- Evaluator --------------------------------------------------------------------------
+
+    def environment(self) -> dict[str, Any]:
+        """The fingerprint every actor reported (they are checked to agree)."""
+        return dict(self._env)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Host names of the live actors, one entry per actor."""
+        return [s.host for s in self._slots if s.state in ("idle", "busy")]
+
+    @property
+    def actors(self) -> list[Any]:
+        """The actor handles, one per slot (None for a slot given up on); tests kill them."""
+        return [s.actor if s.state != "dead" else None for s in self._slots]
+
+    def running(self) -> dict[int, str]:
+        """Trial id -> host, for the trials an actor has begun and not yet answered."""
+        return {
+            s.request.trial_id: s.host
+            for s in list(self._slots)
+            if s.state == "busy" and s.started and s.request is not None
+        }
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
+        """Send each request to an idle actor; yield results as they finish."""
+        if self._closed:
+            raise WorkerError("the Ray evaluator is closed")
+        if self._running:
+            raise WorkerError("evaluate() is already running on this evaluator")
+        self._running = True
+        ray = self._ray
+        queue: deque[TrialRequest] = deque(requests)
+        remaining = len(queue)
+        try:
+            while remaining:
+                for slot in self._slots:
+                    if slot.state == "idle" and queue:
+                        self._dispatch(slot, queue.popleft())
+                if not any(s.state in ("starting", "idle", "busy") for s in self._slots):
+                    raise WorkerError(
+                        f"every Ray actor is lost and none could be replaced; "
+                        f"{remaining} trial(s) were not measured"
+                    )
+                refs = [s.ref for s in self._slots if s.state == "busy"]
+                refs += [s.ready_ref for s in self._slots if s.state == "starting"]
+                timeout = max(0.0, min(1.0, self._next_deadline() - time.monotonic()))
+                if refs:
+                    ray.wait(refs, num_returns=1, timeout=timeout)
+                else:
+                    time.sleep(timeout)
+                for slot in self._slots:
+                    if slot.state == "starting":
+                        self._poll_start(slot)
+                    elif slot.state == "busy":
+                        result = self._poll_trial(slot, queue)
+                        if result is not None:
+                            remaining -= 1
+                            yield result
+        finally:
+            self._running = False
+            if remaining:  # abandoned mid-way: no stale answer may reach the next call
+                for slot in self._slots:
+                    if slot.state == "busy":
+                        self._replace(slot)
+
+    def shootout(self, requests: Sequence[TrialRequest], rounds: int = 5) -> list[TrialResult]:
+        """Re-measure the finalists interleaved in one process: all on one actor's pool."""
+        if not requests:
+            return []
+        if self._running:
+            raise WorkerError("shootout() cannot run while evaluate() is running")
+        self._wait_started()
+        slot = next((s for s in self._slots if s.state == "idle"), None)
+        if slot is None:
+            raise WorkerError("no Ray actor is left to run the shoot-out")
+        ray = self._ray
+        budget = (
+            sum(_POOL_COMPILE_S + r.timeout_s * (max(1, rounds) + 1) for r in requests)
+            + _POOL_START_S
+            + _WATCHDOG_SLACK_S
+        )
+        ref = slot.actor.shootout.remote(list(requests), int(rounds))
+        try:
+            results: list[TrialResult] = ray.get(ref, timeout=budget)
+            return results
+        except ray.exceptions.GetTimeoutError:
+            why = f"Ray actor on {slot.host} gave no answer to the shoot-out within {budget:.0f} s"
+        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+            why = f"Ray actor on {slot.host} was lost during the shoot-out: {_first_line(exc)}"
+        except ray.exceptions.RayTaskError as exc:
+            raise WorkerError(f"the shoot-out failed on {slot.host}: {_first_line(exc)}") from None
+        self._replace(slot)
+        return [TrialResult(r.trial_id, TrialStatus.CRASHED, error=why) for r in requests]
+
+    def close(self) -> None:
+        """Stop the pools, kill the actors; shut Ray down if this evaluator started it."""
+        if self._closed:
+            return
+        self._closed = True
+        ray = self._ray
+        idle = [s for s in self._slots if s.state == "idle"]
+        if idle:  # politely first, so that the pools reap their workers
+            refs = [s.actor.close.remote() for s in idle]
+            ray.wait(refs, num_returns=len(refs), timeout=10.0)
+        for slot in self._slots:
+            self._kill(slot)
+            slot.state = "dead"
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+
+    def __enter__(self) -> RayEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def _connect(self, address: str | None) -> None:
+        ray = self._ray
+        if ray.is_initialized():
+            return
+        try:
+            # Actor logs would interleave with the CLI's progress display; trial errors
+            # come back in the results.
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"cannot connect to Ray at {address!r}: {_first_line(exc)}") from None
+        self._started_ray = True
+
+    def _actor_count(self, requested: int | None) -> int:
+        resources = self._ray.cluster_resources()
+        if requested is not None and requested < 1:
+            raise UserError(f"the number of Ray workers must be at least 1, not {requested}")
+        if self.interpreted:
+            cpus = int(resources.get("CPU", 0))
+            count = requested or 1
+            if count > cpus:
+                raise UserError(
+                    f"{count} interpreter actors need {count} CPUs; the cluster has {cpus}"
+                )
+            return count
+        gpus = int(resources.get("GPU", 0))
+        if gpus == 0:
+            raise NoGpuError(
+                "the Ray cluster has no GPUs; use --interpret for CPU-only interpreter actors"
+            )
+        count = requested or gpus
+        if count > gpus:
+            raise UserError(f"{count} GPU actors asked for; the Ray cluster has {gpus} GPUs")
+        return count
+
+    def _actor_options(self) -> dict[str, Any]:
+        # We replace lost actors ourselves (and mark their trial), so Ray must not retry.
+        options: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
+        if self.interpreted:
+            options.update(num_cpus=1, num_gpus=0)
+        else:
+            options.update(num_cpus=1, num_gpus=1)
+        return options
+
+    def _start(self, slot: _Slot) -> None:
+        slot.actor = self._actor_class.remote(
+            self.kernel_module, self.interpreted, self.compile_workers
+        )
+        slot.ready_ref = slot.actor.ready.remote()
+        slot.state = "starting"
+        slot.start_deadline = time.monotonic() + self.start_timeout_s
+        slot.ref, slot.request = None, None
+
+    def _wait_started(self) -> None:
+        """Block until no actor is starting (each either runs or has failed)."""
+        ray = self._ray
+        while any(s.state == "starting" for s in self._slots):
+            refs = [s.ready_ref for s in self._slots if s.state == "starting"]
+            ray.wait(refs, num_returns=len(refs), timeout=1.0)
+            for slot in self._slots:
+                if slot.state == "starting":
+                    self._poll_start(slot, strict=not self._env)
+
+    def _poll_start(self, slot: _Slot, strict: bool = False) -> None:
+        """Check a starting actor. At construction (`strict`) failures raise; later, a
+        replacement that fails leaves its slot dead and the search goes on."""
+        ray = self._ray
+        ready, _ = ray.wait([slot.ready_ref], timeout=0)
+        if not ready:
+            if time.monotonic() < slot.start_deadline:
+                return
+            why = (
+                f"a Ray actor did not start within {self.start_timeout_s:.0f} s (the cluster "
+                f"may lack a free {'CPU' if self.interpreted else 'GPU'})"
+            )
+            self._kill(slot)
+            if strict:
+                raise WorkerError(why)
+            slot.state = "dead"
+            return
+        try:
+            host, env = ray.get(slot.ready_ref)
+        except ray.exceptions.RayError as exc:
+            self._kill(slot)
+            if strict:
+                raise _start_error(exc) from None
+            slot.replacements += 1
+            if slot.replacements < _MAX_REPLACEMENTS:
+                self._start(slot)
+            else:
+                slot.state = "dead"
+            return
+        slot.host, slot.env, slot.ready_ref = host, env, None
+        if self._env and fingerprint_hash(env) != fingerprint_hash(self._env):
+            # A replacement landed on another kind of host: its numbers would not compare.
+            self._kill(slot)
+            slot.state = "dead"
+            return
+        slot.state = "idle"
+
+    def _check_envs(self) -> dict[str, Any]:
+        envs = [(s.host, s.env) for s in self._slots]
+        if len({fingerprint_hash(env) for _, env in envs}) > 1:
+            kinds = sorted({f"{host}: {env.get('gpu')} (torch {env.get('torch')}, "
+                            f"triton {env.get('triton')}, kernel {env.get('kernel_source_hash')})"
+                            for host, env in envs})  # fmt: skip
+            raise WorkerError(
+                "the Ray actors' environments differ (" + "; ".join(kinds) + "); run one "
+                "search per kind of host (Ray custom resources can pin actors to one kind)"
+            )
+        return dict(envs[0][1])
+
+    # --- trials -----------------------------------------------------------------------------
+
+    def _dispatch(self, slot: _Slot, request: TrialRequest) -> None:
+        # Streamed: the actor first says it has started, so that a death before that (an
+        # actor that died while idle) puts the request back instead of failing it.
+        method = slot.actor.evaluate_one.options(num_returns="streaming")
+        slot.ref = method.remote(request)
+        slot.request, slot.started = request, False
+        slot.state = "busy"
+        compile_s = request.compile_timeout_s or _POOL_COMPILE_S
+        slot.budget_s = _POOL_START_S + compile_s + request.timeout_s + _WATCHDOG_SLACK_S
+        slot.deadline = time.monotonic() + slot.budget_s
+
+    def _poll_trial(self, slot: _Slot, queue: deque[TrialRequest]) -> TrialResult | None:
+        """The result of a busy actor's trial if it has one (or it is lost), else None. A
+        request its actor never started goes back to the front of `queue`."""
+        ray = self._ray
+        request = slot.request
+        assert request is not None
+        while True:
+            ready, _ = ray.wait([slot.ref], timeout=0)
+            if not ready:
+                break
+            started = slot.started
+            try:
+                item = ray.get(next(slot.ref))
+            except StopIteration:
+                raise WorkerError(
+                    f"the Ray actor on {slot.host} ended a trial without a result"
+                ) from None
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                self._replace(slot)
+                if not started:
+                    queue.appendleft(request)
+                    return None
+                return TrialResult(
+                    request.trial_id,
+                    TrialStatus.CRASHED,
+                    error=f"Ray actor on {slot.host} was lost during this trial "
+                    f"({_first_line(exc)}); replaced",
+                )
+            except ray.exceptions.RayTaskError as exc:
+                # The pool itself failed on that host (not the trial: trials fail as data).
+                raise WorkerError(
+                    f"the worker pool on {slot.host} failed: {_first_line(exc)}"
+                ) from None
+            if item == _STARTED:
+                slot.started = True
+                continue
+            slot.state, slot.ref, slot.request = "idle", None, None
+            slot.replacements = 0
+            result: TrialResult = item
+            return result
+        if time.monotonic() < slot.deadline:
+            return None
+        why = (
+            f"Ray actor on {slot.host} gave no answer within {slot.budget_s:.0f} s; "
+            "killed and replaced"
+        )
+        self._replace(slot)
+        return TrialResult(request.trial_id, TrialStatus.CRASHED, error=why)
+
+    def _replace(self, slot: _Slot) -> None:
+        self._kill(slot)
+        slot.replacements += 1
+        if slot.replacements > _MAX_REPLACEMENTS:
+            slot.state = "dead"
+            return
+        self._start(slot)
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot.actor is not None:
+            # It may be gone already, or Ray shutting down: either way it is no more.
+            with contextlib.suppress(Exception):
+                self._ray.kill(slot.actor, no_restart=True)
+        slot.actor, slot.ref, slot.request, slot.ready_ref = None, None, None, None
+        slot.state = "down"
+
+    def _next_deadline(self) -> float:
+        times = [s.deadline for s in self._slots if s.state == "busy"]
+        times += [s.start_deadline for s in self._slots if s.state == "starting"]
+        return min(times, default=time.monotonic() + 1.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line on why: the remote exception itself where Ray wraps one."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _start_error(exc: BaseException) -> Exception:
+    """The error an actor's start raised, as evotune's own (a user error stays one)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, UserError):
+        return type(cause)(str(cause))
+    return WorkerError(f"a Ray actor could not start its worker pool: {_first_line(exc)}")

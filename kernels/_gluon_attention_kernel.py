@@ -1,0 +1,1075 @@
+# mypy: allow-untyped-defs
+# (Device code: Gluon reads parameter annotations as constexpr/type markers, so the @gluon.jit
+# functions carry only gl.constexpr annotations.)
+"""Gluon (Hopper, sm_90a) FlashAttention forward: a TMA producer and wgmma consumer warpgroups.
+
+Device code only; the launcher and the support checks live in `kernels/attention_gluon.py`.
+
+Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
+- consumer warpgroup 0 is the default partition (4 warps); with CONSUMER_WGS == 2 a second
+  consumer warpgroup is a worker partition. Each consumer owns BM_WG = BLOCK_M / CONSUMER_WGS
+  query rows and runs QK^T and PV on wgmma with the online softmax in registers.
+- the producer is a worker partition of PRODUCER_WARPS warps that issues TMA loads of Q and of
+  K/V tiles into a ring of KV_STAGES shared-memory stages, synchronised by mbarriers
+  (ready: TMA bytes landed; empty: every consumer finished reading the stage).
+- PRODUCER_WARPS == 0 turns warp specialisation off: the single consumer issues its own loads.
+
+Inside a consumer the KV loop is software-pipelined as in FlashAttention-3: QK^T of block j and
+PV of block j-1 are issued together, and the softmax of block j runs while PV(j-1) is still on the
+tensor cores. With CONSUMER_WGS == 2 the two consumers take turns to issue their wgmmas
+(ping-pong, two mbarriers), so one warpgroup's softmax overlaps the other's matrix work.
+"""
+
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+
+# 2^f on f in [-0.5, 0.5], degree-3 fit of the relative error (max 7.5e-5, below fp16 rounding).
+# Used by FAST_EXP == 2 for one element in four, so that part of the exponentials run on the
+# FMA pipes instead of the MUFU unit. Clamping at -125 keeps the exponent field positive.
+_POLY_EXP2_ASM = gl.constexpr("""
+{
+.reg .f32 t<4>, r, f, p;
+.reg .b32 jb, pb;
+ex2.approx.ftz.f32 $0, $4;
+ex2.approx.ftz.f32 $1, $5;
+ex2.approx.ftz.f32 $2, $6;
+max.ftz.f32 t0, $7, 0fC2FA0000;
+add.rn.ftz.f32 r, t0, 0f4B400000;
+sub.rn.ftz.f32 f, r, 0f4B400000;
+sub.rn.ftz.f32 f, t0, f;
+fma.rn.ftz.f32 p, f, 0f3D61FB8B, 0f3E786F0D;
+fma.rn.ftz.f32 p, p, f, 0f3F31798E;
+fma.rn.ftz.f32 p, p, f, 0f3F7FFB49;
+mov.b32 jb, r;
+shl.b32 jb, jb, 23;
+mov.b32 pb, p;
+add.s32 pb, pb, jb;
+mov.b32 $3, pb;
+}
+""")
+
+
+@gluon.constexpr_function
+def _mma_layout(n: int) -> gl.NVMMADistributedLayout:
+    """Accumulator layout of one warpgroup's wgmma with instruction N = n."""
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, n, 16])
+
+
+@gluon.jit
+def _tile_coords(tile, n_m, BH):
+    # Heaviest causal tiles (last query blocks) first, all heads of one query block together.
+    m_block = n_m - 1 - tile // BH
+    bh = tile % BH
+    return m_block, bh
+
+
+@gluon.jit
+def _kv_blocks(m_block, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
+    if CAUSAL:  # noqa: SIM108 - device code: plain if/else lowers to the simplest IR
+        hi = gl.minimum(S, (m_block + 1) * BLOCK_M)
+    else:
+        hi = S
+    return gl.cdiv(hi, BLOCK_N)
+
+
+@gluon.jit
+def _exp2(x, FAST_EXP: gl.constexpr, dtype: gl.constexpr):
+    """exp2 of a float32 tile; returns (p as computed, p in float32 for the row sum).
+
+    p stays in its own precision (fp32, or fp16 for FAST_EXP=1): the cast to the PV operand type
+    happens after the PV wait, see _kv_step.
+    """
+    if FAST_EXP == 1:
+        # Packed half2 exponent: one MUFU op for two elements (fp16 only, see gluon_unsupported).
+        x16 = x.to(gl.float16)
+        p16 = gl.inline_asm_elementwise(
+            "ex2.approx.f16x2 $0, $1;", "=r,r", [x16], dtype=gl.float16, is_pure=True, pack=2
+        )
+        return p16, p16.to(gl.float32)
+    elif FAST_EXP == 2:
+        p = gl.inline_asm_elementwise(
+            _POLY_EXP2_ASM, "=f,=f,=f,=f,f,f,f,f", [x], dtype=gl.float32, is_pure=True, pack=4
+        )
+        return p, p
+    else:
+        p = gl.exp2(x)
+        return p, p
+
+
+@gluon.jit
+def _softmax_block(
+    s,
+    m_i,
+    l_i,
+    j,
+    MASK,
+    rows,
+    S,
+    qk_scale,
+    BLOCK_N: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    FAST_EXP: gl.constexpr,
+    dtype: gl.constexpr,
+    s_layout: gl.constexpr,
+):
+    """Online-softmax update for score block j; returns (p, alpha, m_new, l_new).
+
+    MASK (a constexpr in the KV loops, a runtime flag in the prologue) applies the causal and
+    sequence-end mask.
+    """
+    if MASK:
+        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        valid = cols[None, :] < S
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= rows[:, None])
+        s = gl.where(valid, s, float("-inf"))
+    # Scores stay unscaled; the scale is folded into one FMA per element (log2 domain).
+    m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
+    x = s * qk_scale - m_new[:, None]
+    p_op, p32 = _exp2(x, FAST_EXP, dtype)
+    alpha = gl.exp2(m_i - m_new)
+    l_new = l_i * alpha + gl.sum(p32, axis=1)
+    return p_op, alpha, m_new, l_new
+
+
+@gluon.jit
+def _turn_wait(turn_bars, rnd, WG: gl.constexpr, PINGPONG: gl.constexpr):
+    if PINGPONG:
+        # WG0 starts (a fresh barrier passes a wait on parity 1); then the two alternate.
+        mbarrier.wait(turn_bars.index(WG), (rnd & 1) ^ (1 - WG))
+
+
+@gluon.jit
+def _turn_pass(turn_bars, WG: gl.constexpr, PINGPONG: gl.constexpr):
+    if PINGPONG:
+        mbarrier.arrive(turn_bars.index(1 - WG), count=1)
+
+
+@gluon.jit
+def _issue_tile(desc, smem, ready, stage, row):
+    mbarrier.expect(ready.index(stage), desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(desc, [row, 0], ready.index(stage), smem.index(stage))
+
+
+@gluon.jit
+def _issue_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, stage, row):
+    _issue_tile(k_desc, k_smem, k_ready, stage, row)
+    _issue_tile(v_desc, v_smem, v_ready, stage, row)
+
+
+@gluon.jit
+def _kv_step(
+    q_buf,
+    k_desc,
+    v_desc,
+    k_smem,
+    v_smem,
+    k_ready,
+    v_ready,
+    kv_empty,
+    turn_bars,
+    pin_smem,
+    acc,
+    p,
+    m_i,
+    l_i,
+    zero_s,
+    rnd,
+    it,
+    j,
+    n_kv,
+    row_base,
+    rows,
+    S,
+    qk_scale,
+    WG: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    FAST_EXP: gl.constexpr,
+    PINGPONG: gl.constexpr,
+    INLINE_LOADS: gl.constexpr,
+    MASK: gl.constexpr,
+    EARLY_P: gl.constexpr,
+    PIN: gl.constexpr,
+    dtype: gl.constexpr,
+    s_layout: gl.constexpr,
+    p_layout: gl.constexpr,
+    orow_layout: gl.constexpr,
+):
+    """One pipelined KV step: issue QK^T(j) and PV(j-1), softmax of block j under PV(j-1).
+
+    EARLY_P writes the new P operand before the PV wait; only safe for overlap when the caller
+    double-buffers P (see _kv_range), otherwise ptxas gives it the registers of the P in flight.
+    """
+    cur = it + j
+    prev = cur - 1
+    stage = cur % STAGES
+    pstage = prev % STAGES
+    _turn_wait(turn_bars, rnd, WG, PINGPONG)
+    mbarrier.wait(k_ready.index(stage), (cur // STAGES) & 1)
+    s_tok = warpgroup_mma(
+        q_buf, k_smem.index(stage).permute((1, 0)), zero_s, use_acc=False, is_async=True
+    )
+    mbarrier.wait(v_ready.index(pstage), (prev // STAGES) & 1)
+    acc_tok = warpgroup_mma(p, v_smem.index(pstage), acc, is_async=True)
+    _turn_pass(turn_bars, WG, PINGPONG)
+    # S_j is the older group: it is complete once at most one group is outstanding.
+    s = warpgroup_mma_wait(1, deps=(s_tok,))
+    _release_k(
+        k_desc, k_smem, k_ready, kv_empty, stage, j, n_kv, row_base, BLOCK_N, STAGES, INLINE_LOADS
+    )
+    p_op, alpha, m_i, l_i = _softmax_block(
+        s, m_i, l_i, j, MASK, rows, S, qk_scale, BLOCK_N, CAUSAL, FAST_EXP, dtype, s_layout
+    )
+    if EARLY_P:
+        p_next = gl.convert_layout(p_op.to(dtype), p_layout)
+    # ptxas keeps shared-memory stores and wgmma waits in program order but floats arithmetic,
+    # and it likes to issue the wait early. Storing the new row sums (they depend on every
+    # exponential of the block) before the wait pins the softmax ahead of it.
+    if PIN:
+        pin_smem.store(l_i)
+    # p, the register operand of the PV in flight, must stay live until that wgmma completes.
+    acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
+    _release_v(
+        v_desc,
+        v_smem,
+        v_ready,
+        kv_empty,
+        pstage,
+        j - 1,
+        n_kv,
+        row_base,
+        BLOCK_N,
+        STAGES,
+        INLINE_LOADS,
+    )
+    acc = acc * gl.convert_layout(alpha, orow_layout)[:, None]
+    if not EARLY_P:
+        # Only now write the PV operand registers: with a single P buffer ptxas gives the new P
+        # the registers of the P that the PV in flight reads.
+        p_next = gl.convert_layout(p_op.to(dtype), p_layout)
+    return acc, p_next, m_i, l_i
+
+
+@gluon.jit
+def _kv_range(
+    q_buf,
+    k_desc,
+    v_desc,
+    k_smem,
+    v_smem,
+    k_ready,
+    v_ready,
+    kv_empty,
+    turn_bars,
+    pin_smem,
+    acc,
+    p,
+    m_i,
+    l_i,
+    zero_s,
+    rnd,
+    it,
+    lo,
+    hi,
+    n_kv,
+    row_base,
+    rows,
+    S,
+    qk_scale,
+    WG: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    FAST_EXP: gl.constexpr,
+    PINGPONG: gl.constexpr,
+    INLINE_LOADS: gl.constexpr,
+    MASK: gl.constexpr,
+    PBUF: gl.constexpr,
+    PIN: gl.constexpr,
+    dtype: gl.constexpr,
+    s_layout: gl.constexpr,
+    p_layout: gl.constexpr,
+    orow_layout: gl.constexpr,
+):
+    """KV steps lo..hi-1. PBUF == 2 unrolls by two with two P tiles (pa, pb) so that the new P
+    never shares registers with the P the PV in flight reads, letting ptxas keep the softmax
+    between the two wgmma waits."""
+    if PBUF == 2:
+        n = hi - lo
+        pa = p
+        for jj in range(0, n // 2):
+            j = lo + 2 * jj
+            acc, pb, m_i, l_i = _kv_step(
+                q_buf,
+                k_desc,
+                v_desc,
+                k_smem,
+                v_smem,
+                k_ready,
+                v_ready,
+                kv_empty,
+                turn_bars,
+                pin_smem,
+                acc,
+                pa,
+                m_i,
+                l_i,
+                zero_s,
+                rnd,
+                it,
+                j,
+                n_kv,
+                row_base,
+                rows,
+                S,
+                qk_scale,
+                WG,
+                BLOCK_N,
+                STAGES,
+                CAUSAL,
+                FAST_EXP,
+                PINGPONG,
+                INLINE_LOADS,
+                MASK,
+                True,
+                PIN,
+                dtype,
+                s_layout,
+                p_layout,
+                orow_layout,
+            )
+            acc, pa, m_i, l_i = _kv_step(
+                q_buf,
+                k_desc,
+                v_desc,
+                k_smem,
+                v_smem,
+                k_ready,
+                v_ready,
+                kv_empty,
+                turn_bars,
+                pin_smem,
+                acc,
+                pb,
+                m_i,
+                l_i,
+                zero_s,
+                rnd + 1,
+                it,
+                j + 1,
+                n_kv,
+                row_base,
+                rows,
+                S,
+                qk_scale,
+                WG,
+                BLOCK_N,
+                STAGES,
+                CAUSAL,
+                FAST_EXP,
+                PINGPONG,
+                INLINE_LOADS,
+                MASK,
+                True,
+                PIN,
+                dtype,
+                s_layout,
+                p_layout,
+                orow_layout,
+            )
+            rnd += 2
+        if n % 2 == 1:
+            acc, pa, m_i, l_i = _kv_step(
+                q_buf,
+                k_desc,
+                v_desc,
+                k_smem,
+                v_smem,
+                k_ready,
+                v_ready,
+                kv_empty,
+                turn_bars,
+                pin_smem,
+                acc,
+                pa,
+                m_i,
+                l_i,
+                zero_s,
+                rnd,
+                it,
+                hi - 1,
+                n_kv,
+                row_base,
+                rows,
+                S,
+                qk_scale,
+                WG,
+                BLOCK_N,
+                STAGES,
+                CAUSAL,
+                FAST_EXP,
+                PINGPONG,
+                INLINE_LOADS,
+                MASK,
+                False,
+                PIN,
+                dtype,
+                s_layout,
+                p_layout,
+                orow_layout,
+            )
+            rnd += 1
+        p = pa
+    else:
+        for j in range(lo, hi):
+            acc, p, m_i, l_i = _kv_step(
+                q_buf,
+                k_desc,
+                v_desc,
+                k_smem,
+                v_smem,
+                k_ready,
+                v_ready,
+                kv_empty,
+                turn_bars,
+                pin_smem,
+                acc,
+                p,
+                m_i,
+                l_i,
+                zero_s,
+                rnd,
+                it,
+                j,
+                n_kv,
+                row_base,
+                rows,
+                S,
+                qk_scale,
+                WG,
+                BLOCK_N,
+                STAGES,
+                CAUSAL,
+                FAST_EXP,
+                PINGPONG,
+                INLINE_LOADS,
+                MASK,
+                False,
+                PIN,
+                dtype,
+                s_layout,
+                p_layout,
+                orow_layout,
+            )
+            rnd += 1
+    return acc, p, m_i, l_i, rnd
+
+
+@gluon.jit
+def _release_k(
+    k_desc,
+    k_smem,
+    k_ready,
+    kv_empty,
+    stage,
+    j,
+    n_kv,
+    row_base,
+    BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr,
+    INLINE_LOADS: gl.constexpr,
+):
+    """K of block j (in `stage`) has been read by its QK^T: hand the stage back (or refill it)."""
+    if INLINE_LOADS:
+        if j + STAGES < n_kv:
+            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + (j + STAGES) * BLOCK_N)
+    else:
+        mbarrier.arrive(kv_empty.index(stage), count=1)
+
+
+@gluon.jit
+def _release_v(
+    v_desc,
+    v_smem,
+    v_ready,
+    kv_empty,
+    stage,
+    j,
+    n_kv,
+    row_base,
+    BLOCK_N: gl.constexpr,
+    STAGES: gl.constexpr,
+    INLINE_LOADS: gl.constexpr,
+):
+    """V of block j (in `stage`) has been read by its PV: hand the stage back (or refill it)."""
+    if INLINE_LOADS:
+        if j + STAGES < n_kv:
+            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + (j + STAGES) * BLOCK_N)
+    else:
+        mbarrier.arrive(kv_empty.index(STAGES + stage), count=1)
+
+
+@gluon.jit
+def _producer(
+    q_desc,
+    k_desc,
+    v_desc,
+    q_smem,
+    k_smem,
+    v_smem,
+    q_ready,
+    q_empty,
+    k_ready,
+    v_ready,
+    kv_empty,
+    S,
+    BH,
+    n_m,
+    num_tiles,
+    BLOCK_M: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    BM_WG: gl.constexpr,
+    WGS: gl.constexpr,
+    STAGES: gl.constexpr,
+    CAUSAL: gl.constexpr,
+):
+    """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring."""
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    it = 0
+    tcount = 0
+    for tile in range(pid, num_tiles, nprog):
+        m_block, bh = _tile_coords(tile, n_m, BH)
+        row_base = bh * S
+        for w in gl.static_range(WGS):
+            mbarrier.wait(q_empty.index(w), (tcount & 1) ^ 1)
+            mbarrier.expect(q_ready.index(w), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(
+                q_desc,
+                [row_base + m_block * BLOCK_M + w * BM_WG, 0],
+                q_ready.index(w),
+                q_smem.index(w),
+            )
+        n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
+        for j in range(n_kv):
+            stage = it % STAGES
+            free_phase = ((it // STAGES) & 1) ^ 1
+            # K and V have their own "empty" barriers: K is free once QK^T is done, a whole
+            # softmax earlier than V, so the next K load starts sooner.
+            mbarrier.wait(kv_empty.index(stage), free_phase)
+            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + j * BLOCK_N)
+            mbarrier.wait(kv_empty.index(STAGES + stage), free_phase)
+            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + j * BLOCK_N)
+            it += 1
+        tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
+
+
+@gluon.jit
+def _consumer(
+    q_desc,
+    k_desc,
+    v_desc,
+    q_smem,
+    k_smem,
+    v_smem,
+    q_ready,
+    q_empty,
+    k_ready,
+    v_ready,
+    kv_empty,
+    turn_bars,
+    pin_smem,
+    o_ptr,
+    qk_scale,
+    S,
+    BH,
+    n_m,
+    num_tiles,
+    WG: gl.constexpr,
+    BLOCK_M: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    BM_WG: gl.constexpr,
+    HEAD_DIM: gl.constexpr,
+    STAGES: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    FAST_EXP: gl.constexpr,
+    PINGPONG: gl.constexpr,
+    INLINE_LOADS: gl.constexpr,
+    PBUF: gl.constexpr,
+    PIN: gl.constexpr,
+):
+    """One consumer warpgroup: BM_WG query rows of every tile this CTA owns."""
+    s_layout: gl.constexpr = _mma_layout(BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(HEAD_DIM)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
+    orow_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
+    dtype: gl.constexpr = q_smem.dtype
+
+    q_buf = q_smem.index(WG)
+    pin_buf = pin_smem.index(WG)
+    zero_s = gl.zeros([BM_WG, BLOCK_N], gl.float32, s_layout)
+    pid = gl.program_id(0)
+    nprog = gl.num_programs(0)
+    it = 0
+    tcount = 0
+    rnd = 0
+    for tile in range(pid, num_tiles, nprog):
+        m_block, bh = _tile_coords(tile, n_m, BH)
+        row_base = bh * S
+        row0 = m_block * BLOCK_M + WG * BM_WG
+        n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
+        # Blocks before n_full need no mask (wholly below the diagonal and inside S).
+        if CAUSAL:  # noqa: SIM108
+            n_full = gl.minimum((row0 + 1) // BLOCK_N, S // BLOCK_N)
+        else:
+            n_full = S // BLOCK_N
+        rows = row0 + gl.arange(0, BM_WG, layout=row_layout)
+
+        if INLINE_LOADS:
+            # No producer partition: this warpgroup fills the ring itself, STAGES blocks ahead.
+            mbarrier.expect(q_ready.index(WG), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [row_base + row0, 0], q_ready.index(WG), q_buf)
+            for jj in gl.static_range(STAGES):
+                if jj < n_kv:
+                    _issue_kv(
+                        k_desc,
+                        v_desc,
+                        k_smem,
+                        v_smem,
+                        k_ready,
+                        v_ready,
+                        (it + jj) % STAGES,
+                        row_base + jj * BLOCK_N,
+                    )
+
+        mbarrier.wait(q_ready.index(WG), tcount & 1)
+        m_i = gl.full([BM_WG], float("-inf"), gl.float32, layout=row_layout)
+        l_i = gl.full([BM_WG], 0.0, gl.float32, layout=row_layout)
+        acc = gl.zeros([BM_WG, HEAD_DIM], gl.float32, o_layout)
+
+        # Prologue: S_0 = Q K_0^T.
+        stage = it % STAGES
+        _turn_wait(turn_bars, rnd, WG, PINGPONG)
+        mbarrier.wait(k_ready.index(stage), (it // STAGES) & 1)
+        s_tok = warpgroup_mma(
+            q_buf, k_smem.index(stage).permute((1, 0)), zero_s, use_acc=False, is_async=True
+        )
+        _turn_pass(turn_bars, WG, PINGPONG)
+        rnd += 1
+        s = warpgroup_mma_wait(0, deps=(s_tok,))
+        _release_k(
+            k_desc,
+            k_smem,
+            k_ready,
+            kv_empty,
+            stage,
+            0,
+            n_kv,
+            row_base,
+            BLOCK_N,
+            STAGES,
+            INLINE_LOADS,
+        )
+        p_op, _alpha0, m_i, l_i = _softmax_block(
+            s,
+            m_i,
+            l_i,
+            0,
+            n_full <= 0,
+            rows,
+            S,
+            qk_scale,
+            BLOCK_N,
+            CAUSAL,
+            FAST_EXP,
+            dtype,
+            s_layout,
+        )
+        p = gl.convert_layout(p_op.to(dtype), p_layout)
+
+        # Blocks that need no mask first, then the masked ones (diagonal / tail): two loops keep
+        # every iteration free of branches between the wgmma issue and its wait. ptxas closes the
+        # wgmma pipeline (waits for everything) at control-flow joins, which would serialise the
+        # softmax after PV instead of overlapping it.
+        n_split = gl.maximum(gl.minimum(n_full, n_kv), 1)
+        acc, p, m_i, l_i, rnd = _kv_range(
+            q_buf,
+            k_desc,
+            v_desc,
+            k_smem,
+            v_smem,
+            k_ready,
+            v_ready,
+            kv_empty,
+            turn_bars,
+            pin_buf,
+            acc,
+            p,
+            m_i,
+            l_i,
+            zero_s,
+            rnd,
+            it,
+            1,
+            n_split,
+            n_kv,
+            row_base,
+            rows,
+            S,
+            qk_scale,
+            WG,
+            BLOCK_N,
+            STAGES,
+            CAUSAL,
+            FAST_EXP,
+            PINGPONG,
+            INLINE_LOADS,
+            False,
+            PBUF,
+            PIN,
+            dtype,
+            s_layout,
+            p_layout,
+            orow_layout,
+        )
+        acc, p, m_i, l_i, rnd = _kv_range(
+            q_buf,
+            k_desc,
+            v_desc,
+            k_smem,
+            v_smem,
+            k_ready,
+            v_ready,
+            kv_empty,
+            turn_bars,
+            pin_buf,
+            acc,
+            p,
+            m_i,
+            l_i,
+            zero_s,
+            rnd,
+            it,
+            n_split,
+            n_kv,
+            n_kv,
+            row_base,
+            rows,
+            S,
+            qk_scale,
+            WG,
+            BLOCK_N,
+            STAGES,
+            CAUSAL,
+            FAST_EXP,
+            PINGPONG,
+            INLINE_LOADS,
+            True,
+            PBUF,
+            PIN,
+            dtype,
+            s_layout,
+            p_layout,
+            orow_layout,
+        )
+
+        # Epilogue: O += P_last V_last.
+        last = it + n_kv - 1
+        stage = last % STAGES
+        _turn_wait(turn_bars, rnd, WG, PINGPONG)
+        mbarrier.wait(v_ready.index(stage), (last // STAGES) & 1)
+        acc_tok = warpgroup_mma(p, v_smem.index(stage), acc, is_async=True)
+        _turn_pass(turn_bars, WG, PINGPONG)
+        rnd += 1
+        acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
+        if not INLINE_LOADS:
+            mbarrier.arrive(kv_empty.index(STAGES + stage), count=1)
+            mbarrier.arrive(q_empty.index(WG), count=1)
+        it += n_kv
+        tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
+
+        # Normalise and store the rows that exist (the tail tile overhangs S).
+        o = acc / gl.convert_layout(l_i, orow_layout)[:, None]
+        offs_m = row0 + gl.arange(0, BM_WG, layout=orow_layout)
+        offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+        ptrs = o_ptr + (row_base + offs_m).to(gl.int64)[:, None] * HEAD_DIM + offs_d[None, :]
+        gl.store(ptrs, o.to(dtype), mask=(offs_m < S)[:, None])
+
+
+# Runtime sizes are not specialised on (divisibility by 16): one binary serves every shape.
+@gluon.jit(do_not_specialize=["S", "BH", "n_m", "num_tiles"])
+def gluon_attn_fwd(
+    q_desc,
+    k_desc,
+    v_desc,
+    o_ptr,
+    qk_scale,
+    S,
+    BH,
+    n_m,
+    num_tiles,
+    BLOCK_M: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    HEAD_DIM: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    STAGES: gl.constexpr,
+    WGS: gl.constexpr,
+    FAST_EXP: gl.constexpr,
+    PRODUCER_WARPS: gl.constexpr,
+    PRODUCER_REGS: gl.constexpr,
+    CONSUMER_REGS: gl.constexpr,
+    PBUF: gl.constexpr,
+    PIN: gl.constexpr,
+    PP: gl.constexpr,
+):
+    """Attention forward over a flat [B*H*S, D] view of q/k/v; grid = tiles or a persistent wave."""
+    BM_WG: gl.constexpr = BLOCK_M // WGS
+    dtype: gl.constexpr = q_desc.dtype
+    q_smem = gl.allocate_shared_memory(dtype, [WGS, BM_WG, HEAD_DIM], q_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [WGS, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [WGS, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    # kv_empty[s]: K of stage s is free; kv_empty[STAGES + s]: V of stage s is free.
+    kv_empty = gl.allocate_shared_memory(gl.int64, [2 * STAGES, 1], mbarrier.MBarrierLayout())
+    turn_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    # Row sums of each consumer, stored every KV step only to order the softmax before the PV
+    # wait in the scheduled code (see _kv_step); never read.
+    pin_smem = gl.allocate_shared_memory(
+        gl.float32, [WGS, BM_WG], gl.SwizzledSharedLayout(1, 1, 1, order=[0])
+    )
+    for w in gl.static_range(WGS):
+        mbarrier.init(q_ready.index(w), count=1)
+        mbarrier.init(q_empty.index(w), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(kv_empty.index(i), count=WGS)
+        mbarrier.init(kv_empty.index(STAGES + i), count=WGS)
+    for i in gl.static_range(2):
+        mbarrier.init(turn_bars.index(i), count=1)
+
+    PINGPONG: gl.constexpr = (WGS == 2) and (PP == 1)
+    if PRODUCER_WARPS == 0:
+        _consumer(
+            q_desc,
+            k_desc,
+            v_desc,
+            q_smem,
+            k_smem,
+            v_smem,
+            q_ready,
+            q_empty,
+            k_ready,
+            v_ready,
+            kv_empty,
+            turn_bars,
+            pin_smem,
+            o_ptr,
+            qk_scale,
+            S,
+            BH,
+            n_m,
+            num_tiles,
+            0,
+            BLOCK_M,
+            BLOCK_N,
+            BM_WG,
+            HEAD_DIM,
+            STAGES,
+            CAUSAL,
+            FAST_EXP,
+            False,
+            True,
+            PBUF,
+            PIN,
+        )
+    else:
+        # Tuples are spelled out: concatenating them in device code turns constexprs into tensors.
+        if WGS == 1:
+            gl.warp_specialize(
+                [
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            qk_scale,
+                            S,
+                            BH,
+                            n_m,
+                            num_tiles,
+                            0,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            PINGPONG,
+                            False,
+                            PBUF,
+                            PIN,
+                        ),
+                    ),
+                    (
+                        _producer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            S,
+                            BH,
+                            n_m,
+                            num_tiles,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            WGS,
+                            STAGES,
+                            CAUSAL,
+                        ),
+                    ),
+                ],
+                [PRODUCER_WARPS],
+                [PRODUCER_REGS],
+            )
+        else:
+            gl.warp_specialize(
+                [
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            qk_scale,
+                            S,
+                            BH,
+                            n_m,
+                            num_tiles,
+                            0,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            PINGPONG,
+                            False,
+                            PBUF,
+                            PIN,
+                        ),
+                    ),
+                    (
+                        _producer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            S,
+                            BH,
+                            n_m,
+                            num_tiles,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            WGS,
+                            STAGES,
+                            CAUSAL,
+                        ),
+                    ),
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            qk_scale,
+                            S,
+                            BH,
+                            n_m,
+                            num_tiles,
+                            1,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            PINGPONG,
+                            False,
+                            PBUF,
+                            PIN,
+                        ),
+                    ),
+                ],
+                [PRODUCER_WARPS, 4],
+                [PRODUCER_REGS, CONSUMER_REGS],
+            )

@@ -1,0 +1,494 @@
+"""FlashAttention forward, O = softmax(Q K^T * sm_scale) V, as an evotune kernel plug-in.
+
+`attention()` is the public launcher; the module-level plug-in functions (`make_inputs`,
+`run`, `reference`, ...) are what evotune's worker calls (see evotune/plugin.py). The
+Triton kernel itself lives in `kernels/_attention_kernel.py`; `impl: gluon` configs go to
+`kernels/attention_gluon.py`.
+
+This module imports only torch and triton (no pydantic): GPU hosts run it bare.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import triton
+
+from kernels._attention_kernel import attn_fwd_kernel
+
+if TYPE_CHECKING:
+    from evotune.plugin import DeviceInfo
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "SOURCE_FILES",
+    "SUPPORTED_HEAD_DIMS",
+    "attention",
+    "compile_only",
+    "empty_output",
+    "flops",
+    "make_inputs",
+    "reference",
+    "run",
+    "unsupported",
+]
+
+# Must equal the parameter defaults of search_spaces/attention.yaml (a CPU test checks it);
+# kept here so that the module needs no YAML or pydantic on a bare GPU host.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "impl": "triton",
+    "BLOCK_M": 64,
+    "BLOCK_N": 64,
+    "num_warps": 4,
+    "num_stages": 3,
+    "FAST_EXP": 0,
+    "CTA_MULT": 0,
+    "TMA": False,
+    "WARP_SPECIALIZE": False,
+}
+
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
+SOURCE_FILES = [Path(__file__).with_name("_attention_kernel.py")]
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+_LOG2E = 1.4426950408889634  # log2(e): exp(x) = 2^(x log2 e)
+_IMPLS = ("triton", "gluon")
+
+
+def _interpreted() -> bool:
+    """True when Triton runs kernels through its CPU interpreter (TRITON_INTERPRET=1 at import)."""
+    return type(attn_fwd_kernel).__name__ == "InterpretedFunction"
+
+
+# --- input and config checks --------------------------------------------------------------
+
+
+def _check_inputs(
+    q: Any, k: Any, v: Any, out: Any, sm_scale: float | None
+) -> tuple[int, int, int, int, float]:
+    """Raise ValueError naming the argument for anything the kernel cannot take."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have rank 4 [B, H, S, D], got shape {tuple(t.shape)}")
+        if t.dtype not in _DTYPES.values():
+            raise ValueError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {t.dtype}, but q has {q.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device}, but q is on {q.device}")
+        if t.shape != q.shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, but q has {tuple(q.shape)}")
+    if q.device.type != "cuda" and not _interpreted():
+        raise ValueError(
+            f"q is on {q.device}: the kernel needs CUDA tensors "
+            "(or TRITON_INTERPRET=1 set before importing kernels, for the CPU interpreter)"
+        )
+    B, H, S, D = q.shape
+    if min(B, H, S) < 1:
+        raise ValueError(f"q has an empty dimension: shape {tuple(q.shape)}")
+    if D not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(
+            f"q has head dim D={D}; supported: {', '.join(map(str, SUPPORTED_HEAD_DIMS))}"
+        )
+    if out is not None:
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"out must be a torch.Tensor or None, got {type(out).__name__}")
+        if out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
+            raise ValueError(
+                f"out must match q (shape {tuple(q.shape)}, {q.dtype}, {q.device}); "
+                f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+            )
+    if sm_scale is None:
+        scale = 1.0 / math.sqrt(D)
+    else:
+        scale = float(sm_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"sm_scale must be a positive finite number, got {sm_scale!r}")
+    return B, H, S, D, scale
+
+
+def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The config with defaults filled in, its values checked (ValueError naming `config`)."""
+    cfg = dict(DEFAULT_CONFIG)
+    if config:
+        cfg.update(config)
+    if cfg["impl"] not in _IMPLS:
+        raise ValueError(f"config: impl must be one of {_IMPLS}, got {cfg['impl']!r}")
+    for key in ("BLOCK_M", "BLOCK_N"):
+        value = cfg[key]
+        if not isinstance(value, int) or value < 16 or value > 256 or value & (value - 1):
+            raise ValueError(f"config: {key} must be a power of two in [16, 256], got {value!r}")
+    if cfg["num_warps"] not in (1, 2, 4, 8, 16):
+        raise ValueError(f"config: num_warps must be 1, 2, 4, 8 or 16, got {cfg['num_warps']!r}")
+    if not isinstance(cfg["num_stages"], int) or not 1 <= cfg["num_stages"] <= 8:
+        raise ValueError(f"config: num_stages must be an int in [1, 8], got {cfg['num_stages']!r}")
+    if cfg["FAST_EXP"] not in (0, 1, 2):
+        raise ValueError(f"config: FAST_EXP must be 0, 1 or 2, got {cfg['FAST_EXP']!r}")
+    if not isinstance(cfg["CTA_MULT"], int) or cfg["CTA_MULT"] < 0:
+        raise ValueError(f"config: CTA_MULT must be an int >= 0, got {cfg['CTA_MULT']!r}")
+    for key in ("TMA", "WARP_SPECIALIZE"):
+        cfg[key] = bool(cfg[key])
+    if cfg["impl"] == "triton" and cfg["WARP_SPECIALIZE"]:
+        # Known Triton 3.6 limits on Hopper (checked by compiling for sm_90a): refuse here
+        # rather than spend a compile on them.
+        if not cfg["TMA"]:
+            raise ValueError(
+                "config: WARP_SPECIALIZE needs TMA (Triton 3.6 specializes descriptor loads only)"
+            )
+        if cfg["FAST_EXP"] == 2:
+            raise ValueError(
+                "config: WARP_SPECIALIZE does not compile with FAST_EXP=2 (Triton 3.6)"
+            )
+    return cfg
+
+
+def _ws_hazard(cfg: Mapping[str, Any]) -> str | None:
+    """Warp-specialized configs that Triton 3.6 miscompiles on H100 (measured 2026-11-23:
+    BLOCK_N=32 hung, 4 warps returned inf; 8 warps with BLOCK_N >= 64 passed every shape)."""
+    if cfg["num_warps"] != 8 or cfg["BLOCK_N"] < 64:
+        return (
+            "config: WARP_SPECIALIZE needs num_warps=8 and BLOCK_N >= 64 on the GPU "
+            "(Triton 3.6 hangs or computes inf otherwise)"
+        )
+    return None
+
+
+# --- launch plan --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TensorSpec:
+    """What the launch needs to know of one [B, H, S, D] operand (a tensor or a stand-in)."""
+
+    strides: tuple[int, int, int, int]
+    aligned16: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    grid: tuple[int]
+    ints: tuple[Any, ...]
+    constexprs: dict[str, Any]
+    tma_qkv: bool
+    tma_o: bool
+
+
+def _flat_rows_ok(spec: _TensorSpec, B: int, H: int, S: int, itemsize: int) -> bool:
+    """Whether rows (b, h, s) sit at a uniform stride, so that a 2-D [B*H*S, D] TMA view works."""
+    sb, sh, ss, sd = spec.strides
+    return (
+        sd == 1
+        and spec.aligned16
+        and (ss * itemsize) % 16 == 0
+        and (H == 1 or sh == S * ss)
+        and (B == 1 or sb == H * S * ss)
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _device_limits(index: int) -> tuple[int, int]:
+    """(SM count, L2 bytes) of a CUDA device."""
+    props = torch.cuda.get_device_properties(index)
+    return props.multi_processor_count, int(getattr(props, "L2_cache_size", 50 << 20))
+
+
+def _limits(device: torch.device) -> tuple[int, int]:
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return _device_limits(index)
+    return 4, 8 << 20  # interpreter: a few "SMs" so that the persistent loop really loops
+
+
+def _plan(
+    B: int,
+    H: int,
+    S: int,
+    D: int,
+    dtype: torch.dtype,
+    specs: tuple[_TensorSpec, _TensorSpec, _TensorSpec, _TensorSpec],
+    causal: bool,
+    scale: float,
+    cfg: Mapping[str, Any],
+    sm_count: int,
+    l2_bytes: int,
+) -> _Plan:
+    bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
+    itemsize = dtype.itemsize
+    num_m = triton.cdiv(S, bm)
+    bh = B * H
+    num_tiles = num_m * bh
+    # Heads whose K and V fit in half the L2 are scheduled together (see _attn_tile).
+    per_head = 2 * S * D * itemsize
+    head_group = max(1, min(bh, (l2_bytes // 2) // per_head))
+    persistent = cfg["CTA_MULT"] > 0
+    grid = (max(1, min(num_tiles, cfg["CTA_MULT"] * sm_count)),) if persistent else (num_tiles,)
+    tma_qkv = bool(cfg["TMA"]) and all(_flat_rows_ok(s, B, H, S, itemsize) for s in specs[:3])
+    # Warp specialization needs the descriptor loads: without them it is left off.
+    warp_specialize = bool(cfg["WARP_SPECIALIZE"]) and tma_qkv
+    if warp_specialize and not _interpreted():
+        problem = _ws_hazard(cfg)
+        if problem:
+            raise ValueError(problem)
+    even_m = S % bm == 0
+    # A TMA store after a warp-specialized loop does not compile in Triton 3.6: O goes by pointers.
+    tma_o = (
+        tma_qkv and even_m and not warp_specialize and _flat_rows_ok(specs[3], B, H, S, itemsize)
+    )
+    ints: tuple[Any, ...] = (
+        *specs[0].strides,
+        *specs[1].strides,
+        *specs[2].strides,
+        *specs[3].strides,
+        H,
+        S,
+        bh,
+        num_m,
+        num_tiles,
+        head_group,
+        scale * _LOG2E,
+    )
+    constexprs = {
+        "HEAD_DIM": D,
+        "BLOCK_M": bm,
+        "BLOCK_N": bn,
+        "CAUSAL": bool(causal),
+        "EVEN_M": even_m,
+        "EVEN_N": S % bn == 0,
+        "FAST_EXP": cfg["FAST_EXP"],
+        "PERSISTENT": persistent,
+        "TMA": tma_qkv,
+        "O_TMA": tma_o,
+        "WARP_SPECIALIZE": warp_specialize,
+        "DOT_PRECISION": "ieee" if dtype == torch.float32 else "tf32",
+    }
+    return _Plan(grid, ints, constexprs, tma_qkv, tma_o)
+
+
+def _descriptor(base: Any, rows: int, row_stride: int, block_rows: int, D: int) -> Any:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    return TensorDescriptor(base, [rows, D], [row_stride, 1], [block_rows, D])
+
+
+def _spec(t: torch.Tensor) -> _TensorSpec:
+    s = t.stride()
+    return _TensorSpec((s[0], s[1], s[2], s[3]), t.data_ptr() % 16 == 0)
+
+
+# --- the launcher -------------------------------------------------------------------------
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config: Mapping[str, Any] | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * sm_scale) v for q, k, v of shape [B, H, S, D] (any strides).
+
+    sm_scale defaults to 1/sqrt(D); config=None runs the search space's default config;
+    `out` (same shape/dtype/device as q, any strides) receives the result if given.
+    TMA configs use tensor descriptors where the layout allows (rows at a uniform,
+    16-byte-aligned stride); otherwise they run with plain pointers and without warp
+    specialization, which needs the descriptors.
+    """
+    B, H, S, D, scale = _check_inputs(q, k, v, out, sm_scale)
+    cfg = resolve_config(config)
+    if out is None:
+        out = torch.empty_like(q)
+    if cfg["impl"] == "gluon":
+        if importlib.util.find_spec("kernels.attention_gluon") is None:
+            raise ValueError(
+                "config: impl 'gluon' needs kernels/attention_gluon.py, which does not exist yet"
+            )
+        gluon = importlib.import_module("kernels.attention_gluon")
+        result: torch.Tensor = gluon.gluon_attention(q, k, v, causal, scale, cfg, out)
+        return result
+
+    sm_count, l2_bytes = _limits(q.device)
+    specs = (_spec(q), _spec(k), _spec(v), _spec(out))
+    plan = _plan(B, H, S, D, q.dtype, specs, causal, scale, cfg, sm_count, l2_bytes)
+    bm, bn, rows = cfg["BLOCK_M"], cfg["BLOCK_N"], B * H * S
+    if plan.tma_qkv:
+        q_arg: Any = _descriptor(q, rows, q.stride(2), bm, D)
+        k_arg: Any = _descriptor(k, rows, k.stride(2), bn, D)
+        v_arg: Any = _descriptor(v, rows, v.stride(2), bn, D)
+    else:
+        q_arg, k_arg, v_arg = q, k, v
+    o_arg: Any = _descriptor(out, rows, out.stride(2), bm, D) if plan.tma_o else out
+    attn_fwd_kernel[plan.grid](
+        q_arg,
+        k_arg,
+        v_arg,
+        o_arg,
+        *plan.ints,
+        **plan.constexprs,
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )
+    return out
+
+
+# --- plug-in interface (evotune/plugin.py) ------------------------------------------------
+
+
+def make_inputs(dims: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
+    """Fresh q, k, v ~ N(0, 1) for a shape, reproducible from the seed."""
+    dtype = _DTYPES[str(dims["dtype"])]
+    shape = (int(dims["B"]), int(dims["H"]), int(dims["S"]), int(dims["D"]))
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    q, k, v = (
+        torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+        for _ in range(3)
+    )
+    return {"q": q, "k": k, "v": v, "causal": bool(dims["causal"]), "sm_scale": None}
+
+
+def empty_output(inputs: Mapping[str, Any]) -> torch.Tensor:
+    return torch.empty_like(inputs["q"])
+
+
+def run(inputs: Mapping[str, Any], out: torch.Tensor, config: Mapping[str, Any]) -> None:
+    attention(
+        inputs["q"],
+        inputs["k"],
+        inputs["v"],
+        causal=inputs["causal"],
+        sm_scale=inputs.get("sm_scale"),
+        config=config,
+        out=out,
+    )
+
+
+def reference(inputs: Mapping[str, Any]) -> torch.Tensor:
+    """Attention in float32 (float64 on the CPU) on upcast inputs, in chunks of heads so that
+    the S x S scores stay under about 1 GiB; returned as float32."""
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    B, H, S, D = q.shape
+    causal = bool(inputs["causal"])
+    sm_scale = inputs.get("sm_scale")
+    scale = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
+    work = torch.float64 if q.device.type == "cpu" else torch.float32
+    qf, kf, vf = (t.reshape(B * H, S, D) for t in (q, k, v))
+    out = torch.empty((B * H, S, D), dtype=torch.float32, device=q.device)
+    chunk = max(1, (1 << 30) // (S * S * work.itemsize))
+    mask = torch.ones((S, S), dtype=torch.bool, device=q.device).triu(1) if causal else None
+    for i in range(0, B * H, chunk):
+        sl = slice(i, i + chunk)
+        scores = torch.matmul(qf[sl].to(work), kf[sl].to(work).transpose(1, 2)) * scale
+        if mask is not None:
+            scores.masked_fill_(mask, float("-inf"))
+        out[sl] = torch.matmul(torch.softmax(scores, dim=-1), vf[sl].to(work)).float()
+    return out.reshape(B, H, S, D)
+
+
+def flops(dims: Mapping[str, Any]) -> float:
+    """4 B H S^2 D (two matrix products), halved when causal."""
+    total = 4.0 * dims["B"] * dims["H"] * dims["S"] ** 2 * dims["D"]
+    return total / 2 if dims["causal"] else total
+
+
+def unsupported(
+    config: Mapping[str, Any], dims: Mapping[str, Any], device: DeviceInfo
+) -> str | None:
+    """Why this config cannot run for this shape on this device at all, else None."""
+    try:
+        cfg = resolve_config(config)
+    except ValueError as exc:
+        return str(exc)
+    if dims.get("D") not in SUPPORTED_HEAD_DIMS:
+        return f"head dim D={dims.get('D')} is not supported ({SUPPORTED_HEAD_DIMS})"
+    if dims.get("dtype") not in _DTYPES:
+        return f"dtype {dims.get('dtype')!r} is not supported"
+    capability = device.capability or (0, 0)
+    if cfg["impl"] == "gluon":
+        if device.interpreted:
+            return "impl 'gluon' needs a Hopper GPU (sm_90); the CPU interpreter cannot run Gluon"
+        if capability != (9, 0):
+            return f"impl 'gluon' needs a Hopper GPU (sm_90), this is {device.name} {capability}"
+        if importlib.util.find_spec("kernels.attention_gluon") is None:
+            return "impl 'gluon': kernels/attention_gluon.py does not exist yet"
+        gluon = importlib.import_module("kernels.attention_gluon")
+        check = getattr(gluon, "gluon_unsupported", None)
+        return check(dict(config), dict(dims), device) if check is not None else None
+    if device.interpreted:
+        if dims["dtype"] == "bfloat16":
+            return "the CPU interpreter cannot run bf16 dots"
+        if cfg["FAST_EXP"] == 1:
+            return "FAST_EXP=1 is inline PTX, which the CPU interpreter cannot run"
+        if cfg["TMA"]:
+            return "TMA needs a Hopper GPU; the interpreter would time plain loads"
+        if cfg["WARP_SPECIALIZE"]:
+            return "warp specialization needs a Hopper GPU; the interpreter ignores it"
+        return None
+    if cfg["TMA"] and capability < (9, 0):
+        return f"TMA needs sm_90 or newer, this is {device.name} {capability}"
+    if cfg["WARP_SPECIALIZE"] and capability < (9, 0):
+        return f"warp specialization needs sm_90 or newer, this is {device.name} {capability}"
+    if cfg["WARP_SPECIALIZE"]:
+        hazard = _ws_hazard(cfg)
+        if hazard:
+            return hazard
+    if cfg["FAST_EXP"] == 1 and dims["dtype"] == "bfloat16" and capability < (9, 0):
+        return f"ex2.approx.bf16x2 needs sm_90, this is {device.name} {capability}"
+    return None
+
+
+def compile_only(dims: Mapping[str, Any], config: Mapping[str, Any], device: Any = None) -> None:
+    """Compile the kernel for contiguous inputs of this shape without launching it, so that a
+    pool of processes can fill Triton's cache ahead of the GPU worker (needs a CUDA driver)."""
+    if _interpreted():
+        return
+    cfg = resolve_config(config)
+    if cfg["impl"] == "gluon":
+        if importlib.util.find_spec("kernels.attention_gluon") is None:
+            return
+        gluon = importlib.import_module("kernels.attention_gluon")
+        if hasattr(gluon, "compile_only"):
+            gluon.compile_only(dims, config, device)
+        elif hasattr(gluon, "gluon_compile"):
+            gluon.gluon_compile(dict(dims), dict(config))
+        return
+    from triton.runtime.jit import MockTensor
+
+    B, H, S, D = (int(dims[x]) for x in ("B", "H", "S", "D"))
+    dtype = _DTYPES[str(dims["dtype"])]
+    contiguous = _TensorSpec((H * S * D, S * D, D, 1), True)
+    specs = (contiguous,) * 4
+    # Grid and L2 grouping do not change the compiled code: any device numbers do.
+    plan = _plan(
+        B, H, S, D, dtype, specs, bool(dims["causal"]), 1.0 / math.sqrt(D), cfg, 132, 50 << 20
+    )
+    rows = B * H * S
+    if plan.tma_qkv:
+        q_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_M"], D)
+        k_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_N"], D)
+        v_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_N"], D)
+    else:
+        q_arg = k_arg = v_arg = dtype
+    o_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_M"], D) if plan.tma_o else dtype
+    attn_fwd_kernel.warmup(
+        q_arg,
+        k_arg,
+        v_arg,
+        o_arg,
+        *plan.ints,
+        grid=plan.grid,
+        **plan.constexprs,
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )

@@ -1,0 +1,458 @@
+"""Launcher and support checks of the Hopper Gluon attention kernel (configs with impl == 'gluon').
+
+`kernels/attention.py` dispatches gluon configs here: `gluon_unsupported` says why a config cannot
+run (so the trial is stored as `invalid` instead of failing), `gluon_attention` runs it.
+The device code is in `kernels/_gluon_attention_kernel.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evotune.plugin import DeviceInfo
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "GLUON_DEFAULTS",
+    "SOURCE_FILES",
+    "GluonLaunch",
+    "compile_only",
+    "gluon_attention",
+    "gluon_compile",
+    "gluon_unsupported",
+    "resolve_gluon_config",
+]
+
+SOURCE_FILES: list[Path] = [
+    Path(__file__),
+    Path(__file__).with_name("_gluon_attention_kernel.py"),
+]
+
+GLUON_DEFAULTS: dict[str, int] = {
+    "BLOCK_M": 128,
+    "BLOCK_N": 128,
+    "PRODUCER_WARPS": 1,
+    "PRODUCER_REGS": 24,
+    "CONSUMER_WGS": 2,
+    "KV_STAGES": 2,
+    "FAST_EXP": 0,
+    "CTA_MULT": 0,
+    "P_BUFFERS": 1,
+    "PINGPONG": 1,
+    "PIN_SOFTMAX": 1,
+}
+
+# Opt-in shared memory of one block on sm_90 (227 KiB) and the register file of one SM.
+_SMEM_LIMIT = 232448
+_REGS_PER_SM = 65536
+_LOG2E = 1.0 / math.log(2.0)
+_DTYPES = ("float16", "bfloat16")
+_HEAD_DIMS = (64, 128)
+
+
+@dataclass(frozen=True)
+class GluonLaunch:
+    """Everything the kernel launch needs that follows from a config and a head dim."""
+
+    block_m: int
+    block_n: int
+    head_dim: int
+    wgs: int
+    stages: int
+    fast_exp: int
+    producer_warps: int
+    producer_regs: int
+    consumer_regs: int
+    maxnreg: int | None
+    cta_mult: int
+    p_buffers: int = 1
+    pingpong: int = 1
+    pin_softmax: int = 1
+
+    @property
+    def bm_wg(self) -> int:
+        return self.block_m // self.wgs
+
+    @property
+    def num_warps(self) -> int:
+        return 4  # the default partition is consumer warpgroup 0
+
+
+def _import_error() -> str | None:
+    try:
+        import triton.experimental.gluon  # noqa: F401
+        from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the installed Triton
+        return f"triton.experimental.gluon (Hopper) is not importable: {exc}"
+    return None
+
+
+def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
+    """Fill defaults and derive the register split; raises ValueError on malformed values."""
+    merged = {**GLUON_DEFAULTS, **{k: v for k, v in config.items() if k in GLUON_DEFAULTS}}
+    vals = {k: int(v) for k, v in merged.items()}
+    wgs = vals["CONSUMER_WGS"]
+    pw = vals["PRODUCER_WARPS"]
+    if pw == 0:
+        maxnreg = None
+        consumer_regs = 0
+    else:
+        # Registers are handed out per warpgroup: the producer's warps take one warpgroup slot.
+        slots = wgs + 1
+        maxnreg = min(255, _REGS_PER_SM // (slots * 128)) // 8 * 8
+        # The second consumer (a worker partition) gets what the producer leaves, like the default one.
+        consumer_regs = min(240, (maxnreg * slots - vals["PRODUCER_REGS"]) // wgs // 8 * 8)
+    return GluonLaunch(
+        block_m=vals["BLOCK_M"],
+        block_n=vals["BLOCK_N"],
+        head_dim=head_dim,
+        wgs=wgs,
+        stages=vals["KV_STAGES"],
+        fast_exp=vals["FAST_EXP"],
+        producer_warps=pw,
+        producer_regs=vals["PRODUCER_REGS"],
+        consumer_regs=consumer_regs,
+        maxnreg=maxnreg,
+        cta_mult=vals["CTA_MULT"],
+        p_buffers=vals["P_BUFFERS"],
+        pingpong=vals["PINGPONG"],
+        pin_softmax=vals["PIN_SOFTMAX"],
+    )
+
+
+def smem_bytes(launch: GluonLaunch, elem_bytes: int = 2) -> int:
+    """Shared memory the kernel allocates: Q per consumer, the K/V ring, barriers."""
+    q = launch.block_m * launch.head_dim * elem_bytes
+    kv = 2 * launch.stages * launch.block_n * launch.head_dim * elem_bytes
+    bars = 8 * (2 * launch.wgs + 3 * launch.stages + 2)
+    return q + kv + bars
+
+
+def _consumer_regs_needed(launch: GluonLaunch) -> int:
+    """Live fp32/packed registers of one consumer thread in the pipelined loop, plus overhead.
+
+    acc (BM_WG x D fp32), S (BM_WG x BN fp32), two P tiles (16-bit, packed in pairs), over the
+    128 threads of the warpgroup; ~40 for addresses, row statistics and masks. Calibrated on
+    sm_90a compiles (Triton 3.6): 232 ran spill-free under 240, 256 and 320 spilled.
+    """
+    per_thread = launch.bm_wg * (launch.head_dim + launch.block_n + launch.block_n) // 128
+    if launch.p_buffers == 2:
+        # The unrolled pair keeps a second score tile live: D64/BN128 and BM_WG=128 spilled.
+        per_thread += launch.bm_wg * launch.block_n // 128
+    return per_thread + 40
+
+
+def gluon_unsupported(
+    config: dict[str, Any], dims: dict[str, Any], device: DeviceInfo
+) -> str | None:
+    """Why this gluon config cannot run for these dims on this device, else None."""
+    if device.interpreted:
+        return "the Gluon kernel does not run in the Triton interpreter (needs a real sm_90 GPU)"
+    if not device.is_hopper:
+        return f"the Gluon kernel needs an sm_90 (Hopper) GPU; this device is {device.name} {device.capability}"
+    err = _import_error()
+    if err:
+        return err
+    return _static_unsupported(config, dims)
+
+
+def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | None:
+    """The device-independent part of the checks (also used for offline compiles)."""
+    dtype = str(dims.get("dtype", "float16"))
+    if dtype not in _DTYPES:
+        return f"the Gluon kernel supports float16 and bfloat16, not {dtype}"
+    head_dim = int(dims["D"])
+    if head_dim not in _HEAD_DIMS:
+        return f"the Gluon kernel supports head dim 64 and 128, not {head_dim}"
+    try:
+        launch = resolve_gluon_config(config, head_dim)
+    except (TypeError, ValueError) as exc:
+        return f"malformed gluon config: {exc}"
+    if launch.wgs not in (1, 2):
+        return f"CONSUMER_WGS must be 1 or 2, not {launch.wgs}"
+    if launch.block_m % (64 * launch.wgs) != 0 or launch.bm_wg > 128:
+        return (
+            f"BLOCK_M={launch.block_m} with CONSUMER_WGS={launch.wgs}: each consumer warpgroup needs "
+            "64 or 128 query rows (wgmma M is 64 per warpgroup)"
+        )
+    if launch.block_n not in (32, 64, 128):
+        return f"BLOCK_N must be 32, 64 or 128, not {launch.block_n}"
+    if launch.stages < 2:
+        return f"KV_STAGES must be at least 2, not {launch.stages}"
+    if launch.fast_exp not in (0, 1, 2):
+        return f"FAST_EXP must be 0, 1 or 2, not {launch.fast_exp}"
+    if launch.fast_exp == 1 and dtype != "float16":
+        return "FAST_EXP=1 (packed half2 exp2) yields fp16 probabilities; it is implemented for float16 only"
+    if launch.producer_warps not in (0, 1, 2, 4):
+        return f"PRODUCER_WARPS must be 0 (no warp specialisation), 1, 2 or 4, not {launch.producer_warps}"
+    if launch.producer_warps == 0 and launch.wgs != 1:
+        return "PRODUCER_WARPS=0 (no producer partition) is implemented only with CONSUMER_WGS=1"
+    if launch.producer_warps and not (
+        24 <= launch.producer_regs <= 256 and launch.producer_regs % 8 == 0
+    ):
+        return f"PRODUCER_REGS must be a multiple of 8 in [24, 256], not {launch.producer_regs}"
+    if launch.pingpong not in (0, 1) or launch.pin_softmax not in (0, 1):
+        return "PINGPONG and PIN_SOFTMAX must be 0 or 1"
+    if launch.p_buffers not in (1, 2):
+        return f"P_BUFFERS must be 1 or 2, not {launch.p_buffers}"
+    if launch.cta_mult < 0:
+        return f"CTA_MULT must be >= 0, not {launch.cta_mult}"
+    if launch.maxnreg is not None:
+        # After setmaxnreg each consumer warpgroup runs with consumer_regs (two consumers) or
+        # 240 (one consumer; seen in the PTX Triton 3.6 emits), not with the launch cap.
+        budget = launch.consumer_regs if launch.wgs == 2 else 240
+        if launch.producer_regs > launch.maxnreg:
+            return f"PRODUCER_REGS={launch.producer_regs} exceeds the per-thread budget {launch.maxnreg}"
+    else:
+        budget = 255
+    need = _consumer_regs_needed(launch)
+    if need > budget:
+        return (
+            f"a consumer thread needs about {need} registers for BLOCK_M/WG={launch.bm_wg}, "
+            f"BLOCK_N={launch.block_n}, D={head_dim}, but gets {budget}: it would spill"
+        )
+    smem = smem_bytes(launch)
+    if smem > _SMEM_LIMIT:
+        return (
+            f"needs {smem} bytes of shared memory, over the {_SMEM_LIMIT}-byte limit of one block"
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _smem_layout(rows: int, cols: int, fp16: bool) -> Any:
+    """NVMMA shared layout of a [rows, cols] tile (cached: get_default_for costs ~30 us)."""
+    from triton.experimental.gluon import language as gl
+
+    return gl.NVMMASharedLayout.get_default_for([rows, cols], gl.float16 if fp16 else gl.bfloat16)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prepare_cached(
+    items: tuple[tuple[str, Any], ...], head_dim: int, dtype: str, causal: bool
+) -> tuple[str | None, GluonLaunch | None, dict[str, Any] | None]:
+    config = dict(items)
+    dims = {"B": 1, "H": 1, "S": 1, "D": head_dim, "causal": causal, "dtype": dtype}
+    reason = _static_unsupported(config, dims)
+    if reason:
+        return reason, None, None
+    launch = resolve_gluon_config(config, head_dim)
+    return None, launch, _constexprs(launch, causal)
+
+
+def _prepare(
+    config: dict[str, Any], head_dim: int, dtype: str, causal: bool
+) -> tuple[GluonLaunch, dict[str, Any]]:
+    """Validated launch parameters of a config, memoised per launch (host time matters at S=512)."""
+    items = tuple(sorted((k, v) for k, v in config.items() if k in GLUON_DEFAULTS))
+    reason, launch, consts = _prepare_cached(items, head_dim, dtype, causal)
+    if reason or launch is None or consts is None:
+        raise ValueError(reason)
+    return launch, dict(consts)
+
+
+def _descriptors(
+    q2: Any, k2: Any, v2: Any, launch: GluonLaunch, gl_dtype: Any
+) -> tuple[Any, Any, Any]:
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    q_block = [launch.bm_wg, launch.head_dim]
+    kv_block = [launch.block_n, launch.head_dim]
+    fp16 = gl_dtype == gl.float16
+    q_layout = _smem_layout(launch.bm_wg, launch.head_dim, fp16)
+    kv_layout = _smem_layout(launch.block_n, launch.head_dim, fp16)
+    return (
+        TensorDescriptor.from_tensor(q2, q_block, q_layout),
+        TensorDescriptor.from_tensor(k2, kv_block, kv_layout),
+        TensorDescriptor.from_tensor(v2, kv_block, kv_layout),
+    )
+
+
+def _constexprs(launch: GluonLaunch, causal: bool) -> dict[str, Any]:
+    return {
+        "BLOCK_M": launch.block_m,
+        "BLOCK_N": launch.block_n,
+        "HEAD_DIM": launch.head_dim,
+        "CAUSAL": bool(causal),
+        "STAGES": launch.stages,
+        "WGS": launch.wgs,
+        "FAST_EXP": launch.fast_exp,
+        "PRODUCER_WARPS": launch.producer_warps,
+        "PRODUCER_REGS": launch.producer_regs,
+        "CONSUMER_REGS": launch.consumer_regs,
+        "PBUF": launch.p_buffers,
+        "PIN": launch.pin_softmax,
+        "PP": launch.pingpong,
+    }
+
+
+_SM_COUNT: dict[int, int] = {}
+
+
+def _sm_count(device: Any) -> int:
+    import torch
+
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SM_COUNT:
+        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SM_COUNT[idx]
+
+
+def _grid(launch: GluonLaunch, num_tiles: int, sm_count: int) -> int:
+    if launch.cta_mult > 0:
+        return max(1, min(num_tiles, launch.cta_mult * sm_count))
+    return num_tiles
+
+
+def gluon_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    sm_scale: float,
+    config: dict[str, Any],
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """softmax(q k^T * sm_scale) v on q/k/v [B, H, S, D] with the Gluon kernel; writes `out`."""
+    import torch
+    from triton.experimental.gluon import language as gl
+
+    from kernels._gluon_attention_kernel import gluon_attn_fwd
+
+    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
+        raise ValueError(f"q, k, v and out must share one [B, H, S, D] shape; got {tuple(q.shape)}")
+    batch, heads, seq, head_dim = q.shape
+    launch, consts = _prepare(config, head_dim, str(q.dtype).removeprefix("torch."), bool(causal))
+    gl_dtype = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
+
+    rows = batch * heads * seq
+    q2 = q.contiguous().view(rows, head_dim)
+    k2 = k.contiguous().view(rows, head_dim)
+    v2 = v.contiguous().view(rows, head_dim)
+    target = (
+        out if out.is_contiguous() else torch.empty_like(q, memory_format=torch.contiguous_format)
+    )
+    q_desc, k_desc, v_desc = _descriptors(q2, k2, v2, launch, gl_dtype)
+
+    n_m = triton_cdiv(seq, launch.block_m)
+    bh = batch * heads
+    num_tiles = n_m * bh
+    grid = (_grid(launch, num_tiles, _sm_count(q.device)),)
+    extra: dict[str, Any] = {"num_warps": launch.num_warps}
+    if launch.maxnreg is not None:
+        extra["maxnreg"] = launch.maxnreg
+    gluon_attn_fwd[grid](
+        q_desc,
+        k_desc,
+        v_desc,
+        target,
+        sm_scale * _LOG2E,
+        seq,
+        bh,
+        n_m,
+        num_tiles,
+        **consts,
+        **extra,
+    )
+    if target is not out:
+        out.copy_(target)
+    return out
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def gluon_compile(
+    dims: dict[str, Any], config: dict[str, Any], capability: tuple[int, int] = (9, 0)
+) -> Any:
+    """Compile the kernel for `dims`/`config` without a GPU (ahead-of-time, e.g. a compile pool).
+
+    Returns Triton's CompiledKernel (its `asm` holds ttgir/ptx/cubin, `metadata.shared` the bytes).
+    """
+    import torch
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.runtime.jit import mangle_type
+
+    from kernels._gluon_attention_kernel import gluon_attn_fwd
+
+    reason = _static_unsupported(config, dims)
+    if reason:
+        raise ValueError(reason)
+    head_dim = int(dims["D"])
+    launch = resolve_gluon_config(config, head_dim)
+    fp16 = str(dims.get("dtype", "float16")) == "float16"
+    torch_dtype = torch.float16 if fp16 else torch.bfloat16
+    gl_dtype = gl.float16 if fp16 else gl.bfloat16
+    tiny = torch.empty((256, head_dim), dtype=torch_dtype)
+    q_desc, k_desc, v_desc = _descriptors(tiny, tiny, tiny, launch, gl_dtype)
+    ptr = "*fp16" if fp16 else "*bf16"
+    consts = _constexprs(launch, bool(dims["causal"]))
+    signature: dict[str, str] = {
+        "q_desc": mangle_type(q_desc),
+        "k_desc": mangle_type(k_desc),
+        "v_desc": mangle_type(v_desc),
+        "o_ptr": ptr,
+        "qk_scale": "fp32",
+        "S": "i32",
+        "BH": "i32",
+        "n_m": "i32",
+        "num_tiles": "i32",
+    }
+    signature.update({name: "constexpr" for name in consts})
+    src = GluonASTSource(gluon_attn_fwd, signature, constexprs=consts, attrs={})
+    options: dict[str, Any] = {"num_warps": launch.num_warps}
+    if launch.maxnreg is not None:
+        options["maxnreg"] = launch.maxnreg
+    target = GPUTarget("cuda", capability[0] * 10 + capability[1], 32)
+    return triton.compile(src, target=target, options=options)
+
+
+def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = None) -> None:
+    """Fill Triton's cache for this shape/config without launching (needs a CUDA driver).
+
+    Goes through the JIT's own warm-up so the cache key matches the later launch exactly.
+    """
+    import torch
+    from triton.experimental.gluon import language as gl
+
+    from kernels._gluon_attention_kernel import gluon_attn_fwd
+
+    reason = _static_unsupported(config, dims)
+    if reason:
+        raise ValueError(reason)
+    head_dim = int(dims["D"])
+    launch = resolve_gluon_config(config, head_dim)
+    fp16 = str(dims.get("dtype", "float16")) == "float16"
+    torch_dtype = torch.float16 if fp16 else torch.bfloat16
+    tiny = torch.empty((256, head_dim), dtype=torch_dtype)
+    q_desc, k_desc, v_desc = _descriptors(
+        tiny, tiny, tiny, launch, gl.float16 if fp16 else gl.bfloat16
+    )
+    extra: dict[str, Any] = {"num_warps": launch.num_warps}
+    if launch.maxnreg is not None:
+        extra["maxnreg"] = launch.maxnreg
+    gluon_attn_fwd.warmup(
+        q_desc,
+        k_desc,
+        v_desc,
+        tiny,
+        1.0,
+        1,
+        1,
+        1,
+        1,
+        **_constexprs(launch, bool(dims["causal"])),
+        **extra,
+        grid=(1,),
+    )

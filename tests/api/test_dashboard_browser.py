@@ -1,0 +1,262 @@
+"""The dashboard in headless Chromium: plots drawn with the data, table sorts and filters, the
+best config copies, a running study refreshes, and nothing is fetched from outside the app.
+
+Needs Debian's `chromium` (or EVOTUNE_CHROMIUM=/path) and `pip install playwright`; skipped
+with the reason otherwise. Screenshots go to test-artifacts/ (EVOTUNE_TEST_ARTIFACTS overrides).
+EVOTUNE_BROWSER_DB=<url> runs the read-only checks over another database (e.g. real recorded
+trials) instead of the sample one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from evotune.api import create_app
+from evotune.records import TrialResult, TrialStatus, config_hash
+from evotune.storage import open_database, repository
+from tests.api.conftest import build_sample_db
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    for candidate in (os.environ.get("EVOTUNE_CHROMIUM"), "chromium", "chromium-browser"):
+        if candidate and (path := shutil.which(candidate)):
+            return path
+    pytest.skip("no chromium binary (apt-get install chromium, or set EVOTUNE_CHROMIUM)")
+
+
+def _artifacts() -> Path:
+    default = Path(__file__).resolve().parents[2] / "test-artifacts"
+    folder = Path(os.environ.get("EVOTUNE_TEST_ARTIFACTS", default))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class _Server:
+    """uvicorn on 127.0.0.1 and a free port, in a thread."""
+
+    def __init__(self, url: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(url), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    override = os.environ.get("EVOTUNE_BROWSER_DB")
+    if override:
+        return override
+    # Its own copy: the live-refresh test writes to it.
+    return build_sample_db(tmp_path_factory.mktemp("browser") / "browser.db").url
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str) -> Iterator[_Server]:
+    with _Server(db_url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: _Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base)
+    page = context.new_page()
+    problems: list[str] = []
+    outside: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(server.base) else outside.append(request.url)
+        ),
+    )
+    yield page
+    context.close()
+    assert not problems, problems
+    assert not outside, f"the dashboard fetched from outside the app: {outside}"
+
+
+def _json(server: _Server, path: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(server.base + path) as response:
+        return json.load(response)
+
+
+def _biggest_study(server: _Server) -> dict[str, Any]:
+    studies = _json(server, "/v1/studies?limit=500")["items"]
+    return max(studies, key=lambda s: (s["status_counts"].get("ok", 0), s["trials"]))
+
+
+def _points(page: Any, selector: str) -> int:
+    return int(page.eval_on_selector(f"{selector} svg", "svg => svg.dataset.points"))
+
+
+def test_study_list(page: Any, server: _Server) -> None:
+    total = _json(server, "/v1/studies?limit=1")["total"]
+    page.goto(server.base + "/")
+    page.wait_for_selector("#studies tbody tr[data-study]")
+    rows = page.locator("#studies tbody tr[data-study]").count()
+    assert rows == min(total, 100)
+    assert page.locator("#shapes tbody tr").count() == len(_json(server, "/v1/shapes"))
+    page.screenshot(path=str(_artifacts() / "dashboard-studies.png"), full_page=True)
+
+
+def test_study_page_plots_the_data(page: Any, server: _Server) -> None:
+    study = _biggest_study(server)
+    detail = _json(server, f"/v1/studies/{study['id']}")
+    ok = detail["status_counts"].get("ok", 0)
+    assert ok > 0, "the database has no ok trials to plot"
+    page.goto(f"{server.base}/studies/{study['id']}")
+    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+
+    assert _points(page, "#conv-trials") == ok
+    assert _points(page, "#conv-time") == ok
+    assert _points(page, "#elites") == ok  # every ok trial, elites highlighted among them
+    trials = _json(server, f"/v1/studies/{study['id']}/trials?limit=2000")["items"]
+    k = int(detail["settings"].get("elites") or 4)
+    per_generation: dict[int, int] = {}
+    for t in trials:
+        if t["status"] == "ok":
+            per_generation[t["generation"]] = per_generation.get(t["generation"], 0) + 1
+    assert page.locator("#elites circle.elite").count() == sum(
+        min(k, n) for n in per_generation.values()
+    )
+    assert page.locator("#elites-table tbody tr").count() == len({t["generation"] for t in trials})
+    assert page.locator("#conv-trials path.line").count() == 1  # the best-so-far step line
+    assert _points(page, "#failures") == len(detail["status_counts"])
+
+    params = page.locator("#params .param")
+    assert params.count() >= 1
+    names = [params.nth(i).get_attribute("data-param") for i in range(params.count())]
+    assert set(names) == {key for t in trials for key in t["config"]}
+    assert sum(_points(page, f'#params .param[data-param="{n}"]') for n in names) >= ok
+
+    best = json.loads(page.inner_text("#best-json"))
+    expected = (detail["published_best"] or detail["best_trial"])["config"]
+    assert best == expected
+    page.screenshot(path=str(_artifacts() / "dashboard.png"), full_page=True)
+
+
+def test_trial_table_sorts_filters_and_copies(page: Any, server: _Server) -> None:
+    study = _biggest_study(server)
+    trials = _json(server, f"/v1/studies/{study['id']}/trials?limit=2000")["items"]
+    page.goto(f"{server.base}/studies/{study['id']}")
+    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+    rows = page.locator("#trials tbody tr")
+    assert rows.count() == min(len(trials), 500)
+
+    page.click('#trials th[data-key="p50_us"]')  # ascending p50: the fastest first
+    first = rows.nth(0).get_attribute("data-trial")
+    fastest = min((t for t in trials if t["p50_us"] is not None), key=lambda t: t["p50_us"])
+    assert int(first) == fastest["id"]
+    page.click('#trials th[data-key="p50_us"]')  # descending
+    slowest = max((t for t in trials if t["p50_us"] is not None), key=lambda t: t["p50_us"])
+    assert int(rows.nth(0).get_attribute("data-trial")) == slowest["id"]
+
+    failing = sorted({t["status"] for t in trials} - {"ok"})
+    if failing:
+        page.select_option("#f-status", failing[0])
+        expected = sum(1 for t in trials if t["status"] == failing[0])
+        assert rows.count() == expected
+        assert page.locator(f"#trials tbody .badge.status-{failing[0]}").count() == expected
+        page.select_option("#f-status", "")
+    page.fill("#f-text", "no config has this text")
+    assert rows.count() == 0
+    page.fill("#f-text", "")
+
+    rows.nth(0).click()
+    selected = json.loads(page.inner_text("#selected-json"))
+    assert selected["id"] == int(rows.nth(0).get_attribute("data-trial"))
+
+    page.click("#copy-best")
+    page.wait_for_function("document.getElementById('copy-best').textContent === 'copied'")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert json.loads(copied) == json.loads(page.inner_text("#best-json"))
+
+
+def test_a_running_study_refreshes(page: Any, server: _Server, db_url: str) -> None:
+    if os.environ.get("EVOTUNE_BROWSER_DB"):
+        pytest.skip("writes to the database: only over the sample database")
+    studies = _json(server, "/v1/studies?limit=500")["items"]
+    running = next(s for s in studies if s["state"] == "running")
+    page.goto(f"{server.base}/studies/{running['id']}?refresh=250")
+    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+    assert "live" in page.inner_text("#live")
+    before = _points(page, "#conv-trials")
+    database = open_database(db_url, upgrade=False)
+    try:
+        with database.session() as s:  # the search stores one more fast trial
+            study = repository.get_study(s, running["id"])
+            config = {"refresh": "test"}
+            trial = repository.add_running_trial(
+                s, study, 10_000, config, config_hash(config), 0, 9, [], "seed"
+            )
+            result = TrialResult(trial.id, TrialStatus.OK, 1.0, 1.0, 1.0, 3, [1.0] * 3)
+            repository.finish_trial(s, trial, result)
+    finally:
+        database.dispose()
+    page.wait_for_function(
+        f"Number(document.querySelector('#conv-trials svg').dataset.points) === {before + 1}",
+        timeout=15_000,
+    )
+    assert "1.00 µs" in page.inner_text("#summary")  # the new best p50 is shown

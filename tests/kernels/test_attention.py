@@ -1,0 +1,349 @@
+"""The Triton attention kernel on the CPU, through Triton's interpreter (tests/conftest.py).
+
+Small shapes only: the interpreter runs each program in numpy. The GPU-only knobs
+(FAST_EXP=1, bf16) are covered by test_attention_gpu.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+import yaml
+
+from evotune.plugin import DeviceInfo
+from kernels import attention as attn
+from kernels._attention_kernel import _exp2_fma
+
+SPACE_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "attention.yaml"
+TOLERANCES = yaml.safe_load(SPACE_FILE.read_text())["tolerances"]
+CPU = DeviceInfo(interpreted=True, name="interpreter")
+HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H100", capability=(9, 0), sm_count=132)
+AMPERE = DeviceInfo(interpreted=False, name="NVIDIA A100", capability=(8, 0), sm_count=108)
+
+pytestmark = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="CPU interpreter tests (test_attention_gpu.py covers the GPU)"
+)
+
+
+def _reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
+) -> torch.Tensor:
+    """Independent float64 reference (plain softmax, no chunking)."""
+    s = (q.double() @ k.double().transpose(-1, -2)) * scale
+    if causal:
+        n = q.shape[2]
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(s, dim=-1) @ v.double()
+
+
+def _inputs(
+    B: int, H: int, S: int, D: int, dtype: torch.dtype, seed: int = 0
+) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, H, S, D, generator=gen).to(dtype) for _ in range(3)]
+
+
+def _check(out: torch.Tensor, ref: torch.Tensor) -> None:
+    tol = TOLERANCES[str(out.dtype).removeprefix("torch.")]
+    assert not torch.isnan(out).any()
+    torch.testing.assert_close(out.double(), ref, atol=tol["atol"], rtol=tol["rtol"])
+
+
+CASES: list[tuple[int, int, int, int, bool, torch.dtype, dict[str, Any]]] = [
+    # B, H, S, D, causal, dtype, config
+    (1, 2, 128, 64, True, torch.float16, {}),  # the default config at the 'tiny' shape
+    (1, 2, 128, 64, False, torch.float16, {"BLOCK_M": 64, "BLOCK_N": 32}),
+    (2, 1, 1, 16, True, torch.float32, {"BLOCK_M": 16, "BLOCK_N": 16}),
+    (1, 2, 37, 32, False, torch.float32, {"BLOCK_M": 32, "BLOCK_N": 16}),
+    (1, 2, 37, 32, True, torch.float16, {"BLOCK_M": 16, "BLOCK_N": 32}),  # BLOCK_N > BLOCK_M
+    (2, 1, 100, 64, True, torch.float16, {"BLOCK_M": 64, "BLOCK_N": 32, "FAST_EXP": 2}),
+    (1, 2, 100, 64, False, torch.float32, {"BLOCK_M": 32, "BLOCK_N": 32, "FAST_EXP": 2}),
+    (1, 3, 100, 16, True, torch.float16, {"BLOCK_M": 32, "BLOCK_N": 16, "CTA_MULT": 1}),
+    (2, 2, 70, 32, False, torch.float16, {"BLOCK_M": 16, "BLOCK_N": 32, "CTA_MULT": 2}),
+    # The interpreter runs tensor descriptors too: this checks their row arithmetic, the
+    # masked tail rows that belong to the next head, and the single-loop (WS) structure.
+    (2, 2, 70, 64, True, torch.float16, {"BLOCK_M": 32, "BLOCK_N": 64, "TMA": True}),
+    (
+        2,
+        2,
+        64,
+        32,
+        False,
+        torch.float16,
+        {"BLOCK_M": 32, "BLOCK_N": 16, "TMA": True, "CTA_MULT": 1},
+    ),
+    (
+        1,
+        2,
+        70,
+        32,
+        True,
+        torch.float16,
+        {"BLOCK_M": 32, "BLOCK_N": 16, "TMA": True, "WARP_SPECIALIZE": True},
+    ),
+    (
+        1,
+        2,
+        45,
+        32,
+        False,
+        torch.float32,
+        {"BLOCK_M": 16, "BLOCK_N": 32, "TMA": True, "WARP_SPECIALIZE": True},
+    ),
+    (1, 1, 40, 256, True, torch.float16, {"BLOCK_M": 16, "BLOCK_N": 16}),
+    (1, 1, 50, 128, False, torch.float16, {"BLOCK_M": 32, "BLOCK_N": 32}),
+]
+
+
+@pytest.mark.parametrize(("B", "H", "S", "D", "causal", "dtype", "config"), CASES)
+def test_matches_float64_reference(
+    B: int, H: int, S: int, D: int, causal: bool, dtype: torch.dtype, config: dict[str, Any]
+) -> None:
+    q, k, v = _inputs(B, H, S, D, dtype, seed=S + D)
+    out = attn.attention(q, k, v, causal=causal, config=config)
+    assert out.shape == q.shape and out.dtype == dtype
+    _check(out, _reference(q, k, v, causal, 1.0 / math.sqrt(D)))
+
+
+def test_causal_differs_from_non_causal() -> None:
+    # Guards the tests above against a kernel that ignores the mask.
+    q, k, v = _inputs(1, 1, 40, 16, torch.float32)
+    cfg = {"BLOCK_M": 16, "BLOCK_N": 16}
+    diff = attn.attention(q, k, v, causal=True, config=cfg) - attn.attention(q, k, v, config=cfg)
+    assert diff.abs().max() > 0.1
+    assert diff[0, 0, -1].abs().max() < 1e-5  # the last row sees every key either way
+
+
+@pytest.mark.parametrize("config", [{}, {"TMA": True}, {"TMA": True, "WARP_SPECIALIZE": True}])
+def test_non_contiguous_inputs_and_output(config: dict[str, Any]) -> None:
+    B, H, S, D = 2, 3, 50, 32
+    gen = torch.Generator().manual_seed(7)
+    # q: [B, S, H, D] storage seen as [B, H, S, D]; k: every other row of a longer sequence;
+    # v: head dim not innermost; out: a column slice of a wider buffer.
+    q = torch.randn(B, S, H, D, generator=gen).half().transpose(1, 2)
+    k = torch.randn(B, H, 2 * S, D, generator=gen).half()[:, :, ::2]
+    v = torch.randn(B, H, D, S, generator=gen).half().transpose(2, 3)
+    wide = torch.full((B, H, S, 2 * D), float("nan"), dtype=torch.float16)
+    out = wide[..., D:]
+    assert not (q.is_contiguous() or k.is_contiguous() or v.is_contiguous() or out.is_contiguous())
+    cfg = {"BLOCK_M": 32, "BLOCK_N": 16, **config}
+    result = attn.attention(q, k, v, causal=True, sm_scale=0.3, config=cfg, out=out)
+    assert result is out
+    _check(out, _reference(q, k, v, True, 0.3))
+    assert torch.isnan(wide[..., :D]).all()  # nothing written outside `out`
+
+
+def test_sm_scale_is_applied() -> None:
+    q, k, v = _inputs(1, 2, 33, 16, torch.float32)
+    out = attn.attention(q, k, v, sm_scale=2.0, config={"BLOCK_M": 16, "BLOCK_N": 16})
+    _check(out, _reference(q, k, v, False, 2.0))
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ({"q": torch.zeros(2, 8, 16)}, "^q must have rank 4"),
+        ({"k": torch.zeros(1, 2, 8, 16, dtype=torch.int32)}, "^k has dtype"),
+        ({"v": torch.zeros(1, 2, 8, 16, dtype=torch.float32)}, "^v has dtype"),
+        ({"k": torch.zeros(1, 2, 9, 16, dtype=torch.float16)}, "^k has shape"),
+        ({"v": torch.zeros(1, 2, 8, 16, dtype=torch.float16, device="meta")}, "^v is on meta"),
+        ({"q": "not a tensor"}, "^q must be a torch.Tensor"),
+        (
+            {
+                "q": torch.zeros(1, 2, 8, 48),
+                "k": torch.zeros(1, 2, 8, 48),
+                "v": torch.zeros(1, 2, 8, 48),
+            },
+            "head dim D=48",
+        ),
+        (
+            {
+                "q": torch.zeros(1, 2, 0, 16),
+                "k": torch.zeros(1, 2, 0, 16),
+                "v": torch.zeros(1, 2, 0, 16),
+            },
+            "empty",
+        ),
+        ({"out": torch.zeros(1, 2, 8, 32, dtype=torch.float16)}, "^out must match q"),
+        ({"sm_scale": -1.0}, "^sm_scale must be a positive"),
+        ({"sm_scale": float("nan")}, "^sm_scale"),
+        ({"config": {"BLOCK_M": 48}}, "^config: BLOCK_M"),
+        ({"config": {"BLOCK_N": 512}}, "^config: BLOCK_N"),
+        ({"config": {"num_warps": 3}}, "^config: num_warps"),
+        ({"config": {"FAST_EXP": 3}}, "^config: FAST_EXP"),
+        ({"config": {"CTA_MULT": -1}}, "^config: CTA_MULT"),
+        ({"config": {"impl": "cuda"}}, "^config: impl"),
+        ({"config": {"WARP_SPECIALIZE": True}}, "^config: WARP_SPECIALIZE needs TMA"),
+        (
+            {"config": {"WARP_SPECIALIZE": True, "TMA": True, "FAST_EXP": 2}},
+            "^config: WARP_SPECIALIZE",
+        ),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(args: dict[str, Any], match: str) -> None:
+    call: dict[str, Any] = {
+        n: torch.zeros(1, 2, 8, 16, dtype=torch.float16) for n in ("q", "k", "v")
+    }
+    call.update(args)
+    with pytest.raises(ValueError, match=match):
+        attn.attention(**call)
+
+
+def test_default_config_is_the_search_space_default() -> None:
+    from evotune.space import load_space
+
+    space = load_space("attention")
+    assert space.default_config() == attn.DEFAULT_CONFIG
+    for name in space.shapes:
+        assert not space.violations(attn.DEFAULT_CONFIG, space.shape(name).dims), name
+
+
+def test_triton_configs_of_the_space_resolve() -> None:
+    # Every valid triton config of the space passes the launcher's own checks.
+    from evotune.space import load_space
+
+    space = load_space("attention")
+    dims = space.shape("stage1").dims
+    names = space.active_names({"impl": "triton"})
+    grid = itertools.product(*(space.parameters[n].choices() for n in names))
+    configs = [
+        c
+        for c in (dict(zip(names, values, strict=True)) for values in grid)
+        if not space.violations(c, dims)
+    ]
+    assert 100 < len(configs) < 3000
+    for config in configs:
+        attn.resolve_config(config)
+        # The space's constraints and the launcher's own refusals agree on Hopper.
+        assert attn.unsupported(config, dims, HOPPER) is None, config
+
+
+# --- the plug-in interface ------------------------------------------------------------------
+
+
+TINY = {"B": 1, "H": 2, "S": 40, "D": 16, "causal": True, "dtype": "float16"}
+
+
+def test_make_inputs_is_seeded() -> None:
+    a, b, c = (
+        attn.make_inputs(TINY, 1, "cpu"),
+        attn.make_inputs(TINY, 1, "cpu"),
+        attn.make_inputs(TINY, 2, "cpu"),
+    )
+    assert torch.equal(a["q"], b["q"]) and torch.equal(a["v"], b["v"])
+    assert not torch.equal(a["q"], c["q"])
+    assert not torch.equal(a["q"], a["k"])
+    assert a["q"].shape == (1, 2, 40, 16) and a["q"].dtype == torch.float16
+    assert a["causal"] is True
+
+
+def test_run_fills_the_output_and_matches_reference() -> None:
+    inputs = attn.make_inputs({**TINY, "dtype": "float32"}, 3, "cpu")
+    out = attn.empty_output(inputs)
+    out.fill_(float("nan"))
+    attn.run(inputs, out, {"BLOCK_M": 16, "BLOCK_N": 16, "FAST_EXP": 2})
+    ref = attn.reference(inputs)
+    assert ref.dtype == torch.float32
+    torch.testing.assert_close(
+        ref.double(), _reference(inputs["q"], inputs["k"], inputs["v"], True, 0.25)
+    )
+    torch.testing.assert_close(out, ref, atol=5e-3, rtol=5e-3)
+
+
+def test_reference_chunks_agree_with_whole() -> None:
+    inputs = attn.make_inputs(
+        {"B": 3, "H": 2, "S": 8, "D": 16, "causal": False, "dtype": "float32"}, 0, "cpu"
+    )
+    whole = _reference(inputs["q"], inputs["k"], inputs["v"], False, 0.25)
+    torch.testing.assert_close(attn.reference(inputs).double(), whole, atol=1e-6, rtol=1e-6)
+
+
+def test_flops() -> None:
+    dims = {"B": 2, "H": 3, "S": 10, "D": 64, "causal": False, "dtype": "float16"}
+    assert attn.flops(dims) == 4 * 2 * 3 * 100 * 64
+    assert attn.flops({**dims, "causal": True}) == 2 * 2 * 3 * 100 * 64
+
+
+@pytest.mark.parametrize(
+    ("config", "dims", "device", "expected"),
+    [
+        ({}, TINY, CPU, None),
+        ({"FAST_EXP": 2, "CTA_MULT": 1}, TINY, CPU, None),
+        ({"FAST_EXP": 1}, TINY, CPU, "inline PTX"),
+        ({}, {**TINY, "dtype": "bfloat16"}, CPU, "bf16"),
+        ({"TMA": True}, TINY, CPU, "TMA"),
+        ({"TMA": True, "WARP_SPECIALIZE": True}, TINY, CPU, "TMA"),
+        ({"impl": "gluon"}, TINY, CPU, "gluon"),
+        ({"impl": "gluon"}, TINY, AMPERE, "sm_90"),
+        ({}, {**TINY, "D": 96}, HOPPER, "head dim"),
+        (
+            {"TMA": True, "WARP_SPECIALIZE": True, "FAST_EXP": 1, "num_warps": 8},
+            {**TINY, "dtype": "bfloat16"},
+            HOPPER,
+            None,
+        ),
+        ({"TMA": True}, TINY, AMPERE, "TMA needs sm_90"),
+        ({"FAST_EXP": 1}, {**TINY, "dtype": "bfloat16"}, AMPERE, "bf16x2"),
+        ({"FAST_EXP": 1}, TINY, AMPERE, None),
+        ({"WARP_SPECIALIZE": True}, TINY, HOPPER, "needs TMA"),
+        ({"TMA": True, "WARP_SPECIALIZE": True}, TINY, HOPPER, "num_warps=8"),
+        (
+            {"TMA": True, "WARP_SPECIALIZE": True, "num_warps": 8, "BLOCK_N": 32},
+            TINY,
+            HOPPER,
+            "BLOCK_N",
+        ),
+        ({"TMA": True, "WARP_SPECIALIZE": True, "num_warps": 8, "BLOCK_N": 64}, TINY, HOPPER, None),
+    ],
+)
+def test_unsupported(
+    config: dict[str, Any], dims: dict[str, Any], device: DeviceInfo, expected: str | None
+) -> None:
+    reason = attn.unsupported(config, dims, device)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason
+
+
+def test_compile_only_is_a_no_op_in_the_interpreter() -> None:
+    attn.compile_only(TINY, {}, "cpu")  # must neither raise nor need a GPU
+
+
+def test_plugin_interface_is_complete() -> None:
+    from evotune.plugin import load_plugin
+
+    plugin = load_plugin("kernels.attention")
+    assert plugin is attn
+    assert all(p.is_file() for p in attn.SOURCE_FILES)
+
+
+# --- the FMA-pipe exp2 ----------------------------------------------------------------------
+
+
+@triton.jit
+def _exp2_fma_probe(X, Y, N: tl.constexpr):  # type: ignore[no-untyped-def]
+    offs = tl.arange(0, N)
+    tl.store(Y + offs, _exp2_fma(tl.load(X + offs)))
+
+
+def test_polynomial_exp2_is_accurate() -> None:
+    x = torch.cat(
+        [torch.linspace(-40.0, 0.0, 1000), torch.tensor([-0.5, 0.5 - 1e-6, -1e-7, -130.0, -200.0])]
+    )
+    x = torch.cat([x, torch.full((1024 - x.numel(),), float("-inf"))])
+    y = torch.empty_like(x)
+    _exp2_fma_probe[(1,)](x, y, N=1024)
+    finite = x > -120
+    rel = (
+        (y[finite].double() - torch.exp2(x[finite].double())) / torch.exp2(x[finite].double())
+    ).abs()
+    assert rel.max() < 1e-4
+    assert (y[~finite] >= 0).all() and (y[~finite] < 1e-37).all()  # -inf and far-out scores vanish

@@ -1,0 +1,234 @@
+"""Tests of the Hopper Gluon attention kernel.
+
+CPU: the support checks (why a config is refused) and an ahead-of-time compile for sm_90a.
+GPU (marked): results against the float32 reference at odd S and at the named shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from evotune.plugin import DeviceInfo
+from kernels.attention_gluon import (
+    GLUON_DEFAULTS,
+    gluon_unsupported,
+    resolve_gluon_config,
+    smem_bytes,
+)
+
+H100 = DeviceInfo(interpreted=False, name="NVIDIA H100 80GB HBM3", capability=(9, 0), sm_count=132)
+A100 = DeviceInfo(interpreted=False, name="NVIDIA A100", capability=(8, 0), sm_count=108)
+INTERP = DeviceInfo(interpreted=True, name="interpreter")
+ROOT = Path(__file__).resolve().parents[2]
+D64 = {"B": 2, "H": 4, "S": 1000, "D": 64, "causal": True, "dtype": "float16"}
+D128 = {**D64, "D": 128}
+
+
+def test_default_config_is_supported_on_hopper() -> None:
+    assert gluon_unsupported({}, D64, H100) is None
+    assert gluon_unsupported({}, {**D128, "dtype": "bfloat16", "causal": False}, H100) is None
+
+
+def test_interpreter_and_other_gpus_are_refused_with_reason() -> None:
+    assert "interpreter" in (gluon_unsupported({}, D64, INTERP) or "")
+    reason = gluon_unsupported({}, D64, A100) or ""
+    assert "sm_90" in reason and "A100" in reason
+
+
+@pytest.mark.parametrize(
+    ("config", "dims", "needle"),
+    [
+        ({}, {**D64, "dtype": "float32"}, "float16 and bfloat16"),
+        ({}, {**D64, "D": 96}, "head dim"),
+        ({"BLOCK_M": 64, "CONSUMER_WGS": 2}, D64, "64 or 128 query rows"),
+        ({"BLOCK_M": 32, "CONSUMER_WGS": 1}, D64, "64 or 128 query rows"),
+        ({"KV_STAGES": 1}, D64, "KV_STAGES"),
+        ({"FAST_EXP": 1}, {**D64, "dtype": "bfloat16"}, "float16 only"),
+        ({"FAST_EXP": 3}, D64, "FAST_EXP"),
+        ({"PRODUCER_WARPS": 0, "CONSUMER_WGS": 2}, D64, "PRODUCER_WARPS=0"),
+        ({"PRODUCER_WARPS": 3}, D64, "PRODUCER_WARPS"),
+        ({"PRODUCER_REGS": 20}, D64, "PRODUCER_REGS"),
+        ({"BLOCK_N": 128, "KV_STAGES": 4}, D128, "shared memory"),
+        ({"BLOCK_M": 256, "CONSUMER_WGS": 2, "BLOCK_N": 128}, D128, "registers"),
+    ],
+)
+def test_unsupported_combinations_name_the_reason(
+    config: dict[str, int], dims: dict[str, Any], needle: str
+) -> None:
+    reason = gluon_unsupported(config, dims, H100)
+    assert reason is not None and needle in reason
+
+
+def test_register_split_matches_tritons_warpgroup_allocation() -> None:
+    # Three warpgroups (producer + 2 consumers) share 64K registers: 168 at launch, then
+    # setmaxnreg gives 24 to the producer and 240 to each consumer.
+    two = resolve_gluon_config({"CONSUMER_WGS": 2, "PRODUCER_REGS": 24}, 128)
+    assert (two.maxnreg, two.consumer_regs) == (168, 240)
+    one = resolve_gluon_config({"CONSUMER_WGS": 1, "BLOCK_M": 64}, 64)
+    assert one.maxnreg == 248
+    assert resolve_gluon_config({"PRODUCER_WARPS": 0, "CONSUMER_WGS": 1}, 64).maxnreg is None
+
+
+def test_smem_estimate_counts_q_and_the_kv_ring() -> None:
+    launch = resolve_gluon_config({**GLUON_DEFAULTS, "KV_STAGES": 3, "BLOCK_N": 64}, 128)
+    q = 128 * 128 * 2
+    kv = 2 * 3 * 64 * 128 * 2
+    assert q + kv <= smem_bytes(launch) < q + kv + 512
+
+
+_AOT_SCRIPT = """
+import json, subprocess, sys, tempfile
+from pathlib import Path
+import triton
+from kernels.attention_gluon import gluon_compile
+config = json.loads(sys.argv[1])
+kernel = gluon_compile(json.loads(sys.argv[2]), config)
+ptx = kernel.asm["ptx"]
+cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+sass = ""
+if cuobjdump.exists():
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        sass = subprocess.run([str(cuobjdump), "-sass", f.name], capture_output=True, text=True).stdout
+print(json.dumps({
+    "target": ".target sm_90a" in ptx, "wgmma": "wgmma.mma_async" in ptx, "setmaxnreg": "setmaxnreg" in ptx,
+    "shared": kernel.metadata.shared, "sass": bool(sass), "hgmma": "HGMMA" in sass,
+    "spills": sass.count("STL") + sass.count("LDL"),
+}))
+"""
+
+
+def test_ahead_of_time_compile_for_sm90() -> None:
+    """The kernel compiles without a GPU to sm_90a with wgmma (HGMMA) and no register spills.
+
+    Runs in a subprocess without TRITON_INTERPRET: the interpreter replaces Triton's own jit
+    helpers that Gluon code calls, so Gluon cannot compile inside an interpreted process.
+    """
+    config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "PRODUCER_WARPS": 1, "KV_STAGES": 2}
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", _AOT_SCRIPT, json.dumps(config), json.dumps({**D64, "S": 333})],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["target"] and info["wgmma"] and info["setmaxnreg"]
+    launch = resolve_gluon_config(config, 64)
+    assert smem_bytes(launch) <= info["shared"] <= smem_bytes(launch) + 1024
+    if info["sass"]:
+        assert info["hgmma"]
+        assert info["spills"] == 0
+
+
+# ----------------------------------------------------------------------------- GPU
+
+
+def _hopper() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+GPU_CONFIGS: dict[str, dict[str, int]] = {
+    "nows": {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0},
+    "ws1": {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 1},
+    "ws2": {"BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2, "PRODUCER_WARPS": 1},
+    "ws2_persistent_fe2": {
+        "BLOCK_M": 128,
+        "BLOCK_N": 64,
+        "CONSUMER_WGS": 2,
+        "KV_STAGES": 3,
+        "CTA_MULT": 1,
+        "FAST_EXP": 2,
+    },
+}
+NAMED_SHAPES = {
+    "tiny": (1, 2, 128, 64),
+    "small": (1, 8, 512, 64),
+    "mission": (32, 8, 512, 64),
+    "stage1": (16, 16, 2048, 64),
+    "llama-d128": (4, 32, 4096, 128),
+    "long": (2, 16, 8192, 64),
+}
+
+
+def _reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
+) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    return torch.cat(
+        [
+            F.scaled_dot_product_attention(
+                q[i : i + 1].float(),
+                k[i : i + 1].float(),
+                v[i : i + 1].float(),
+                is_causal=causal,
+                scale=scale,
+            )
+            for i in range(q.shape[0])
+        ]
+    )
+
+
+def _run_and_compare(
+    config: dict[str, int], shape: tuple[int, int, int, int], causal: bool, dtype: torch.dtype
+) -> None:
+    from kernels.attention_gluon import gluon_attention
+
+    b, h, s, d = shape
+    dims = {
+        "B": b,
+        "H": h,
+        "S": s,
+        "D": d,
+        "causal": causal,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    props = torch.cuda.get_device_properties(0)
+    dev = DeviceInfo(False, props.name, (props.major, props.minor), props.multi_processor_count)
+    if gluon_unsupported(config, dims, dev):
+        pytest.skip(str(gluon_unsupported(config, dims, dev)))
+    gen = torch.Generator(device="cuda").manual_seed(b * 1000 + s)
+    q, k, v = (torch.randn(shape, generator=gen, device="cuda").to(dtype) for _ in range(3))
+    out = torch.full_like(q, float("nan"))
+    scale = 1.0 / math.sqrt(d)
+    assert gluon_attention(q, k, v, causal, scale, config, out) is out
+    ref = _reference(q, k, v, causal, scale)
+    tol = 1e-2 if dtype == torch.float16 else 2e-2
+    assert not torch.isnan(out).any(), "unwritten or NaN output"
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("name", sorted(GPU_CONFIGS))
+@pytest.mark.parametrize("s", [1, 67, 129, 1000])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_odd_lengths_match_reference(
+    name: str, s: int, d: int, causal: bool, dtype: torch.dtype
+) -> None:
+    _run_and_compare(GPU_CONFIGS[name], (2, 3, s, d), causal, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("name", sorted(GPU_CONFIGS))
+@pytest.mark.parametrize("shape", sorted(NAMED_SHAPES))
+def test_named_shapes_match_reference(name: str, shape: str) -> None:
+    _run_and_compare(GPU_CONFIGS[name], NAMED_SHAPES[shape], True, torch.float16)

@@ -1,0 +1,193 @@
+"""A synthetic-but-structured landscape of the attention space, for CPU tests of the search.
+
+NOT measured data: a made-up latency model with the features real landscapes have, so that
+strategies can be exercised and compared without a GPU:
+
+- a smooth-ish main effect per parameter (tile sizes dominate, flags matter by a few %),
+- interactions (big query tiles want 8 warps; 128x128 tiles on 4 warps spill registers;
+  warp specialization pays only with TMA and pipelining; gluon has its own knobs),
+- failures in whole regions: out_of_resources when the tiles times the pipeline stages
+  exceed shared memory, compile_error for a few unsupported combinations,
+- unexplained per-config structure (random pairwise effects, a deterministic jitter) and
+  measurement noise.
+
+Every coefficient is drawn from a range by `seed`, so each seed is a different landscape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from typing import Any
+
+from evotune.landscape import Landscape, LandscapeTrial
+from evotune.records import Config, Dims, TrialStatus, config_hash
+from evotune.search.grid import valid_configs
+from evotune.space import SearchSpace, Shape, load_space
+
+__all__ = ["SHAPES", "attention_space", "synthetic_landscape"]
+
+SHAPES: dict[str, Dims] = {
+    "mission": {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"},
+    "llama-d128": {"B": 4, "H": 32, "S": 4096, "D": 128, "causal": True, "dtype": "float16"},
+}
+
+SMEM_LIMIT = 227 * 1024  # bytes per SM on Hopper
+
+
+def attention_space() -> SearchSpace:
+    return load_space("attention")
+
+
+def synthetic_landscape(
+    space: SearchSpace | None = None,
+    shape: str = "mission",
+    seed: int = 0,
+    noise: float = 0.01,
+) -> Landscape:
+    """Every valid config of the attention space with a modelled outcome (see module doc)."""
+    space = space or attention_space()
+    dims = SHAPES[shape]
+    model = _Model(space, dims, random.Random(f"synthetic:{shape}:{seed}"))
+    trials: list[LandscapeTrial] = []
+    for config in valid_configs(space, dims):
+        status, p50 = model.outcome(config)
+        if status is TrialStatus.OK:
+            rng = random.Random(f"noise:{seed}:{config_hash(config)}")
+            p50 *= math.exp(rng.gauss(0.0, noise))
+            trials.append(LandscapeTrial(config, status, p50_us=round(p50, 3), n_runs=50))
+        else:
+            trials.append(LandscapeTrial(config, status, error=f"synthetic {status.value}"))
+    return Landscape(
+        kernel=space.kernel,
+        shape=Shape(shape, dict(dims)),
+        environment={"gpu": "synthetic", "synthetic": True, "seed": seed},
+        space_size=len(trials),
+        trials=trials,
+    )
+
+
+# How much each parameter's main effect may move log(latency): tiles dominate, knobs trim.
+_AMPLITUDE: dict[str, tuple[float, float]] = {
+    "BLOCK_M": (0.2, 0.45),
+    "BLOCK_N": (0.1, 0.3),
+    "impl": (0.0, 0.15),
+    "num_warps": (0.03, 0.12),
+    "num_stages": (0.03, 0.12),
+    "KV_STAGES": (0.03, 0.12),
+    "CONSUMER_WGS": (0.03, 0.12),
+}
+_SMALL = (0.01, 0.06)
+
+
+class _Model:
+    """log(latency) = base + main effects + physical interactions + random pair effects
+    + a deterministic per-config jitter. Written against parameter names of the attention
+    space, reading each with a default, so it follows edits of the space file."""
+
+    def __init__(self, space: SearchSpace, dims: Dims, rng: random.Random) -> None:
+        self.space = space
+        self.dims = dims
+        d, s = int(dims["D"]), int(dims["S"])
+        flops = 4.0 * int(dims["B"]) * int(dims["H"]) * s * s * d / (2 if dims["causal"] else 1)
+        self.base = math.log(flops / 3.0e8)  # microseconds at ~300 TFLOP/s
+        self.bytes = 4 if dims["dtype"] == "float32" else 2
+        self.main: dict[str, dict[str, float]] = {}
+        for name, param in space.parameters.items():
+            low, high = _AMPLITUDE.get(name, _SMALL)
+            amp = rng.uniform(low, high)
+            choices = param.choices()
+            effects: dict[str, float] = {}
+            if param.kind in ("ordered", "int") and len(choices) > 1:
+                # A smooth bowl over the value index, with its bottom somewhere random.
+                opt = rng.uniform(0, len(choices) - 1)
+                for i, value in enumerate(choices):
+                    bowl = ((i - opt) / (len(choices) - 1)) ** 2
+                    effects[repr(value)] = amp * bowl + 0.15 * amp * rng.gauss(0, 1)
+            else:
+                best = rng.randrange(len(choices))
+                for i, value in enumerate(choices):
+                    effects[repr(value)] = 0.0 if i == best else amp * rng.uniform(0.2, 1.0)
+            self.main[name] = effects
+        self.tma_gain = rng.uniform(0.02, 0.06)
+        self.ws_gain = rng.uniform(0.03, 0.08)
+        names = sorted(space.parameters)
+        self.pairs = [tuple(rng.sample(names, 2)) for _ in range(5)]
+        self.salt = rng.getrandbits(32)
+
+    def outcome(self, c: Config) -> tuple[TrialStatus, float]:
+        failure = self.failure(c)
+        if failure is not None:
+            return failure, 0.0
+        return TrialStatus.OK, math.exp(self.log_latency(c))
+
+    def failure(self, c: Config) -> TrialStatus | None:
+        d = int(self.dims["D"])
+        bm, bn = int(c.get("BLOCK_M", 128)), int(c.get("BLOCK_N", 64))
+        if c.get("impl") == "gluon":
+            wgs = int(c.get("CONSUMER_WGS", 1))
+            if bm // wgs not in (64, 128):
+                return TrialStatus.COMPILE_ERROR  # a warpgroup MMA takes 64 or 128 rows
+            if int(c.get("PRODUCER_WARPS", 1)) == 0 and wgs != 1:
+                return TrialStatus.COMPILE_ERROR
+            if int(c.get("PRODUCER_REGS", 24)) >= 56 and bm // wgs == 128:
+                return TrialStatus.OUT_OF_RESOURCES  # consumers left short of registers
+            stages = int(c.get("KV_STAGES", 2))
+            smem = self.bytes * (2 * bm * d + 2 * stages * bn * d) + 4096
+        else:
+            stages = int(c.get("num_stages", 3))
+            smem = self.bytes * (bm * d + 2 * stages * bn * d)
+            if c.get("TMA"):
+                smem += 16 * 1024  # barriers and the output staging tile
+            if c.get("WARP_SPECIALIZE"):
+                smem += self.bytes * bm * bn
+        if smem > SMEM_LIMIT:
+            return TrialStatus.OUT_OF_RESOURCES
+        return None
+
+    def log_latency(self, c: Config) -> float:
+        x = self.base
+        for name, value in c.items():
+            x += self.main.get(name, {}).get(repr(value), 0.0)
+        d = int(self.dims["D"])
+        bm, bn = int(c.get("BLOCK_M", 128)), int(c.get("BLOCK_N", 64))
+        if c.get("impl") == "gluon":
+            if int(c.get("PRODUCER_WARPS", 1)) == 0:
+                x += 0.06  # no overlap of loads and math
+        else:
+            warps, stages = int(c.get("num_warps", 4)), int(c.get("num_stages", 3))
+            pressure = bm * (bn + d) / (32.0 * warps)  # fp32 accumulators per thread
+            x += 0.25 * max(0.0, pressure - 96.0) / 64.0
+            if bm <= 64 and warps == 8:
+                x += 0.1  # too few rows per warp
+            if c.get("TMA"):
+                x += -self.tma_gain if bn >= 64 else 0.01
+            if c.get("WARP_SPECIALIZE"):
+                x += -self.ws_gain if stages >= 3 else 0.02
+        for a, b in self.pairs:
+            if a in c and b in c:
+                x += 0.03 * _unit_gauss(f"pair:{self.salt}:{a}={c[a]!r}:{b}={c[b]!r}")
+        return x + 0.01 * _unit_gauss(f"jitter:{self.salt}:{config_hash(c)}")
+
+
+def _unit_gauss(key: str) -> float:
+    """A standard normal value fixed by a string (deterministic across processes)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    u1 = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 2)
+    u2 = int.from_bytes(digest[8:16], "big") / 2**64
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2 * math.pi * u2)
+
+
+def describe(landscape: Landscape, target: float = 0.02) -> dict[str, Any]:
+    """Counts that tell how hard a landscape is (used when tuning, printed by hand)."""
+    statuses: dict[str, int] = {}
+    for t in landscape.trials:
+        statuses[t.status.value] = statuses.get(t.status.value, 0) + 1
+    return {
+        "size": len(landscape),
+        "statuses": statuses,
+        "best_p50_us": landscape.best_p50_us,
+        "within_target": len(landscape.within(target)),
+        "best": landscape.best.config if landscape.best else None,
+    }

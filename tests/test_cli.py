@@ -1,0 +1,99 @@
+"""The CLI as a user runs it: a real subprocess, exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HAS_CUDA
+
+
+def evotune(*args: str, db: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    if db is not None:
+        full_env["EVOTUNE_DB"] = f"sqlite:///{db}"
+    return subprocess.run(
+        [sys.executable, "-m", "evotune", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def test_shapes_lists_the_named_shapes() -> None:
+    result = evotune("shapes", "--json")
+    assert result.returncode == 0, result.stderr
+    shapes = json.loads(result.stdout)
+    assert shapes["mission"] == {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--shape", "huge", "--interpret"], "unknown shape 'huge'"),
+        (["search", "--shape", "tiny", "--kernel", "nope", "--interpret"], "unknown kernel 'nope'"),
+        (["best", "--shape", "tiny", "--db", "sqlite:////no/such/dir/x.db"], "cannot open database"),
+        (["trials", "12345"], "no study with id 12345"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = evotune(*args, db=tmp_path / "e.db")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_space_file_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "attention.yaml").write_text("kernel: attention\nparameters: 3\n")
+    result = evotune("shapes", env={"EVOTUNE_SPACES": str(tmp_path)})
+    assert result.returncode == 2
+    assert "attention.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the message on a host without a GPU")
+def test_search_without_gpu_names_interpret(tmp_path: Path) -> None:
+    result = evotune("search", "--shape", "tiny", db=tmp_path / "g.db")
+    assert result.returncode == 2
+    assert "no CUDA GPU" in result.stderr and "--interpret" in result.stderr
+
+
+def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> None:
+    db = tmp_path / "e2e.db"
+    first = evotune("search", "--shape", "tiny", "--interpret", "--budget", "12", "--json", db=db)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads(first.stdout)
+    assert summary["total_trials"] == 12 and summary["trials_run"] == 12
+    assert summary["state"] == "finished"
+    assert summary["status_counts"].get("ok", 0) >= 1
+
+    trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
+    assert len(trials) == 12
+    assert len({t["config_hash"] for t in trials}) == 12  # never the same config twice
+    assert all(t["status"] != "running" for t in trials)
+    assert all(t["p50_us"] is None for t in trials if t["status"] != "ok")
+
+    best = evotune("best", "--shape", "tiny", "--json", db=db)
+    assert best.returncode == 0, best.stderr
+    best_data = json.loads(best.stdout)
+    assert isinstance(best_data["config"], dict) and best_data["config"]
+    assert best_data["interpreted"] is True
+    assert best_data["study_id"] == summary["study_id"]
+
+    # The same command again: the study is resumed, nothing is measured twice.
+    again = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "12", "--json", db=db).stdout)
+    assert again["study_id"] == summary["study_id"] and again["resumed"] is True
+    assert again["trials_run"] == 0 and again["total_trials"] == 12
+
+    # A larger budget continues the same study with new configs only.
+    more = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "14", "--json", db=db).stdout)
+    assert more["study_id"] == summary["study_id"] and more["total_trials"] == 14
+    trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
+    assert len({t["config_hash"] for t in trials}) == 14
+
+    fresh = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "2", "--fresh", "--json", db=db).stdout)
+    assert fresh["study_id"] != summary["study_id"]
+    studies = json.loads(evotune("studies", "--json", db=db).stdout)
+    assert {s["id"] for s in studies} == {summary["study_id"], fresh["study_id"]}

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from evotune.expressions import ExpressionError, evaluate, names_in
+
+
+def test_arithmetic_comparison_and_logic() -> None:
+    ns = {"BLOCK_M": 128, "S": 100, "causal": True, "dtype": "float16"}
+    assert evaluate("BLOCK_M < 2 * S and causal", ns) is True
+    assert evaluate("BLOCK_M <= S or dtype == 'float32'", ns) is False
+    assert evaluate("4 if dtype == 'float32' else 2", ns) == 2
+    assert evaluate("max(BLOCK_M, S) // 4", ns) == 32
+    assert evaluate("dtype in ('float16', 'bfloat16')", ns) is True
+    assert evaluate("1 < BLOCK_M < 256", ns) is True
+
+
+def test_names_in_excludes_functions() -> None:
+    assert names_in("max(BLOCK_M, BLOCK_N) <= S") == {"BLOCK_M", "BLOCK_N", "S"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["__import__('os')", "x.__class__", "open('f')", "x[0]", "(lambda: 1)()", "(y := 2)"],
+)
+def test_code_is_refused(source: str) -> None:
+    with pytest.raises(ExpressionError):
+        evaluate(source, {"x": [1]})
+
+
+def test_unknown_name_and_syntax_error() -> None:
+    with pytest.raises(ExpressionError, match="unknown name 'Q'"):
+        evaluate("Q > 1", {})
+    with pytest.raises(ExpressionError, match="does not parse"):
+        evaluate("1 +", {})

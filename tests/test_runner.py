@@ -1,0 +1,129 @@
+"""The runner over a replayed landscape: storage, dedup, resume, invalid handling, no publish."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evotune.landscape import save_landscape
+from evotune.records import TrialResult, TrialStatus, config_hash
+from evotune.replay import ReplayEvaluator
+from evotune.runner import SearchOptions, run_search
+from evotune.space import load_space
+from evotune.storage import open_database, repository
+from tests.search.synthetic import synthetic_landscape
+
+
+@pytest.fixture(scope="module")
+def landscape():  # type: ignore[no-untyped-def]
+    return synthetic_landscape(shape="mission")
+
+
+def test_replayed_search_stores_every_trial_once(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    options = SearchOptions(budget=40, seed=3, replay="synthetic")
+    summary = run_search(db, space, shape, ReplayEvaluator(landscape), options)
+    assert summary.total_trials == 40 and summary.state == "finished"
+    with db.session() as s:
+        study = repository.get_study(s, summary.study_id)
+        trials = repository.study_trials(s, study)
+        assert len({t.config_hash for t in trials}) == 40
+        assert all(t.status != "running" for t in trials)
+        for t in trials:
+            recorded = landscape.lookup(t.config)
+            assert recorded is not None and t.status == recorded.status.value
+            assert t.p50_us == (recorded.p50_us if t.status == "ok" else None)
+        assert {t.operator for t in trials} - {"seed"}, "lineage operators are stored"
+        # The best of a replay is chosen but never published as a measured best config.
+        assert study.best_trial_id is not None
+        assert repository.best_config(s, "attention", shape.key, include_interpreted=True) is None
+
+    resumed = run_search(db, space, shape, ReplayEvaluator(landscape), SearchOptions(budget=60, seed=3, replay="synthetic"))
+    assert resumed.study_id == summary.study_id and resumed.resumed
+    assert resumed.total_trials == 60 and resumed.trials_run == 20
+    with db.session() as s:
+        hashes = [t.config_hash for t in repository.study_trials(s, repository.get_study(s, summary.study_id))]
+    assert len(set(hashes)) == 60
+
+
+class _CountingEvaluator(ReplayEvaluator):
+    """Replay that records which requests reached it, and publishes like a GPU would."""
+
+    def __init__(self, landscape) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(landscape)
+        self.seen: list[str] = []
+        self.shootouts = 0
+
+    def evaluate(self, requests):  # type: ignore[no-untyped-def]
+        self.seen += [config_hash(r.config) for r in requests]
+        yield from super().evaluate(requests)
+
+    def shootout(self, requests, rounds):  # type: ignore[no-untyped-def]
+        self.shootouts += 1
+        return [TrialResult(r.trial_id, TrialStatus.OK, p50_us=100.0 + i) for i, r in enumerate(requests)]
+
+
+def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    db = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    evaluator = _CountingEvaluator(landscape)
+    summary = run_search(db, space, shape, evaluator, SearchOptions(budget=30, seed=1, finalists=3))
+    with db.session() as s:
+        trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
+        for t in trials:
+            if space.violations(t.config, shape.dims):
+                assert t.status == "invalid" and t.config_hash not in evaluator.seen
+        best = repository.best_config(s, "attention", shape.key)
+        assert best is not None
+        # The shoot-out decides: its first finalist got the lowest shoot-out time.
+        assert best.shootout_p50_us == 100.0
+        assert summary.best_shootout_p50_us == 100.0
+    assert evaluator.shootouts == 1
+
+
+def _count_finished(db_path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        try:
+            return conn.execute("SELECT count(*) FROM trials WHERE status != 'running'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_search_loses_at_most_the_trial_in_flight(tmp_path: Path) -> None:
+    db_path = tmp_path / "k.db"
+    env = {**os.environ, "EVOTUNE_DB": f"sqlite:///{db_path}", "TRITON_INTERPRET": "1"}
+    cmd = [sys.executable, "-m", "evotune", "search", "--shape", "tiny", "--interpret", "--budget", "8",
+           "--population", "4", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _count_finished(db_path) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the search and its workers, as an OOM kill would
+    proc.wait()
+    done_before = _count_finished(db_path)
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    summary = json.loads(rerun.stdout)
+    assert summary["resumed"] is True and summary["total_trials"] == 8
+    assert summary["interrupted_trials"] <= 4  # only the batch that was in flight
+    trials = json.loads(subprocess.run([sys.executable, "-m", "evotune", "trials", str(summary["study_id"]), "--json"],
+                                       env=env, capture_output=True, text=True, check=True).stdout)
+    lost = [t for t in trials if t["error"] and "in flight" in t["error"]]
+    assert len(lost) == summary["interrupted_trials"]
+    assert len(trials) - len(lost) >= done_before
+    assert len({t["config_hash"] for t in trials}) == 8

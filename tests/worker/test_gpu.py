@@ -1,0 +1,86 @@
+"""The worker pool on a CUDA GPU, with its compile pool: every injected fault ends as the
+right status and the next trial on that GPU succeeds; timing looks like timing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from evotune.fingerprint import fingerprint_hash
+from evotune.records import TrialResult, TrialStatus
+from evotune.worker.pool import WorkerPool
+
+from .helpers import FAULT_MODULE, fault_request
+
+pytestmark = pytest.mark.gpu
+
+S = TrialStatus
+EXPECTED = {
+    "segfault": S.CRASHED,
+    "abort": S.CRASHED,
+    "hang": S.TIMEOUT,
+    "compile_hang": S.TIMEOUT,
+    "compile_error": S.COMPILE_ERROR,
+    "out_of_resources": S.OUT_OF_RESOURCES,
+    "nan": S.WRONG_RESULT,
+    "unwritten": S.WRONG_RESULT,
+    "wrong": S.WRONG_RESULT,
+    "illegal_address": S.CUDA_ERROR,
+    "device_assert": S.CUDA_ERROR,
+}
+
+
+@pytest.fixture(scope="module")
+def gpu_pool() -> Iterator[WorkerPool]:
+    with WorkerPool(FAULT_MODULE, gpus=[0], compile_workers=2, compile_timeout_s=60.0) as pool:
+        yield pool
+
+
+def _fault(trial_id: int, fault: str) -> object:
+    if fault == "hang":
+        return fault_request(trial_id, fault, timeout_s=3.0)
+    if fault == "compile_hang":
+        return fault_request(trial_id, fault, compile_timeout_s=3.0)
+    return fault_request(trial_id, fault)
+
+
+def test_environment_describes_the_gpu(gpu_pool: WorkerPool) -> None:
+    env = gpu_pool.environment()
+    assert env["interpreted"] is False
+    assert env["gpu"] and env["cuda"] and env["sm_count"] > 0
+    assert isinstance(env["driver"], str)
+    assert len(env["device_capability"]) == 2
+    assert len(fingerprint_hash(env)) == 16
+
+
+def test_every_fault_then_a_good_trial(gpu_pool: WorkerPool) -> None:
+    requests = []
+    for i, fault in enumerate(EXPECTED):
+        requests += [_fault(100 + 2 * i, fault), fault_request(101 + 2 * i, "none")]
+    results: dict[int, TrialResult] = {r.trial_id: r for r in gpu_pool.evaluate(requests)}  # type: ignore[arg-type]
+    assert len(results) == len(requests)
+    problems = []
+    for i, (fault, expected) in enumerate(EXPECTED.items()):
+        bad, good = results[100 + 2 * i], results[101 + 2 * i]
+        if bad.status is not expected:
+            problems.append(f"{fault}: {bad.status.value} ({(bad.error or '')[:300]})")
+        if good.status is not S.OK:
+            problems.append(f"after {fault}: {good.status.value} ({(good.error or '')[:300]})")
+    assert not problems, "\n".join(problems)
+
+
+def test_timing_of_a_good_trial(gpu_pool: WorkerPool) -> None:
+    result = next(iter(gpu_pool.evaluate([fault_request(1, "none", min_runs=10, max_runs=100)])))
+    assert result.status is S.OK, result.error
+    assert result.max_error == 0.0
+    assert result.p20_us is not None and result.p50_us is not None and result.p80_us is not None
+    assert 0 < result.p20_us <= result.p50_us <= result.p80_us < 1000
+    assert 10 <= result.n_runs <= 100 and len(result.samples_us) == result.n_runs
+
+
+def test_shootout_on_the_gpu(gpu_pool: WorkerPool) -> None:
+    requests = [fault_request(1, "none", min_runs=5), fault_request(2, "none", min_runs=5)]
+    results = gpu_pool.shootout(requests, rounds=4)
+    assert [r.trial_id for r in results] == [1, 2]
+    assert all(r.status is S.OK and r.n_runs == 20 for r in results)
