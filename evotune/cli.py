@@ -87,6 +87,10 @@ def search(
     population: Annotated[
         int | None, typer.Option(help="Override the strategy's population size.")
     ] = None,
+    restrict: Annotated[
+        str | None,
+        typer.Option(help="Search only configs where this expression holds, e.g. \"impl == 'triton'\"."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tune a kernel for one shape; stores every trial, publishes the best config."""
@@ -99,7 +103,7 @@ def search(
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay: no such file {replay}")
     database = open_database(db)
-    settings = {"population": population} if population else {}
+    settings = {"population": population, "batch_size": population} if population else {}
     options = SearchOptions(
         strategy=strategy,
         budget=budget,
@@ -108,6 +112,7 @@ def search(
         replay=str(replay) if replay else None,
         time_limit_s=time_limit,
         settings=settings,
+        restrict=restrict,
     )
     evaluator = open_evaluator(space, interpret=interpret, gpus=gpus, replay=replay)
     try:
@@ -360,7 +365,7 @@ def landscape_export(
 
     with open_database(db).session() as session:
         study = repository.get_study(session, study_id)
-        space = load_space(study.kernel.name)
+        space = load_space(study.kernel.name).restricted(study.settings.get("restrict"))
         shape = space.adhoc_shape(study.shape.dims)
         records = [
             {

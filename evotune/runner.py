@@ -30,6 +30,7 @@ class SearchOptions:
     seed: int = 0
     fresh: bool = False
     replay: str | None = None
+    restrict: str | None = None  # an extra constraint: search only this sub-space
     time_limit_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     finalists: int = 3
@@ -126,6 +127,7 @@ def run_search(
 ) -> SearchSummary:
     """Run (or resume) one study until its budget, time limit or the strategy's stop."""
     observer = observer or _SilentObserver()
+    space = space.restricted(options.restrict)
     environment = evaluator.environment()
     interpreted = bool(environment.get("interpreted"))
     tolerance = space.tolerance(shape.dims).model_dump()
@@ -137,11 +139,21 @@ def run_search(
         study = None
         if not options.fresh:
             study = repository.resumable_study(
-                session, kernel_row, shape_row, env_row, options.strategy, options.replay
+                session,
+                kernel_row,
+                shape_row,
+                env_row,
+                options.strategy,
+                options.replay,
+                options.restrict,
             )
         resumed = study is not None
         if study is None:
-            settings = {**default_settings(options.strategy), **options.settings}
+            settings = {
+                **default_settings(options.strategy),
+                **options.settings,
+                "restrict": options.restrict,
+            }
             study = Study(
                 kernel_id=kernel_row.id,
                 shape_id=shape_row.id,
@@ -164,7 +176,9 @@ def run_search(
         study_id, study_seed, settings = study.id, study.seed, dict(study.settings)
         observer.started(study, resumed, len(history), options.budget)
 
-    strategy = make_strategy(options.strategy, space, shape.dims, study_seed, settings, seeds)
+    # `restrict` describes the study's sub-space (already applied to `space`), not the strategy.
+    strategy_settings = {k: v for k, v in settings.items() if k != "restrict"}
+    strategy = make_strategy(options.strategy, space, shape.dims, study_seed, strategy_settings, seeds)
     strategy.restore([_observation(t) for t in history])
     measured = {t.config_hash for t in history}
     number = len(history)

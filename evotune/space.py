@@ -190,6 +190,17 @@ class SearchSpace(_Strict):
                 return Shape(name, shape.dims)
         return shape
 
+    def restricted(self, expr: str | None) -> SearchSpace:
+        """This space with one more constraint (e.g. `impl == 'triton'`): a sub-space to search."""
+        if not expr:
+            return self
+        try:
+            data = self.model_dump()
+            data["constraints"].append({"expr": expr, "why": "restricted to a sub-space"})
+            return SearchSpace.model_validate(data)
+        except (ValidationError, ExpressionError) as exc:
+            raise UserError(f"bad restriction {expr!r}: {exc}".splitlines()[0]) from None
+
     def tolerance(self, dims: Mapping[str, Any]) -> Tolerance:
         return self.tolerances[str(dims.get("dtype", next(iter(self.tolerances))))]
 

@@ -17,7 +17,15 @@ Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
 Inside a consumer the KV loop is software-pipelined as in FlashAttention-3: QK^T of block j and
 PV of block j-1 are issued together, and the softmax of block j runs while PV(j-1) is still on the
 tensor cores. With CONSUMER_WGS == 2 the two consumers take turns to issue their wgmmas
-(ping-pong, two mbarriers), so one warpgroup's softmax overlaps the other's matrix work.
+(ping-pong, two mbarriers; PP=0 lets them issue freely), so one warpgroup's softmax overlaps the
+other's matrix work. K and V stages are released separately (K right after its QK^T).
+
+What it takes for ptxas to keep the softmax between the two wgmma waits (checked in SASS):
+no branch inside a KV step (unmasked and masked blocks run in separate loops), the P operand
+written only after the PV wait (or double-buffered, PBUF=2), and a shared-memory store of the row
+sums before the wait (PIN) — ptxas keeps memory ops in order but floats arithmetic past waits.
+Other knobs: FAST_EXP (0 MUFU exp2, 1 ex2.approx.f16x2, 2 one exp in four as an FMA polynomial),
+TILE_ORDER (0 query-block-major, 1 head-major for K/V reuse in L2).
 """
 
 from __future__ import annotations
@@ -64,10 +72,20 @@ def _mma_layout(n: int) -> gl.NVMMADistributedLayout:
 
 
 @gluon.jit
-def _tile_coords(tile, n_m, BH):
-    # Heaviest causal tiles (last query blocks) first, all heads of one query block together.
-    m_block = n_m - 1 - tile // BH
-    bh = tile % BH
+def _tile_coords(tile, n_m, BH, TILE_ORDER: gl.constexpr):
+    """(query block, batch*head) of a tile id; the heaviest causal query blocks come first.
+
+    TILE_ORDER 0: all heads of one query block together. Measured (ncu, H100, 2026-11-23): the
+    CTAs that run at the same time then read K/V of as many different heads, so K/V are
+    re-read from DRAM for every query block (llama-d128: 84% of DRAM bandwidth, ~4 GB moved).
+    TILE_ORDER 1: all query blocks of one head together, so concurrent CTAs share K/V in L2.
+    """
+    if TILE_ORDER == 1:
+        bh = tile // n_m
+        m_block = n_m - 1 - tile % n_m
+    else:
+        m_block = n_m - 1 - tile // BH
+        bh = tile % BH
     return m_block, bh
 
 
@@ -542,6 +560,7 @@ def _producer(
     WGS: gl.constexpr,
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
+    TILE_ORDER: gl.constexpr,
 ):
     """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring."""
     pid = gl.program_id(0)
@@ -549,7 +568,7 @@ def _producer(
     it = 0
     tcount = 0
     for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH)
+        m_block, bh = _tile_coords(tile, n_m, BH, TILE_ORDER)
         row_base = bh * S
         for w in gl.static_range(WGS):
             mbarrier.wait(q_empty.index(w), (tcount & 1) ^ 1)
@@ -607,6 +626,7 @@ def _consumer(
     INLINE_LOADS: gl.constexpr,
     PBUF: gl.constexpr,
     PIN: gl.constexpr,
+    TILE_ORDER: gl.constexpr,
 ):
     """One consumer warpgroup: BM_WG query rows of every tile this CTA owns."""
     s_layout: gl.constexpr = _mma_layout(BLOCK_N)
@@ -625,7 +645,7 @@ def _consumer(
     tcount = 0
     rnd = 0
     for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH)
+        m_block, bh = _tile_coords(tile, n_m, BH, TILE_ORDER)
         row_base = bh * S
         row0 = m_block * BLOCK_M + WG * BM_WG
         n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
@@ -832,6 +852,7 @@ def gluon_attn_fwd(
     PBUF: gl.constexpr,
     PIN: gl.constexpr,
     PP: gl.constexpr,
+    TILE_ORDER: gl.constexpr,
 ):
     """Attention forward over a flat [B*H*S, D] view of q/k/v; grid = tiles or a persistent wave."""
     BM_WG: gl.constexpr = BLOCK_M // WGS
@@ -896,6 +917,7 @@ def gluon_attn_fwd(
             True,
             PBUF,
             PIN,
+            TILE_ORDER,
         )
     else:
         # Tuples are spelled out: concatenating them in device code turns constexprs into tensors.
@@ -936,6 +958,7 @@ def gluon_attn_fwd(
                             False,
                             PBUF,
                             PIN,
+                            TILE_ORDER,
                         ),
                     ),
                     (
@@ -962,6 +985,7 @@ def gluon_attn_fwd(
                             WGS,
                             STAGES,
                             CAUSAL,
+                            TILE_ORDER,
                         ),
                     ),
                 ],
@@ -1005,6 +1029,7 @@ def gluon_attn_fwd(
                             False,
                             PBUF,
                             PIN,
+                            TILE_ORDER,
                         ),
                     ),
                     (
@@ -1031,6 +1056,7 @@ def gluon_attn_fwd(
                             WGS,
                             STAGES,
                             CAUSAL,
+                            TILE_ORDER,
                         ),
                     ),
                     (
@@ -1067,6 +1093,7 @@ def gluon_attn_fwd(
                             False,
                             PBUF,
                             PIN,
+                            TILE_ORDER,
                         ),
                     ),
                 ],

@@ -37,6 +37,7 @@ __all__ = [
     "flops",
     "make_inputs",
     "reference",
+    "resolve_config",
     "run",
     "unsupported",
 ]
@@ -56,7 +57,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
-SOURCE_FILES = [Path(__file__).with_name("_attention_kernel.py")]
+# Everything that defines what a config computes, the Gluon implementation included.
+SOURCE_FILES = [
+    path
+    for name in ("_attention_kernel.py", "attention_gluon.py", "_gluon_attention_kernel.py")
+    if (path := Path(__file__).with_name(name)).is_file()
+]
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _LOG2E = 1.4426950408889634  # log2(e): exp(x) = 2^(x log2 e)
@@ -316,7 +322,10 @@ def attention(
                 "config: impl 'gluon' needs kernels/attention_gluon.py, which does not exist yet"
             )
         gluon = importlib.import_module("kernels.attention_gluon")
-        result: torch.Tensor = gluon.gluon_attention(q, k, v, causal, scale, cfg, out)
+        # The Gluon launcher applies its own defaults to the keys the config leaves out.
+        result: torch.Tensor = gluon.gluon_attention(
+            q, k, v, causal, scale, dict(config or {}), out
+        )
         return result
 
     sm_count, l2_bytes = _limits(q.device)

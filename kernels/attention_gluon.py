@@ -46,6 +46,7 @@ GLUON_DEFAULTS: dict[str, int] = {
     "P_BUFFERS": 1,
     "PINGPONG": 1,
     "PIN_SOFTMAX": 1,
+    "TILE_ORDER": 0,
 }
 
 # Opt-in shared memory of one block on sm_90 (227 KiB) and the register file of one SM.
@@ -74,6 +75,7 @@ class GluonLaunch:
     p_buffers: int = 1
     pingpong: int = 1
     pin_softmax: int = 1
+    tile_order: int = 0
 
     @property
     def bm_wg(self) -> int:
@@ -123,15 +125,18 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         p_buffers=vals["P_BUFFERS"],
         pingpong=vals["PINGPONG"],
         pin_softmax=vals["PIN_SOFTMAX"],
+        tile_order=vals["TILE_ORDER"],
     )
 
 
 def smem_bytes(launch: GluonLaunch, elem_bytes: int = 2) -> int:
-    """Shared memory the kernel allocates: Q per consumer, the K/V ring, barriers."""
+    """Shared memory the kernel allocates: Q per consumer, the K/V ring, the softmax pin
+    (fp32 row sums), barriers (Q ready/empty, K/V ready, K/V empty, two turn barriers)."""
     q = launch.block_m * launch.head_dim * elem_bytes
     kv = 2 * launch.stages * launch.block_n * launch.head_dim * elem_bytes
-    bars = 8 * (2 * launch.wgs + 3 * launch.stages + 2)
-    return q + kv + bars
+    pin = launch.block_m * 4
+    bars = 8 * (2 * launch.wgs + 4 * launch.stages + 2)
+    return q + kv + pin + bars
 
 
 def _consumer_regs_needed(launch: GluonLaunch) -> int:
@@ -199,6 +204,8 @@ def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | N
         return f"PRODUCER_REGS must be a multiple of 8 in [24, 256], not {launch.producer_regs}"
     if launch.pingpong not in (0, 1) or launch.pin_softmax not in (0, 1):
         return "PINGPONG and PIN_SOFTMAX must be 0 or 1"
+    if launch.tile_order not in (0, 1):
+        return f"TILE_ORDER must be 0 or 1, not {launch.tile_order}"
     if launch.p_buffers not in (1, 2):
         return f"P_BUFFERS must be 1 or 2, not {launch.p_buffers}"
     if launch.cta_mult < 0:
@@ -290,6 +297,7 @@ def _constexprs(launch: GluonLaunch, causal: bool) -> dict[str, Any]:
         "PBUF": launch.p_buffers,
         "PIN": launch.pin_softmax,
         "PP": launch.pingpong,
+        "TILE_ORDER": launch.tile_order,
     }
 
 

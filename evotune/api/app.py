@@ -44,10 +44,11 @@ def _token(token: str | None) -> str | None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # The ~10^6 objects of the imports and the app live as long as the process: keep the
-    # collector from rescanning them, whose full passes stall every request in flight.
-    gc.collect()
-    gc.freeze()
+    if app.state.freeze_gc:
+        # The ~10^6 objects of the imports and the app live as long as the process: keep
+        # the collector from rescanning them, whose full passes stall requests in flight.
+        gc.collect()
+        gc.freeze()
     yield
     app.state.jobs.shutdown()
     app.state.best_cache.close()
@@ -61,10 +62,13 @@ def create_app(
     launcher: Sequence[str] = DEFAULT_LAUNCHER,
     job_log_dir: Path | None = None,
     spaces_dir: Path | None = None,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """Build the service over one database; raises UserError if it cannot be opened.
 
     `launcher` is the command that `search ...` is appended to for POST /v1/studies.
+    `freeze_gc` (for a process that only serves, as `serve` runs it) moves every object alive
+    at startup out of the garbage collector's reach: a process-wide effect.
     """
     url = normalize_url(db_url or default_db_url())
     database = open_database(url)
@@ -77,6 +81,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.database = database
+    app.state.freeze_gc = freeze_gc
     app.state.token = _token(token)
     app.state.spaces = SpaceCatalog(spaces_dir)
     app.state.jobs = SearchJobs(url, launcher=launcher, log_dir=job_log_dir)

@@ -263,6 +263,23 @@ async def _fire(
 # --- orchestration ---------------------------------------------------------------------------
 
 
+def _run_client(coroutine: Any) -> Any:
+    """Run the client on uvloop when it is installed (less client CPU on a small host)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _client_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -298,7 +315,7 @@ def run_load(
     rate: float = 1000.0,
     connections: int = 32,
     workers: int = 1,
-    writer_rate: float = 50.0,
+    writer_rate: float = 20.0,
     publish_every: int = 100,
     warmup: float = 2.0,
     workdir: Path | None = None,
@@ -313,7 +330,7 @@ def run_load(
     env.pop("EVOTUNE_TOKEN", None)
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "--factory", "evotune.api.app:create_app",
+            sys.executable, "-m", "uvicorn", "--factory", "evotune.api.server:service_app",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning", "--no-access-log",
         ],
@@ -325,24 +342,27 @@ def run_load(
     writer = None
     try:
         _wait_healthy(port, server)
-        writer = context.Process(
-            target=writer_loop,
-            args=(url, seeded["writer_study_id"], writer_rate, warmup + seconds + 1.0,
-                  publish_every, results),
-            daemon=True,
-        )  # fmt: skip
-        writer.start()
+        if writer_rate > 0:
+            writer = context.Process(
+                target=writer_loop,
+                args=(url, seeded["writer_study_id"], writer_rate, warmup + seconds + 1.0,
+                      publish_every, results),
+                daemon=True,
+            )  # fmt: skip
+            writer.start()
         cpu_before = _cpu_seconds(server.pid)
         client_cpu = time.process_time()
         steal_before = _steal_seconds()
-        latencies, service, errors, statuses, sent = asyncio.run(
+        latencies, service, errors, statuses, sent = _run_client(
             _fire("127.0.0.1", port, seeded["queries"], rate, seconds, warmup, connections)
         )
         client_cpu = time.process_time() - client_cpu
         steal = _delta(steal_before, _steal_seconds())
         cpu_after = _cpu_seconds(server.pid)
-        writer_out = results.get(timeout=60)
-        writer.join(timeout=10)
+        writer_out: dict[str, Any] = {"written": 0, "published": 0, "errors": {}}
+        if writer is not None:
+            writer_out = results.get(timeout=60)
+            writer.join(timeout=10)
     finally:
         if writer is not None and writer.is_alive():
             writer.terminate()
@@ -369,24 +389,28 @@ def run_load(
         errors=dict(errors),
         statuses=dict(statuses),
         writer=writer_out,
-        server={"workers": workers, "cpu_s_main_process": _delta(cpu_before, cpu_after)},
+        server={"workers": workers, "cpu_s": _delta(cpu_before, cpu_after)},
         machine={
             **_machine(),
             "loadavg_1m_before": load_before,
             "client_cpu_s": round(client_cpu, 2),
+            "client_loop": _client_loop(),
             "steal_s": steal,
         },
     )
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User+system CPU of a process from /proc (Linux); None elsewhere."""
+    """User+system CPU of a process and its children (uvicorn workers), from /proc (Linux)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (OSError, ValueError, IndexError):
         return None
+    for child in children:
+        total += _cpu_seconds(int(child)) or 0.0
+    return total
 
 
 def _steal_seconds() -> float | None:
@@ -429,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--writer-rate", type=float, default=50.0, help="trials per second")
+    parser.add_argument(
+        "--writer-rate", type=float, default=20.0, help="trials per second (0: no writer)"
+    )
     parser.add_argument("--publish-every", type=int, default=100, help="trials per new best")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)

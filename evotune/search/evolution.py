@@ -123,6 +123,10 @@ class EvolutionStrategy(Strategy):
             self._odds.clear()
             self._count_failure(obs)
 
+    def restore(self, history: Sequence[Observation]) -> None:
+        super().restore(history)
+        self._fold()
+
     def ask(self, n: int) -> list[Candidate]:
         self._fold()
         if n <= 0:

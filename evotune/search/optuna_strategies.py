@@ -103,13 +103,17 @@ class OptunaStrategy(Strategy):
     def ask(self, n: int) -> list[Candidate]:
         generation = self.generation
         out: list[Candidate] = []
-        budget = max(50, int(self.settings["max_asks_per_candidate"]) * n)
+        # Asking is bounded: per candidate, and by a run of proposals that bring nothing new
+        # (the sampler has converged, or the space is nearly exhausted).
+        budget = max(20, int(self.settings["max_asks_per_candidate"]) * n)
+        fruitless = 0
         for _ in range(budget):
-            if len(out) >= n:
+            if len(out) >= n or fruitless >= 2 * n + 10:
                 break
             trial = self.study.ask(self._distributions)
             config = self._decode(trial.params)
             key = config_hash(config)
+            fruitless += 1
             if key in self._values:
                 self.study.tell(trial, self._values[key])
             elif key in self._waiting:
@@ -117,6 +121,7 @@ class OptunaStrategy(Strategy):
             elif not self.is_valid(config):
                 self.study.tell(trial, PENALTY)
             else:
+                fruitless = 0
                 self._waiting[key] = [trial]
                 self.seen.add(key)
                 out.append(Candidate(config, generation, (), self.name))

@@ -120,8 +120,9 @@ def resumable_study(
     environment: Environment,
     strategy: str,
     replay: str | None,
+    restrict: str | None = None,
 ) -> Study | None:
-    """The newest study of the same search, if any: a rerun continues it."""
+    """The newest study of the same search (same sub-space too), if any: a rerun continues it."""
     query = (
         select(Study)
         .where(
@@ -133,7 +134,7 @@ def resumable_study(
         )
         .order_by(Study.id.desc())
     )
-    return session.scalars(query).first()
+    return next((s for s in session.scalars(query) if s.settings.get("restrict") == restrict), None)
 
 
 def get_study(session: Session, study_id: int) -> Study:

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evotune.errors import NoGpuError, UserError, WorkerError
 from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialRequest, TrialResult, TrialStatus
+
+if TYPE_CHECKING:
+    from evotune.worker.pool import WorkerPool
 
 __all__ = ["RayEvaluator", "import_ray"]
 
@@ -41,6 +45,7 @@ _POOL_COMPILE_S = 120.0
 _MAX_REPLACEMENTS = 3
 # What an actor streams back when it begins a trial, before the result.
 _STARTED = "started"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def import_ray() -> ModuleType:
@@ -62,32 +67,47 @@ class _PoolHost:
         from evotune.worker.pool import WorkerPool
 
         self.host = socket.gethostname()
-        gpus = None if interpreted else [_assigned_gpu()]
-        self.pool = WorkerPool(
-            kernel_module, interpreted=interpreted, gpus=gpus, compile_workers=compile_workers
-        )
+        self.pool: WorkerPool | None = None
+        # Kept for ready() to raise: an exception in an actor's constructor reaches the
+        # driver only as text, one raised in a method arrives as itself.
+        self.error: Exception | None = None
+        try:
+            gpus = None if interpreted else [_assigned_gpu()]
+            if compile_workers is None and not interpreted:
+                compile_workers = _compile_workers_per_actor()
+            self.pool = WorkerPool(
+                kernel_module, interpreted=interpreted, gpus=gpus, compile_workers=compile_workers
+            )
+        except Exception as exc:
+            self.error = exc
+
+    def _pool(self) -> WorkerPool:
+        if self.pool is None:
+            raise self.error or WorkerError("the worker pool did not start")
+        return self.pool
 
     def ready(self) -> tuple[str, dict[str, Any]]:
         """The host name and the fingerprint of this actor's device (sent once started)."""
-        return self.host, self.pool.environment()
+        return self.host, self._pool().environment()
 
     def evaluate_one(self, request: TrialRequest) -> Iterator[str | TrialResult]:
         """Streamed (num_returns="streaming"): first _STARTED, then the trial's result."""
         yield _STARTED
-        results = list(self.pool.evaluate([request]))
+        results = list(self._pool().evaluate([request]))
         if len(results) != 1:
             raise WorkerError(f"the pool answered {len(results)} results for one request")
         yield results[0]
 
     def shootout(self, requests: list[TrialRequest], rounds: int) -> list[TrialResult]:
-        return self.pool.shootout(requests, rounds)
+        return self._pool().shootout(requests, rounds)
 
     def pids(self) -> tuple[int, list[int | None]]:
         """This actor's process id and its pool's worker process ids (tests use them)."""
-        return os.getpid(), self.pool.worker_pids
+        return os.getpid(), self._pool().worker_pids
 
     def close(self) -> None:
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
 
 
 def _assigned_gpu() -> int:
@@ -107,6 +127,18 @@ def _assigned_gpu() -> int:
             f"Ray gave this actor GPU {visible[0]!r}, not an index; the worker pool needs "
             "GPU indices (MIG and UUID-named devices are not supported)"
         ) from None
+
+
+def _compile_workers_per_actor() -> int:
+    """This actor's share of its host's CPUs for compiling: every GPU actor of a host has
+    its own pool, so the pool's default (up to 8 per pool) would oversubscribe the host."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    node: dict[str, Any] = next((n for n in ray.nodes() if n.get("NodeID") == node_id), {})
+    gpus = max(1, int(node.get("Resources", {}).get("GPU", 1)))
+    cpus = os.cpu_count() or 2
+    return max(1, min(8, (cpus - 1) // gpus))
 
 
 @dataclass
@@ -492,13 +524,13 @@ def _first_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         exc = cause
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _start_error(exc: BaseException) -> Exception:
     """The error an actor's start raised, as evotune's own (a user error stays one)."""
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, UserError):
+    if isinstance(cause, UserError | WorkerError):
         return type(cause)(str(cause))
     return WorkerError(f"a Ray actor could not start its worker pool: {_first_line(exc)}")

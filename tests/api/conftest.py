@@ -269,9 +269,9 @@ def _add_study(
     return out
 
 
-def build_sample_db(path: Path) -> SampleData:
-    """Create and fill a SQLite database at `path`; returns what went in, for assertions."""
-    url = f"sqlite:///{path}"
+def build_sample_db(where: Path | str) -> SampleData:
+    """Fill a new database (a SQLite file path, or any URL); returns what went in."""
+    url = f"sqlite:///{where}" if isinstance(where, Path) else where
     db = open_database(url)
     space = load_space(KERNEL)
     try:

@@ -260,3 +260,14 @@ def test_a_running_study_refreshes(page: Any, server: _Server, db_url: str) -> N
         timeout=15_000,
     )
     assert "1.00 µs" in page.inner_text("#summary")  # the new best p50 is shown
+
+
+def test_a_missing_study_says_so(browser: Any, server: _Server) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.base}/studies/987654")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "404" in page.inner_text("#error")
+        assert "no study with id 987654" in page.inner_text("#error")
+    finally:
+        page.close()

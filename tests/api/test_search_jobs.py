@@ -188,3 +188,38 @@ def _wait_log(client: TestClient, job_id: str, text: str, timeout: float = 20.0)
 def test_short_tokens_are_refused(sample: SampleData) -> None:
     with pytest.raises(UserError, match="too short"):
         create_app(sample.url, token="secret")
+
+
+@pytest.mark.slow
+def test_end_to_end_a_posted_search_runs_the_real_cli(tmp_path: Path, auth: dict) -> None:
+    """POST -> `python -m evotune search --interpret` -> the study and its best over REST."""
+    pytest.importorskip("evotune.runner")
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    with TestClient(create_app(url, token=TOKEN, job_log_dir=tmp_path / "logs")) as client:
+        body = {"kernel": "attention", "shape": "tiny", "budget": 3, "seed": 1, "interpret": True}
+        response = client.post("/v1/studies", json=body, headers=auth)
+        assert response.status_code == 202, response.text
+        job = _wait_finished(client, response.json()["id"], timeout=240)
+        assert job["state"] == "succeeded", job["log_tail"]
+        (study,) = client.get("/v1/studies").json()["items"]
+        assert study["interpreted"] is True and study["shape"]["name"] == "tiny"
+        assert study["trials"] == 3 and study["state"] == "finished"
+        trials = client.get(f"/v1/studies/{study['id']}/trials").json()
+        assert trials["total"] == 3
+        best = client.get("/v1/best", params={"kernel": "attention", "shape": "tiny"})
+        assert best.status_code == 404  # interpreter timings are never served by default
+        best = client.get(
+            "/v1/best", params={"kernel": "attention", "shape": "tiny", "interpreted": "true"}
+        )
+        if study["status_counts"].get("ok"):
+            assert best.status_code == 200 and best.json()["study_id"] == study["id"]
+
+
+def _wait_finished(client: TestClient, job_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")

@@ -40,13 +40,19 @@ TOL = {"float16": (1e-2, 1e-2), "bfloat16": (2e-2, 2e-2)}
 WS2 = {"BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2, "PRODUCER_WARPS": 1, "KV_STAGES": 2}
 PERS = {**WS2, "CTA_MULT": 1}
 M256 = {**WS2, "BLOCK_M": 256, "BLOCK_N": 64, "KV_STAGES": 3, "CTA_MULT": 1}
-# name -> (head dims, config); run 3 switches ping-pong and the softmax pin on and off.
+N64 = {**WS2, "BLOCK_N": 64, "KV_STAGES": 4}
+NOWS = {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0}
+# name -> (head dims, config). The best configs measured so far (runs 1-3 in docs/benchmarks.md),
+# each in both tile orders: TILE_ORDER=1 (head-major, K/V shared in L2) is not measured yet.
 CONFIGS: dict[str, tuple[list[int], dict[str, int]]] = {}
-for _label, _base, _dims in (("m128n128_pers", PERS, [64, 128]), ("m256n64_s3_pers", M256, [64])):
-    for _pp in (1, 0):
-        for _pin in (1, 0):
-            _name = f"ws2_{_label}" + ("" if _pp else "_pp0") + ("" if _pin else "_pin0")
-            CONFIGS[_name] = (_dims, {**_base, "PINGPONG": _pp, "PIN_SOFTMAX": _pin})
+for _label, _base, _dims in (
+    ("ws2_m128n128_pers", PERS, [64, 128]),
+    ("ws2_m256n64_s3_pers", M256, [64]),
+    ("ws2_m128n64_s4", N64, [64, 128]),
+    ("nows_m64n128", NOWS, [64, 128]),
+):
+    for _order in (0, 1):
+        CONFIGS[_label + f"_t{_order}"] = (_dims, {**_base, "TILE_ORDER": _order})
 
 
 def _device_info() -> Any:

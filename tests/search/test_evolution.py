@@ -1,0 +1,154 @@
+"""The evolution strategy's own promises: elites kept, lineage, kind-aware operators, repair,
+failure avoidance."""
+
+from __future__ import annotations
+
+import random
+
+from evotune.landscape import Landscape
+from evotune.records import TrialStatus, config_hash
+from evotune.search import make_strategy
+from evotune.search.base import Observation
+from evotune.search.evolution import EvolutionStrategy
+from evotune.space import SearchSpace
+from tests.search.test_strategies import drive, observe
+from tests.search.toy import TOY_DIMS
+
+OPERATORS = {
+    "seed",
+    "random",
+    "mutation",
+    "crossover",
+    "crossover+mutation",
+    "mutation+repair",
+    "crossover+repair",
+    "crossover+mutation+repair",
+}
+
+
+def evolution(space: SearchSpace, dims: dict, seed: int = 0, **settings: object) -> EvolutionStrategy:
+    strategy = make_strategy("evolution", space, dims, seed, dict(settings), [space.default_config()])
+    assert isinstance(strategy, EvolutionStrategy)
+    return strategy
+
+
+def test_elites_survive_every_generation(attention: SearchSpace, mission_land: Landscape) -> None:
+    strategy = evolution(attention, mission_land.shape.dims, elites=4)
+    told: list[Observation] = []
+    for _ in range(8):
+        candidates = strategy.ask(strategy.generation_size)
+        # ask() folded everything told so far: the K best ever seen are in the population.
+        best = sorted(told, key=lambda o: (o.fitness(), o.config_hash))[:4]
+        assert {o.config_hash for o in best} <= set(strategy.population)
+        observations = observe(mission_land, candidates)
+        strategy.tell(observations)
+        told += observations
+    assert len(strategy.population) == strategy.population_size
+
+
+def test_lineage_is_recorded(attention: SearchSpace, mission_land: Landscape) -> None:
+    strategy = evolution(attention, mission_land.shape.dims)
+    history = drive(strategy, mission_land, generations=6)
+    known = {o.config_hash for o in history}
+    first = [o for o in history if o.generation == 0]
+    assert first[0].operator == "seed" and first[0].config == attention.default_config()
+    assert {o.operator for o in first[1:]} == {"random"}
+    later = [o for o in history if o.generation > 0]
+    assert {o.generation for o in later} == {1, 2, 3, 4, 5}
+    assert {o.operator for o in later} <= OPERATORS
+    assert any(o.operator.startswith("crossover") for o in later)
+    assert any(o.operator.startswith("mutation") for o in later)
+    for obs in later:
+        if obs.operator != "random":
+            assert obs.parents and set(obs.parents) <= known
+            most = 2 if obs.operator.startswith("crossover") else 1
+            assert 1 <= len(obs.parents) <= most
+
+
+def test_mutation_knows_the_parameter_kind(toy: SearchSpace) -> None:
+    strategy = evolution(toy, TOY_DIMS, jump_rate=0.0)
+    rng = random.Random(0)
+    for _ in range(50):
+        assert strategy._mutate_value("BLOCK", 32, rng) in (16, 64)  # ordered: a neighbour
+        assert strategy._mutate_value("BLOCK", 128, rng) == 64  # at the end: the one neighbour
+        assert strategy._mutate_value("stages", 1, rng) == 2  # int: one step
+        assert strategy._mutate_value("flag", False, rng) is True  # bool: the flip
+        assert strategy._mutate_value("impl", "a", rng) == "b"  # categorical: another value
+    jumps = {evolution(toy, TOY_DIMS, jump_rate=1.0)._mutate_value("BLOCK", 16, rng) for _ in range(60)}
+    assert jumps == {32, 64, 128}
+
+
+def test_switching_branch_fills_from_the_best_config_of_that_branch(toy: SearchSpace) -> None:
+    strategy = evolution(toy, TOY_DIMS)
+    good_b = {"impl": "b", "BLOCK": 32, "flag": False, "ring": 3}
+    strategy.tell(
+        [
+            Observation(good_b, TrialStatus.OK, 5.0),
+            Observation({"impl": "b", "BLOCK": 16, "flag": False, "ring": 2}, TrialStatus.OK, 9.0),
+        ]
+    )
+    filled = strategy._refill({"impl": "b", "BLOCK": 64, "flag": True})
+    assert filled["ring"] == 3
+
+
+def test_children_breaking_a_constraint_are_repaired(toy: SearchSpace) -> None:
+    dims = {"S": 32}  # BLOCK <= 32 here
+    strategy = evolution(toy, dims)
+    broken = {"impl": "a", "BLOCK": 128, "warps": 4, "stages": 2, "flag": False}
+    assert toy.violations(broken, dims)
+    repaired = strategy._repair(broken, random.Random(0), set())
+    assert repaired is not None and not toy.violations(repaired, dims)
+    changed = [k for k in broken if repaired.get(k) != broken[k]]
+    assert changed == ["BLOCK"] and repaired["BLOCK"] == 32  # two steps down, nothing else
+    # Over a whole run at this shape, every child is valid.
+    for _ in range(5):
+        for c in strategy.ask(8):
+            assert not toy.violations(c.config, dims)
+            strategy.tell([Observation(c.config, TrialStatus.OK, random.random() + 1)])
+
+
+def test_failures_rank_last_and_steer_the_search_away(
+    attention: SearchSpace, mission_land: Landscape
+) -> None:
+    failed = Observation({"impl": "triton"}, TrialStatus.OUT_OF_RESOURCES, None)
+    ok = Observation({"impl": "triton"}, TrialStatus.OK, 1e9)
+    assert failed.fitness() > ok.fitness()
+
+    def failure_share(name: str, **settings: object) -> float:
+        shares = []
+        for seed in range(3):
+            strategy = make_strategy(
+                name, attention, mission_land.shape.dims, seed, dict(settings), []
+            )
+            history = drive(strategy, mission_land, generations=10)
+            late = history[100:200]
+            shares.append(sum(not o.ok for o in late) / len(late))
+        return sum(shares) / len(shares)
+
+    aware = failure_share("evolution", screening=1)
+    blind = failure_share("evolution", screening=1, failure_avoidance=0.0)
+    uniform = failure_share("random", batch_size=20)
+    assert uniform > 0.3  # the synthetic landscape fails a lot at random
+    assert aware < blind
+    assert aware < 0.5 * uniform
+
+
+def test_rate_adapts_to_success(toy: SearchSpace, toy_land: Landscape) -> None:
+    strategy = evolution(toy, TOY_DIMS, population=6, batch_size=6)
+    start = strategy.strength
+    drive(strategy, toy_land, generations=6)
+    strategy.ask(1)
+    assert strategy.strength != start
+    assert strategy.settings["min_strength"] <= strategy.strength <= strategy.settings["max_strength"]
+
+
+def test_no_config_twice_across_resume(attention: SearchSpace, mission_land: Landscape) -> None:
+    dims = mission_land.shape.dims
+    first = evolution(attention, dims, seed=9)
+    history = drive(first, mission_land, generations=3)
+    resumed = evolution(attention, dims, seed=9)
+    resumed.restore(history)
+    more = drive(resumed, mission_land, generations=3)
+    hashes = [o.config_hash for o in history + more]
+    assert len(hashes) == len(set(hashes)) == 120
+    assert config_hash(attention.default_config()) in hashes[:1]
