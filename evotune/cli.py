@@ -89,7 +89,9 @@ def search(
     ] = None,
     restrict: Annotated[
         str | None,
-        typer.Option(help="Search only configs where this expression holds, e.g. \"impl == 'triton'\"."),
+        typer.Option(
+            help="Search only configs where this expression holds, e.g. \"impl == 'triton'\"."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -294,8 +296,8 @@ def trials(
         table.add_row(
             str(r["number"]),
             str(r["generation"]),
-            r["operator"],
-            r["status"],
+            str(r["operator"]),
+            str(r["status"]),
             f"{r['p50_us']:.2f}" if r["p50_us"] is not None else "-",
             f"{r['max_error']:.2e}" if r["max_error"] is not None else "-",
             json.dumps(r["config"]),
@@ -365,7 +367,8 @@ def landscape_export(
 
     with open_database(db).session() as session:
         study = repository.get_study(session, study_id)
-        space = load_space(study.kernel.name).restricted(study.settings.get("restrict"))
+        study_restrict = study.settings.get("restrict")
+        space = load_space(study.kernel.name).restricted(study_restrict)
         shape = space.adhoc_shape(study.shape.dims)
         records = [
             {
@@ -381,7 +384,9 @@ def landscape_export(
         ]
         environment = dict(study.environment.data)
     size = sum(1 for _ in space.enumerate(shape.dims))
-    landscape = Landscape.from_records(space.kernel, shape, environment, size, records)
+    landscape = Landscape.from_records(
+        space.kernel, shape, environment, size, records, study_restrict
+    )
     save_landscape(landscape, output)
     console.print(
         f"wrote {len(landscape)} trials of study {study_id} to {output} (space: {size} valid configs)"
@@ -409,7 +414,7 @@ def compare(
     from evotune.space import load_space
 
     recorded = load_landscape(landscape)
-    space = load_space(recorded.kernel)
+    space = load_space(recorded.kernel).restricted(recorded.restrict)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     report = compare_strategies(
         recorded, space, names, seeds=seeds, target=target, max_evals=max_evals

@@ -30,6 +30,7 @@ __all__ = [
     "RunResult",
     "StrategySummary",
     "compare_strategies",
+    "default_max_evals",
     "render_comparison",
     "run_on_landscape",
 ]
@@ -118,6 +119,12 @@ class ComparisonReport:
         }
 
 
+def default_max_evals(space_size: int) -> int:
+    """The default cap of a run: 15 % of the space (the benchmark's bound for evolution),
+    at least 100. Slower strategies that do not get there are reported as not reached."""
+    return max(100, math.ceil(0.15 * space_size))
+
+
 def run_on_landscape(
     landscape: Landscape,
     space: SearchSpace,
@@ -128,6 +135,7 @@ def run_on_landscape(
     min_evals: int = 0,
     settings: Mapping[str, Any] | None = None,
     seed_configs: Sequence[Config] | None = None,
+    count_misses: bool = False,
 ) -> RunResult:
     """Run one strategy on a landscape until it reaches the target and has made at least
     `min_evals` evaluations, or until `max_evals` or exhaustion."""
@@ -135,7 +143,7 @@ def run_on_landscape(
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
     threshold = best_p50 * (1.0 + target)
-    limit = max_evals if max_evals is not None else landscape.space_size
+    limit = max_evals if max_evals is not None else default_max_evals(landscape.space_size)
     seeds = [space.default_config()] if seed_configs is None else list(seed_configs)
     dims = dict(landscape.shape.dims)
     started = time.perf_counter()
@@ -152,15 +160,31 @@ def run_on_landscape(
         for cand in candidates:
             trial = landscape.lookup(cand.config)
             if trial is None:
+                # A config the landscape lacks (a partial recording) is told as invalid, as
+                # replay does; it costs no evaluation unless count_misses says so.
                 misses += 1
-                status, p50, extra = TrialStatus.INVALID, None, {"error": NOT_IN_LANDSCAPE}
+                observations.append(
+                    Observation(
+                        cand.config,
+                        TrialStatus.INVALID,
+                        None,
+                        cand.generation,
+                        cand.parents,
+                        cand.operator,
+                        {"error": NOT_IN_LANDSCAPE},
+                    )
+                )
+                if not count_misses:
+                    continue
+                status, p50 = TrialStatus.INVALID, None
             else:
-                status, p50, extra = trial.status, trial.p50_us, {}
-            obs = Observation(
-                cand.config, status, p50, cand.generation, cand.parents, cand.operator, extra
-            )
-            observations.append(obs)
-            best = min(best, obs.fitness())
+                status, p50 = trial.status, trial.p50_us
+                observations.append(
+                    Observation(
+                        cand.config, status, p50, cand.generation, cand.parents, cand.operator
+                    )
+                )
+            best = min(best, observations[-1].fitness())
             curve.append(best)
             if reached is None and best <= threshold:
                 reached = len(curve)
@@ -186,13 +210,17 @@ def compare_strategies(
     max_evals: int | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     seed_configs: Sequence[Config] | None = None,
+    count_misses: bool = False,
 ) -> ComparisonReport:
     """Run each strategy with seeds 0..seeds-1 on the landscape and summarize.
 
-    `max_evals` caps a run (default: the landscape's space size); a run that does not reach
-    the target counts as max_evals + 1 in the median and IQR, and in `not_reached`.
-    `settings` maps a strategy name to settings overriding its defaults; `seed_configs`
-    default to the space's default config (what the runner passes without tuned shapes).
+    `max_evals` caps a run (default: `default_max_evals`, 15 % of the space, the bound of
+    the benchmark's target); a run that does not reach the target counts as max_evals + 1
+    in the median and IQR, and in `not_reached`. `settings` maps a strategy name to
+    settings overriding its defaults; `seed_configs` default to the space's default config
+    (what the runner passes without tuned shapes). Configs the landscape lacks are told as
+    invalid and, unless `count_misses`, cost no evaluation (so a partial landscape compares
+    strategies on the configs it has).
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -203,8 +231,12 @@ def compare_strategies(
     best_p50 = landscape.best_p50_us
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
-    limit = max_evals if max_evals is not None else landscape.space_size
     budget_list = tuple(sorted({int(b) for b in budgets if int(b) > 0}))
+    limit = (
+        max_evals
+        if max_evals is not None
+        else max(default_max_evals(landscape.space_size), max(budget_list, default=0))
+    )
     summaries: list[StrategySummary] = []
     for name in strategies:
         runs = [
@@ -218,6 +250,7 @@ def compare_strategies(
                 min_evals=max(budget_list, default=0),
                 settings=(settings or {}).get(name),
                 seed_configs=seed_configs,
+                count_misses=count_misses,
             )
             for seed in range(seeds)
         ]
@@ -277,11 +310,12 @@ def render_comparison(report: ComparisonReport) -> Table:
     table.add_column("not reached", justify="right")
     for budget in report.budgets:
         table.add_column(f"best @{budget}", justify="right")
-    random_median = next(
-        (s.median_evals for s in report.summaries if s.strategy == "random"), None
-    )
+    random_median = next((s.median_evals for s in report.summaries if s.strategy == "random"), None)
     if random_median is not None:
         table.add_column("vs random", justify="right")
+    any_misses = any(r.misses for s in report.summaries for r in s.runs)
+    if any_misses:
+        table.add_column("not in landscape", justify="right")
     for s in report.summaries:
         over = s.median_evals > report.max_evals
         median = f">{report.max_evals}" if over else f"{s.median_evals:g}"
@@ -299,6 +333,13 @@ def render_comparison(report: ComparisonReport) -> Table:
             else:
                 row.append(f"{value:.2f} (+{100 * (value / report.best_p50_us - 1):.1f}%)")
         if random_median is not None:
-            row.append(f"{random_median / s.median_evals:.2f}x")
+            if over:
+                row.append("-")
+            else:
+                # Random's median past the cap is a lower bound, and so is the ratio.
+                bound = ">=" if random_median > report.max_evals else ""
+                row.append(f"{bound}{random_median / s.median_evals:.2f}x")
+        if any_misses:
+            row.append(str(sum(r.misses for r in s.runs)))
         table.add_row(*row)
     return table

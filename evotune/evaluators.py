@@ -43,9 +43,8 @@ def open_evaluator(
 ) -> Evaluator:
     """Replay a landscape file, run in the interpreter, or run on the GPUs asked for."""
     if replay is not None:
-        from evotune.replay import ReplayEvaluator
-
         from evotune.landscape import load_landscape
+        from evotune.replay import ReplayEvaluator
 
         return ReplayEvaluator(load_landscape(replay))
     from evotune.worker.pool import WorkerPool

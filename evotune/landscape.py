@@ -105,6 +105,8 @@ class Landscape:
     environment: dict[str, Any]
     space_size: int
     trials: list[LandscapeTrial]
+    # The sub-space the study searched (`evotune search --restrict`); None for the whole space.
+    restrict: str | None = None
     _index: dict[str, LandscapeTrial] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +153,7 @@ class Landscape:
             "shape": {"name": self.shape.name, "dims": self.shape.dims},
             "environment": self.environment,
             "space_size": self.space_size,
+            "restrict": self.restrict,
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -164,7 +167,7 @@ class Landscape:
                 raise ValueError(f"missing {key!r}")
         shape = data["shape"]
         if not isinstance(shape, Mapping) or not isinstance(shape.get("dims"), Mapping):
-            raise ValueError("'shape' must be {\"name\": ..., \"dims\": {...}}")
+            raise ValueError('\'shape\' must be {"name": ..., "dims": {...}}')
         if not isinstance(data["trials"], list):
             raise ValueError("'trials' must be a list")
         trials: list[LandscapeTrial] = []
@@ -182,6 +185,7 @@ class Landscape:
             environment=dict(data.get("environment") or {}),
             space_size=space_size,
             trials=trials,
+            restrict=data.get("restrict"),
         )
 
     @classmethod
@@ -192,6 +196,7 @@ class Landscape:
         environment: Mapping[str, Any],
         space_size: int,
         records: Iterable[Mapping[str, Any]],
+        restrict: str | None = None,
     ) -> Landscape:
         """Build from stored trial rows (dicts with config, status, p50_us, ...), e.g. when
         exporting a grid study from the database; `running` rows are left out."""
@@ -206,7 +211,7 @@ class Landscape:
             for r in records
             if str(getattr(r.get("status"), "value", r.get("status"))) != TrialStatus.RUNNING.value
         ]
-        return cls(kernel, shape, dict(environment), space_size, trials)
+        return cls(kernel, shape, dict(environment), space_size, trials, restrict)
 
 
 def load_landscape(path: str | Path) -> Landscape:

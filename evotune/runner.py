@@ -178,7 +178,9 @@ def run_search(
 
     # `restrict` describes the study's sub-space (already applied to `space`), not the strategy.
     strategy_settings = {k: v for k, v in settings.items() if k != "restrict"}
-    strategy = make_strategy(options.strategy, space, shape.dims, study_seed, strategy_settings, seeds)
+    strategy = make_strategy(
+        options.strategy, space, shape.dims, study_seed, strategy_settings, seeds
+    )
     strategy.restore([_observation(t) for t in history])
     measured = {t.config_hash for t in history}
     number = len(history)
@@ -313,10 +315,10 @@ def _run_batch(
             )
     for result in evaluator.evaluate(requests):
         with db.session() as session:
-            trial = session.get(Trial, result.trial_id)
-            assert trial is not None
-            repository.finish_trial(session, trial, result)
-        finished.append(trial)
+            stored = session.get(Trial, result.trial_id)
+            assert stored is not None
+            repository.finish_trial(session, stored, result)
+        finished.append(stored)
     return finished
 
 

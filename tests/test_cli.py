@@ -13,12 +13,18 @@ import pytest
 from tests.conftest import HAS_CUDA
 
 
-def evotune(*args: str, db: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def evotune(
+    *args: str, db: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     if db is not None:
         full_env["EVOTUNE_DB"] = f"sqlite:///{db}"
     return subprocess.run(
-        [sys.executable, "-m", "evotune", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [sys.executable, "-m", "evotune", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
 
 
@@ -26,7 +32,14 @@ def test_shapes_lists_the_named_shapes() -> None:
     result = evotune("shapes", "--json")
     assert result.returncode == 0, result.stderr
     shapes = json.loads(result.stdout)
-    assert shapes["mission"] == {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"}
+    assert shapes["mission"] == {
+        "B": 32,
+        "H": 8,
+        "S": 512,
+        "D": 64,
+        "causal": True,
+        "dtype": "float16",
+    }
 
 
 @pytest.mark.parametrize(
@@ -34,7 +47,10 @@ def test_shapes_lists_the_named_shapes() -> None:
     [
         (["search", "--shape", "huge", "--interpret"], "unknown shape 'huge'"),
         (["search", "--shape", "tiny", "--kernel", "nope", "--interpret"], "unknown kernel 'nope'"),
-        (["best", "--shape", "tiny", "--db", "sqlite:////no/such/dir/x.db"], "cannot open database"),
+        (
+            ["best", "--shape", "tiny", "--db", "sqlite:////no/such/dir/x.db"],
+            "cannot open database",
+        ),
         (["trials", "12345"], "no study with id 12345"),
     ],
 )
@@ -83,17 +99,29 @@ def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> No
     assert best_data["study_id"] == summary["study_id"]
 
     # The same command again: the study is resumed, nothing is measured twice.
-    again = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "12", "--json", db=db).stdout)
+    again = json.loads(
+        evotune(
+            "search", "--shape", "tiny", "--interpret", "--budget", "12", "--json", db=db
+        ).stdout
+    )
     assert again["study_id"] == summary["study_id"] and again["resumed"] is True
     assert again["trials_run"] == 0 and again["total_trials"] == 12
 
     # A larger budget continues the same study with new configs only.
-    more = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "14", "--json", db=db).stdout)
+    more = json.loads(
+        evotune(
+            "search", "--shape", "tiny", "--interpret", "--budget", "14", "--json", db=db
+        ).stdout
+    )
     assert more["study_id"] == summary["study_id"] and more["total_trials"] == 14
     trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
     assert len({t["config_hash"] for t in trials}) == 14
 
-    fresh = json.loads(evotune("search", "--shape", "tiny", "--interpret", "--budget", "2", "--fresh", "--json", db=db).stdout)
+    fresh = json.loads(
+        evotune(
+            "search", "--shape", "tiny", "--interpret", "--budget", "2", "--fresh", "--json", db=db
+        ).stdout
+    )
     assert fresh["study_id"] != summary["study_id"]
     studies = json.loads(evotune("studies", "--json", db=db).stdout)
     assert {s["id"] for s in studies} == {summary["study_id"], fresh["study_id"]}

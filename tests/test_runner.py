@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from evotune.landscape import save_landscape
 from evotune.records import TrialResult, TrialStatus, config_hash
 from evotune.replay import ReplayEvaluator
 from evotune.runner import SearchOptions, run_search
@@ -47,11 +46,20 @@ def test_replayed_search_stores_every_trial_once(tmp_path: Path, landscape) -> N
         assert study.best_trial_id is not None
         assert repository.best_config(s, "attention", shape.key, include_interpreted=True) is None
 
-    resumed = run_search(db, space, shape, ReplayEvaluator(landscape), SearchOptions(budget=60, seed=3, replay="synthetic"))
+    resumed = run_search(
+        db,
+        space,
+        shape,
+        ReplayEvaluator(landscape),
+        SearchOptions(budget=60, seed=3, replay="synthetic"),
+    )
     assert resumed.study_id == summary.study_id and resumed.resumed
     assert resumed.total_trials == 60 and resumed.trials_run == 20
     with db.session() as s:
-        hashes = [t.config_hash for t in repository.study_trials(s, repository.get_study(s, summary.study_id))]
+        hashes = [
+            t.config_hash
+            for t in repository.study_trials(s, repository.get_study(s, summary.study_id))
+        ]
     assert len(set(hashes)) == 60
 
 
@@ -69,10 +77,15 @@ class _CountingEvaluator(ReplayEvaluator):
 
     def shootout(self, requests, rounds):  # type: ignore[no-untyped-def]
         self.shootouts += 1
-        return [TrialResult(r.trial_id, TrialStatus.OK, p50_us=100.0 + i) for i, r in enumerate(requests)]
+        return [
+            TrialResult(r.trial_id, TrialStatus.OK, p50_us=100.0 + i)
+            for i, r in enumerate(requests)
+        ]
 
 
-def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
     space = load_space("attention")
     shape = space.shape("mission")
     db = open_database(f"sqlite:///{tmp_path / 'p.db'}")
@@ -96,7 +109,9 @@ def _count_finished(db_path: Path) -> int:
 
     with sqlite3.connect(db_path) as conn:
         try:
-            return conn.execute("SELECT count(*) FROM trials WHERE status != 'running'").fetchone()[0]
+            return conn.execute("SELECT count(*) FROM trials WHERE status != 'running'").fetchone()[
+                0
+            ]
         except sqlite3.OperationalError:
             return 0
 
@@ -105,9 +120,23 @@ def _count_finished(db_path: Path) -> int:
 def test_sigkill_mid_search_loses_at_most_the_trial_in_flight(tmp_path: Path) -> None:
     db_path = tmp_path / "k.db"
     env = {**os.environ, "EVOTUNE_DB": f"sqlite:///{db_path}", "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "evotune", "search", "--shape", "tiny", "--interpret", "--budget", "8",
-           "--population", "4", "--json"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "evotune",
+        "search",
+        "--shape",
+        "tiny",
+        "--interpret",
+        "--budget",
+        "8",
+        "--population",
+        "4",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while _count_finished(db_path) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -121,8 +150,15 @@ def test_sigkill_mid_search_loses_at_most_the_trial_in_flight(tmp_path: Path) ->
     summary = json.loads(rerun.stdout)
     assert summary["resumed"] is True and summary["total_trials"] == 8
     assert summary["interrupted_trials"] <= 4  # only the batch that was in flight
-    trials = json.loads(subprocess.run([sys.executable, "-m", "evotune", "trials", str(summary["study_id"]), "--json"],
-                                       env=env, capture_output=True, text=True, check=True).stdout)
+    trials = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "evotune", "trials", str(summary["study_id"]), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     lost = [t for t in trials if t["error"] and "in flight" in t["error"]]
     assert len(lost) == summary["interrupted_trials"]
     assert len(trials) - len(lost) >= done_before

@@ -33,10 +33,26 @@ def write_space(tmp_path: Path, data: dict) -> Path:
 def test_attention_space_loads_with_the_issue_shapes() -> None:
     space = load_space("attention")
     assert "attention" in available_kernels()
-    for name in ("mission", "stage1", "stage1-noncausal", "llama-d128", "long", "small", "llama-d128-bf16", "tiny"):
+    for name in (
+        "mission",
+        "stage1",
+        "stage1-noncausal",
+        "llama-d128",
+        "long",
+        "small",
+        "llama-d128-bf16",
+        "tiny",
+    ):
         shape = space.shape(name)
         assert not space.violations(space.default_config(), shape.dims), name
-    assert space.shape("mission").dims == {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"}
+    assert space.shape("mission").dims == {
+        "B": 32,
+        "H": 8,
+        "S": 512,
+        "D": 64,
+        "causal": True,
+        "dtype": "float16",
+    }
     assert space.shape("llama-d128-bf16").dims["dtype"] == "bfloat16"
     assert space.shape("stage1-noncausal").dims["causal"] is False
 
@@ -64,7 +80,9 @@ def test_violations_and_enumerate(tmp_path: Path) -> None:
         "violates `BLOCK <= N` (no tile larger than the data)"
     ]
     assert "BLOCK=48" in space.violations({"impl": "a", "BLOCK": 48, "FAST": False}, small)[0]
-    assert "'depth' does not apply here" in space.violations({"impl": "a", "BLOCK": 16, "FAST": False, "depth": 1}, small)
+    assert "'depth' does not apply here" in space.violations(
+        {"impl": "a", "BLOCK": 16, "FAST": False, "depth": 1}, small
+    )
     # impl a: 3 blocks x 2 fast; impl b: x 3 depths -> 6 + 18 structurally distinct configs.
     assert len(list(space.enumerate())) == 24
     valid_small = list(space.enumerate(small))
@@ -86,18 +104,32 @@ def test_unknown_kernel(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["parameters"]["BLOCK"].update(default=8), "parameters.BLOCK: default 8 is not one of"),
-        (lambda d: d["parameters"]["BLOCK"].update(values=[]), "parameters.BLOCK: a ordered parameter needs"),
-        (lambda d: d["constraints"].append({"expr": "TILE > 1"}), "constraints.1: unknown names ['TILE']"),
+        (
+            lambda d: d["parameters"]["BLOCK"].update(default=8),
+            "parameters.BLOCK: default 8 is not one of",
+        ),
+        (
+            lambda d: d["parameters"]["BLOCK"].update(values=[]),
+            "parameters.BLOCK: a ordered parameter needs",
+        ),
+        (
+            lambda d: d["constraints"].append({"expr": "TILE > 1"}),
+            "constraints.1: unknown names ['TILE']",
+        ),
         (lambda d: d["constraints"].append({"expr": "open('x')"}), "only ["),
-        (lambda d: d["parameters"]["depth"].update(when="later == 1"), "parameters.depth.when: names ['later']"),
+        (
+            lambda d: d["parameters"]["depth"].update(when="later == 1"),
+            "parameters.depth.when: names ['later']",
+        ),
         (lambda d: d["shapes"]["small"].update(N="32"), "shapes.small.N: expected int"),
         (lambda d: d.update(kernel="other"), "kernel: is 'other', but the file is named 'toy'"),
         (lambda d: d.pop("tolerances"), "tolerances: Field required"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
     ],
 )
-def test_broken_file_gives_one_line_naming_file_and_key(tmp_path: Path, mutate, message: str) -> None:
+def test_broken_file_gives_one_line_naming_file_and_key(
+    tmp_path: Path, mutate, message: str
+) -> None:
     import copy
 
     data = copy.deepcopy(MINIMAL)

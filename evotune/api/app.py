@@ -86,6 +86,7 @@ def create_app(
     app.state.spaces = SpaceCatalog(spaces_dir)
     app.state.jobs = SearchJobs(url, launcher=launcher, log_dir=job_log_dir)
     app.state.best_cache = BestCache(database.engine)
+    app.state.environments = {}  # id -> EnvironmentOut; rows never change once written
     app.add_middleware(BestCacheMiddleware, cache=app.state.best_cache)
     for module in (health, kernels, shapes, best, studies, jobs, dashboard):
         app.include_router(module.router)

@@ -49,7 +49,7 @@ class BestCache:
         self._data_version: Any = None
         self._fingerprint: Any = None
         self._flights: dict[
-            tuple[int, Hashable],
+            tuple[int, int, Hashable],
             tuple[dict[Hashable, CachedAnswer], asyncio.Future[CachedAnswer]],
         ] = {}
         self.hits = 0
@@ -105,6 +105,14 @@ class BestCache:
                 generation.clear()  # bounded memory against scanners; refills from the DB
             generation[key] = answer
 
+    def flight(
+        self, generation: dict[Hashable, CachedAnswer], key: Hashable
+    ) -> asyncio.Future[CachedAnswer] | None:
+        """The lookup already under way for this key in this generation, if any."""
+        loop = id(asyncio.get_running_loop())
+        entry = self._flights.get((loop, id(generation), key))
+        return None if entry is None else entry[1]
+
     async def single_flight(
         self,
         generation: dict[Hashable, CachedAnswer],
@@ -116,7 +124,8 @@ class BestCache:
         Requests that missed in the same generation share one lookup: all of them arrived
         after the last change the cache saw, so the answer is as fresh for each of them.
         """
-        flight_key = (id(generation), key)
+        # Per event loop too: a future cannot be awaited from another loop (tests run several).
+        flight_key = (id(asyncio.get_running_loop()), id(generation), key)
         flight = self._flights.get(flight_key)
         if flight is not None:
             return await asyncio.shield(flight[1])
@@ -156,9 +165,13 @@ class BestCacheMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
             try:
-                answer, _ = self.cache.lookup(scope["query_string"])
+                answer, generation = self.cache.lookup(scope["query_string"])
             except sqlite3.Error:  # let the endpoint query (and report) instead
-                answer = None
+                answer, generation = None, {}
+            if answer is None and (flight := self.cache.flight(generation, scope["query_string"])):
+                # Already being looked up (just after a new best): wait for that answer
+                # rather than validating and routing this request all over again.
+                answer = await asyncio.shield(flight)
             if answer is not None:
                 status, body = answer
                 await send(

@@ -269,7 +269,7 @@ def shape_ref(row: ShapeRow | Shape) -> ShapeRef:
     return ShapeRef(name=row.name, key=row.key, dims=dict(row.dims))
 
 
-def best_out(kernel: str, shape: Shape, row: BestConfig, env: Environment) -> BestOut:
+def best_out(kernel: str, shape: Shape, row: BestConfig, env: EnvironmentOut) -> BestOut:
     return BestOut(
         kernel=kernel,
         shape=shape_ref(shape),
@@ -281,7 +281,7 @@ def best_out(kernel: str, shape: Shape, row: BestConfig, env: Environment) -> Be
         trial_id=row.trial_id,
         study_id=row.study_id,
         measured_at=row.measured_at,
-        environment=environment_out(env),
+        environment=env,
     )
 
 

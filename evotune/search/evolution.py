@@ -69,6 +69,11 @@ class EvolutionStrategy(Strategy):
             # Children bred per slot; the one a cheap additive model of log-latency (fitted
             # on the ok trials) predicts fastest is kept. 1 turns the screening off.
             "screening": 4,
+            # The best `niche_size` working configs of each branch (e.g. impl) stay in the
+            # population; a share `immigrants` of each generation is fresh random configs.
+            "niche_size": 2,
+            "immigrants": 0.1,
+            "immigrant_screening": 4,
             "patience_generations": 10,
             "min_improvement": 0.005,
         }
@@ -159,6 +164,18 @@ class EvolutionStrategy(Strategy):
                 take(config, (), "random")
         model = self._fit_model()
         screening = max(1, int(self.settings["screening"])) if model is not None else 1
+        if self.population and len(batch) < n:
+            # Immigrants: fresh configs from anywhere, the most promising of a few by the
+            # model, so that the search does not settle in one corner of the space.
+            for _ in range(round(float(self.settings["immigrants"]) * (n - len(batch)))):
+                draws = int(self.settings["immigrant_screening"]) if model is not None else 1
+                drawn = [self._random_unseen(rng, taken) for _ in range(max(1, draws))]
+                found = [c for c in drawn if c is not None]
+                if not found:
+                    break
+                if model is not None:
+                    found.sort(key=lambda c: self._predict(model, c))
+                take(found[0], (), "random")
         while len(batch) < n:
             pool: list[tuple[Config, tuple[str, ...], str]] = []
             keys: set[str] = set()
@@ -206,12 +223,29 @@ class EvolutionStrategy(Strategy):
             children = sorted(by_generation[generation], key=self._rank_key)
             self._adapt(children)
             union = sorted(set(self.population) | set(children), key=self._rank_key)
-            elites = union[: self.n_elites]
-            rest = [k for k in children if k not in elites]
-            rest += [k for k in self.population if k not in elites and k not in rest]
+            keep = union[: self.n_elites]
+            keep += [k for k in self._niche_best(union) if k not in keep]
+            rest = [k for k in children if k not in keep]
+            rest += [k for k in self.population if k not in keep and k not in rest]
             self.population = sorted(
-                elites + rest[: self.population_size - len(elites)], key=self._rank_key
+                keep + rest[: max(0, self.population_size - len(keep))], key=self._rank_key
             )
+
+    def _niche_best(self, ranked: list[str]) -> list[str]:
+        """The best few working configs of each branch of the space (e.g. each `impl`): a
+        branch that starts slower keeps a foothold instead of being crowded out early."""
+        size = int(self.settings["niche_size"])
+        if size <= 0 or not self.index.branch_names:
+            return []
+        counts: dict[tuple[str, ...], int] = {}
+        out: list[str] = []
+        for key in ranked:
+            obs = self.observations[key]
+            branch = self.index.branch(obs.config)
+            if obs.ok and counts.get(branch, 0) < size:
+                counts[branch] = counts.get(branch, 0) + 1
+                out.append(key)
+        return out
 
     def _adapt(self, children: list[str]) -> None:
         """1/5th success rule on children that have measured parents."""

@@ -36,7 +36,8 @@ class SpaceIndex:
         self.dims = dict(dims)
         self.configs = list(_walk(space, dims))
         self.hashes = {config_hash(c) for c in self.configs}
-        self._when_names = sorted(
+        # Parameters that `when` conditions read (e.g. `impl`): they pick a branch of the space.
+        self.branch_names = sorted(
             {n for p in space.parameters.values() if p.when for n in names_in(p.when)}
             & set(space.parameters)
         )
@@ -47,12 +48,17 @@ class SpaceIndex:
 
     def active_names(self, config: Mapping[str, Any]) -> list[str]:
         params = self.space.parameters
-        key = tuple(repr(config.get(n, params[n].default)) for n in self._when_names)
+        key = tuple(repr(config.get(n, params[n].default)) for n in self.branch_names)
         names = self._active.get(key)
         if names is None:
             names = self.space.active_names(config, self.dims)
             self._active[key] = names
         return names
+
+    def branch(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """Which conditional branch a config is in (the values of the branch parameters)."""
+        params = self.space.parameters
+        return tuple(repr(config.get(n, params[n].default)) for n in self.branch_names)
 
     def normalize(self, config: Mapping[str, Any]) -> Config:
         params = self.space.parameters
@@ -92,7 +98,9 @@ def _walk(space: SearchSpace, dims: Mapping[str, Any]) -> Iterator[Config]:
     def holds(exprs: list[str], ns: Mapping[str, Any]) -> bool:
         return all(bool(evaluate(expr, ns)) for expr in exprs)
 
-    def step(i: int, config: Config, when_ns: dict[str, Any], rule_ns: dict[str, Any]) -> Iterator[Config]:
+    def step(
+        i: int, config: Config, when_ns: dict[str, Any], rule_ns: dict[str, Any]
+    ) -> Iterator[Config]:
         # when_ns: dims and active values (what `when` sees, as in SearchSpace.active_names);
         # rule_ns: dims and every parameter, inactive ones at their default (as in violations).
         if i == len(names):

@@ -127,12 +127,12 @@ class OptunaStrategy(Strategy):
                 out.append(Candidate(config, generation, (), self.name))
         while len(out) < n:
             # Optuna keeps proposing known configs (a small or nearly exhausted space).
-            config = self._random_unseen()
-            if config is None:
+            fill = self._random_unseen()
+            if fill is None:
                 self._exhausted = True
                 break
-            self.seen.add(config_hash(config))
-            out.append(Candidate(config, generation, (), "random"))
+            self.seen.add(config_hash(fill))
+            out.append(Candidate(fill, generation, (), "random"))
         if out:
             self.begin_generation()
         return out

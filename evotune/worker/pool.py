@@ -253,6 +253,7 @@ class WorkerPool:
         if not self._plugin_has_compile_only():
             return 0
         if requested is None:
+            # 8 measured faster than 30 on a 32-core host (docs/benchmarks.md, issue 8).
             return max(1, min(8, (os.cpu_count() or 2) - 1))
         return max(0, requested)
 

@@ -10,6 +10,7 @@ from evotune.records import TrialStatus, config_hash
 from evotune.search import make_strategy
 from evotune.search.base import Observation
 from evotune.search.evolution import EvolutionStrategy
+from evotune.search.grid import valid_configs
 from evotune.space import SearchSpace
 from tests.search.test_strategies import drive, observe
 from tests.search.toy import TOY_DIMS
@@ -26,8 +27,12 @@ OPERATORS = {
 }
 
 
-def evolution(space: SearchSpace, dims: dict, seed: int = 0, **settings: object) -> EvolutionStrategy:
-    strategy = make_strategy("evolution", space, dims, seed, dict(settings), [space.default_config()])
+def evolution(
+    space: SearchSpace, dims: dict, seed: int = 0, **settings: object
+) -> EvolutionStrategy:
+    strategy = make_strategy(
+        "evolution", space, dims, seed, dict(settings), [space.default_config()]
+    )
     assert isinstance(strategy, EvolutionStrategy)
     return strategy
 
@@ -74,7 +79,9 @@ def test_mutation_knows_the_parameter_kind(toy: SearchSpace) -> None:
         assert strategy._mutate_value("stages", 1, rng) == 2  # int: one step
         assert strategy._mutate_value("flag", False, rng) is True  # bool: the flip
         assert strategy._mutate_value("impl", "a", rng) == "b"  # categorical: another value
-    jumps = {evolution(toy, TOY_DIMS, jump_rate=1.0)._mutate_value("BLOCK", 16, rng) for _ in range(60)}
+    jumps = {
+        evolution(toy, TOY_DIMS, jump_rate=1.0)._mutate_value("BLOCK", 16, rng) for _ in range(60)
+    }
     assert jumps == {32, 64, 128}
 
 
@@ -133,13 +140,26 @@ def test_failures_rank_last_and_steer_the_search_away(
     assert aware < 0.5 * uniform
 
 
-def test_rate_adapts_to_success(toy: SearchSpace, toy_land: Landscape) -> None:
-    strategy = evolution(toy, TOY_DIMS, population=6, batch_size=6)
-    start = strategy.strength
-    drive(strategy, toy_land, generations=6)
-    strategy.ask(1)
-    assert strategy.strength != start
-    assert strategy.settings["min_strength"] <= strategy.strength <= strategy.settings["max_strength"]
+def test_mutation_strength_follows_the_one_fifth_rule(toy: SearchSpace) -> None:
+    configs = valid_configs(toy, TOY_DIMS)
+    parent = Observation(configs[0], TrialStatus.OK, 10.0, generation=0)
+
+    def strength_after(child_p50: float) -> float:
+        strategy = evolution(toy, TOY_DIMS, mutation_strength=2.0)
+        children = [
+            Observation(c, TrialStatus.OK, child_p50, 1, (parent.config_hash,), "mutation")
+            for c in configs[1:6]
+        ]
+        strategy.tell([parent])
+        strategy.ask(1)
+        strategy.tell(children)
+        strategy.ask(1)
+        return strategy.strength
+
+    assert strength_after(5.0) > 2.0  # every child beat its parent: mutate harder
+    assert strength_after(20.0) < 2.0  # none did: smaller steps
+    low = evolution(toy, TOY_DIMS, mutation_strength=1.0)
+    assert low.settings["min_strength"] == 1.0
 
 
 def test_no_config_twice_across_resume(attention: SearchSpace, mission_land: Landscape) -> None:

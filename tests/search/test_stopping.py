@@ -44,7 +44,9 @@ def test_strategy_should_stop_after_g_flat_generations(toy: SearchSpace) -> None
     for _ in range(5):
         candidates = strategy.ask(3)
         value = next(values)
-        strategy.tell([Observation(c.config, TrialStatus.OK, value) for c in candidates])
+        strategy.tell(
+            [Observation(c.config, TrialStatus.OK, value, c.generation) for c in candidates]
+        )
         stops.append(strategy.should_stop())
     # 9.0 -> 8.8 over generations 1..3 is 2.2 % < 5 %; then 8.0 is 9 % better than 8.8.
     assert stops == [False, False, False, True, False]

@@ -10,9 +10,10 @@ import pytest
 
 from evotune.errors import UserError
 from evotune.landscape import Landscape
-from evotune.records import TrialStatus, config_hash
+from evotune.records import TrialStatus
 from evotune.search import STRATEGIES, make_strategy
 from evotune.search.base import Candidate, Observation, Strategy
+from evotune.search.evolution import EvolutionStrategy
 from evotune.search.grid import space_index, valid_configs
 from evotune.search.registry import DEFAULT_STRATEGY, default_settings
 from evotune.space import SearchSpace
@@ -122,6 +123,7 @@ def test_evolution_restore_ignores_the_order_results_arrived_in(
     resumed = make_strategy("evolution", attention, dims, 5, None, [attention.default_config()])
     resumed.restore(shuffled)
     expected, got = first.ask(20), resumed.ask(20)
+    assert isinstance(first, EvolutionStrategy) and isinstance(resumed, EvolutionStrategy)
     assert resumed.population == first.population
     assert resumed.strength == first.strength
     assert [c.config for c in got] == [c.config for c in expected]

@@ -24,7 +24,12 @@ def toy_space() -> SearchSpace:
             "parameters": {
                 "impl": {"kind": "categorical", "values": ["a", "b"], "default": "a"},
                 "BLOCK": {"kind": "ordered", "values": [16, 32, 64, 128], "default": 32},
-                "warps": {"kind": "ordered", "values": [2, 4, 8], "default": 4, "when": "impl == 'a'"},
+                "warps": {
+                    "kind": "ordered",
+                    "values": [2, 4, 8],
+                    "default": 4,
+                    "when": "impl == 'a'",
+                },
                 "stages": {"kind": "int", "low": 1, "high": 4, "default": 2, "when": "impl == 'a'"},
                 "flag": {"kind": "bool", "default": False},
                 "ring": {"kind": "ordered", "values": [2, 3], "default": 2, "when": "impl == 'b'"},

@@ -33,4 +33,6 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     open_database(url).dispose()
     db = open_database(url)
     with db.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        )

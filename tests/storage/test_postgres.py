@@ -54,13 +54,16 @@ TABLES = {"kernels", "shapes", "environments", "studies", "trials", "best_config
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A URL whose connections work in a new, empty schema (dropped after the test)."""
+    """A URL whose connections work in a new, empty schema (dropped after the test), in a
+    session time zone other than UTC."""
     assert POSTGRES_URL is not None
     schema = f"evotune_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    # A session time zone far from UTC: evotune's engine must still hand back UTC.
+    options = f"-csearch_path={schema} -ctimezone=Asia/Kolkata"
+    url = make_url(POSTGRES_URL).update_query_dict({"options": options})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -77,7 +80,7 @@ def pg_db(pg_url: str) -> Iterator[Database]:
 
 
 def _schema_of(url: str) -> str:
-    return str(make_url(url).query["options"]).split("=", 1)[1]
+    return str(make_url(url).query["options"]).split()[0].split("=", 1)[1]
 
 
 # --- migrations ------------------------------------------------------------------------------

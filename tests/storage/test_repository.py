@@ -9,8 +9,15 @@ from evotune.records import TrialResult, TrialStatus
 from evotune.space import Shape
 from evotune.storage import Database, Study, open_database, repository
 
-ENV = {"gpu": "NVIDIA H100", "driver": "580", "cuda": "13.0", "torch": "2.11", "triton": "3.6.0",
-       "kernel_source_hash": "abc", "interpreted": False}
+ENV = {
+    "gpu": "NVIDIA H100",
+    "driver": "580",
+    "cuda": "13.0",
+    "torch": "2.11",
+    "triton": "3.6.0",
+    "kernel_source_hash": "abc",
+    "interpreted": False,
+}
 
 
 @pytest.fixture
@@ -21,22 +28,58 @@ def db(tmp_path: Path) -> Database:
 def _study(db: Database, env: dict = ENV, name: str = "mission") -> int:
     with db.session() as s:
         kernel = repository.get_or_create_kernel(s, "attention")
-        shape = repository.get_or_create_shape(s, kernel, Shape(name, {"S": 512 if name == "mission" else 128}))
+        shape = repository.get_or_create_shape(
+            s, kernel, Shape(name, {"S": 512 if name == "mission" else 128})
+        )
         environment = repository.get_or_create_environment(s, env)
-        study = Study(kernel_id=kernel.id, shape_id=shape.id, environment_id=environment.id, strategy="evolution",
-                      settings={}, seed=0, budget=10, interpreted=bool(env["interpreted"]))
+        study = Study(
+            kernel_id=kernel.id,
+            shape_id=shape.id,
+            environment_id=environment.id,
+            strategy="evolution",
+            settings={},
+            seed=0,
+            budget=10,
+            interpreted=bool(env["interpreted"]),
+        )
         s.add(study)
         s.flush()
         return study.id
 
 
-def _trial(db: Database, study_id: int, number: int, p50: float | None, status: TrialStatus = TrialStatus.OK) -> int:
+def _trial(
+    db: Database,
+    study_id: int,
+    number: int,
+    p50: float | None,
+    status: TrialStatus = TrialStatus.OK,
+) -> int:
     with db.session() as s:
         study = repository.get_study(s, study_id)
-        trial = repository.add_running_trial(s, study, number, {"BLOCK": number}, f"h{number}", seed=number,
-                                             generation=0, parents=[], operator="seed")
-        repository.finish_trial(s, trial, TrialResult(trial.id, status, p50_us=p50, p20_us=p50, p80_us=p50, n_runs=3,
-                                                      samples_us=[p50] * 3 if p50 else []))
+        trial = repository.add_running_trial(
+            s,
+            study,
+            number,
+            {"BLOCK": number},
+            f"h{number}",
+            seed=number,
+            generation=0,
+            parents=[],
+            operator="seed",
+        )
+        repository.finish_trial(
+            s,
+            trial,
+            TrialResult(
+                trial.id,
+                status,
+                p50_us=p50,
+                p20_us=p50,
+                p80_us=p50,
+                n_runs=3,
+                samples_us=[p50] * 3 if p50 else [],
+            ),
+        )
         return trial.id
 
 
@@ -81,7 +124,9 @@ def test_best_config_is_per_fingerprint_and_never_interpreted_by_default(db: Dat
             study = repository.get_study(s, study_id)
             from evotune.storage import Trial
 
-            repository.publish_best(s, study, s.get(Trial, trial_id), shootout_p50_us=None, tflops=1.0)
+            repository.publish_best(
+                s, study, s.get(Trial, trial_id), shootout_p50_us=None, tflops=1.0
+            )
     key = Shape("mission", {"S": 512}).key
     with db.session() as s:
         best = repository.best_config(s, "attention", key)
@@ -99,7 +144,9 @@ def test_unknown_study(db: Database) -> None:
         repository.get_study(s, 99)
 
 
-@pytest.mark.parametrize("url", ["sqlite:////nonexistent-dir/x.db", "nosuchdriver://x", "postgresql+nodriver://u@h/d"])
+@pytest.mark.parametrize(
+    "url", ["sqlite:////nonexistent-dir/x.db", "nosuchdriver://x", "postgresql+nodriver://u@h/d"]
+)
 def test_bad_database_urls_are_user_errors(url: str) -> None:
     with pytest.raises(DatabaseError, match="cannot"):
         open_database(url)

@@ -7,14 +7,17 @@ at once (see best_cache.py); this endpoint validates, looks up, and fills the ca
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from functools import partial
 from typing import Annotated
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from evotune.api.best_cache import BestCache, CachedAnswer
 from evotune.api.params import resolve_kernel, resolve_shape
-from evotune.api.schemas import BestOut, ErrorOut, best_out
+from evotune.api.schemas import BestOut, EnvironmentOut, ErrorOut, best_out, environment_out
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, repository
 
@@ -23,13 +26,18 @@ router = APIRouter(prefix="/v1", tags=["best"])
 
 def lookup_best(
     database: Database,
+    environments: dict[int, EnvironmentOut],
     space: SearchSpace,
     target: Shape,
     gpu: str | None,
     fingerprint: str | None,
     interpreted: bool,
 ) -> CachedAnswer:
-    """(status, JSON body) of one lookup: 200 with the best config, or 404 saying why not."""
+    """(status, JSON body) of one lookup: 200 with the best config, or 404 saying why not.
+
+    `environments` memoizes environment rows by id: they never change once written (their
+    id stands for a fingerprint hash), and it saves a query per lookup.
+    """
     with database.session() as session:
         row = repository.best_config(
             session,
@@ -40,7 +48,10 @@ def lookup_best(
             include_interpreted=interpreted,
         )
         if row is not None:
-            body = best_out(space.kernel, target, row, row.environment)
+            env = environments.get(row.environment_id)
+            if env is None:
+                env = environments[row.environment_id] = environment_out(row.environment)
+            body = best_out(space.kernel, target, row, env)
             return 200, body.model_dump_json().encode()
     where = "".join(
         f" {label} {value!r}"
@@ -52,6 +63,21 @@ def lookup_best(
         "run `evotune search` for it"
     )
     return 404, ErrorOut(detail=detail).model_dump_json().encode()
+
+
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lookup_limiter() -> CapacityLimiter:
+    """Two threads for lookups (per event loop): after a new best every shape misses at once,
+    and dozens of threads taking the GIL in turn would starve the loop that serves the hits."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = CapacityLimiter(2)
+    return limiter
 
 
 @router.get(
@@ -91,8 +117,18 @@ async def get_best(
         answer = await cache.single_flight(
             generation,
             key,
-            lambda: run_in_threadpool(
-                lookup_best, state.database, space, target, gpu, fingerprint, interpreted
+            lambda: to_thread.run_sync(
+                partial(
+                    lookup_best,
+                    state.database,
+                    state.environments,
+                    space,
+                    target,
+                    gpu,
+                    fingerprint,
+                    interpreted,
+                ),
+                limiter=_lookup_limiter(),
             ),
         )
     status, body = answer

@@ -1,0 +1,112 @@
+"""Offline comparison on landscapes: sane numbers, and evolution beats random (synthetic)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+from rich.console import Console
+from rich.table import Table
+
+from evotune.compare import compare_strategies, render_comparison, run_on_landscape
+from evotune.errors import UserError
+from evotune.landscape import Landscape
+from evotune.space import SearchSpace
+from tests.search.synthetic import attention_space, synthetic_landscape
+from tests.search.toy import toy_landscape, toy_space
+
+
+@pytest.fixture(scope="module")
+def attention() -> SearchSpace:
+    return attention_space()
+
+
+@pytest.fixture(scope="module")
+def land(attention: SearchSpace) -> Landscape:
+    return synthetic_landscape(attention, "llama-d128", seed=0)
+
+
+def test_run_counts_evaluations_until_the_target() -> None:
+    space, landscape = toy_space(), toy_landscape()
+    run = run_on_landscape(landscape, space, "grid", 0, target=0.0)
+    best = landscape.best
+    assert best is not None
+    order = [c for c in space.enumerate(landscape.shape.dims)]
+    assert run.evals_to_target == order.index(best.config) + 1
+    # It stops with the generation (a batch of 32 for grid) in which it reached the target.
+    assert run.evals_to_target <= run.evaluations < run.evals_to_target + 32
+    assert run.best_curve[-1] == best.p50_us
+    assert all(a >= b for a, b in zip(run.best_curve, run.best_curve[1:], strict=False))
+    capped = run_on_landscape(landscape, space, "grid", 0, target=0.0, max_evals=5)
+    assert capped.evaluations == 5 and capped.evals_to_target is None
+
+
+def test_report_is_sane_and_evolution_beats_random(attention: SearchSpace, land: Landscape) -> None:
+    report = compare_strategies(
+        land, attention, ["evolution", "random"], seeds=5, target=0.02, max_evals=400
+    )
+    assert report.space_size == len(land) and report.best_p50_us == land.best_p50_us
+    assert report.within_target == len(land.within(0.02)) >= 1
+    for summary in report.summaries:
+        assert len(summary.runs) == 5
+        assert 1 <= summary.q25_evals <= summary.median_evals <= summary.q75_evals <= 401
+        found = [summary.best_at_budget[b] for b in (10, 25, 50, 100)]
+        assert all(v is not None and v >= land.best_p50_us for v in found)
+        assert all(a >= b for a, b in itertools.pairwise(found))  # type: ignore[operator]
+        for run in summary.runs:
+            assert run.evaluations >= 100 or run.evaluations == 400
+            if run.evals_to_target is not None:
+                assert run.best_curve[run.evals_to_target - 1] <= land.best_p50_us * 1.02
+    evolution, random = report.summary("evolution"), report.summary("random")
+    assert evolution.not_reached < random.not_reached
+    assert evolution.median_evals * 1.5 <= random.median_evals
+    assert evolution.best_at_budget[100] < random.best_at_budget[100]  # type: ignore[operator]
+
+    data = json.loads(json.dumps(report.to_dict()))
+    assert [s["strategy"] for s in data["strategies"]] == ["evolution", "random"]
+    assert data["strategies"][0]["median_evals"] == evolution.median_evals
+    assert set(data["strategies"][0]["best_at_budget"]) == {"10", "25", "50", "100"}
+
+    table = render_comparison(report)
+    assert isinstance(table, Table) and table.row_count == 2
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "evolution" in text and "random" in text and "vs random" in text
+
+
+def test_unreached_runs_count_as_max_plus_one() -> None:
+    space, landscape = toy_space(), toy_landscape()
+    report = compare_strategies(
+        landscape, space, ["grid"], seeds=2, target=0.0, budgets=(3,), max_evals=3
+    )
+    summary = report.summary("grid")
+    assert summary.median_evals == 4 and summary.not_reached == 1.0
+    assert not math.isinf(summary.best_at_budget[3] or math.inf)
+
+
+def test_bad_arguments_are_user_errors(attention: SearchSpace, land: Landscape) -> None:
+    with pytest.raises(UserError, match="unknown strategies"):
+        compare_strategies(land, attention, ["evolution", "hillclimb"], seeds=1)
+    with pytest.raises(UserError, match="seeds"):
+        compare_strategies(land, attention, ["random"], seeds=0)
+
+
+def test_a_partial_landscape_costs_no_evaluation_for_missing_configs() -> None:
+    space, full = toy_space(), toy_landscape()
+    # Only impl b and the smallest tiles of impl a were recorded.
+    keep = [t for t in full.trials if t.config["impl"] == "b" or t.config["BLOCK"] == 16]
+    partial = Landscape(full.kernel, full.shape, full.environment, full.space_size, keep)
+    run = run_on_landscape(partial, space, "grid", 0, target=0.0)
+    assert run.misses > 0 and run.evals_to_target is not None
+    ordered = [c for c in space.enumerate(full.shape.dims) if c in partial]
+    assert partial.best is not None
+    assert run.evals_to_target == ordered.index(partial.best.config) + 1
+    counted = run_on_landscape(partial, space, "grid", 0, target=0.0, count_misses=True)
+    assert counted.evals_to_target is not None and counted.evals_to_target >= run.evals_to_target
+    report = compare_strategies(partial, space, ["random"], seeds=2, target=0.0, max_evals=50)
+    console = Console(width=200, record=True)
+    console.print(render_comparison(report))
+    assert "not in landscape" in console.export_text()

@@ -1,0 +1,110 @@
+"""Landscape files: save, load, look up by config hash, refuse malformed files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evotune.landscape import (
+    Landscape,
+    LandscapeFileError,
+    LandscapeTrial,
+    load_landscape,
+    save_landscape,
+)
+from evotune.records import TrialStatus
+from evotune.space import Shape
+
+
+def make() -> Landscape:
+    trials = [
+        LandscapeTrial({"a": 1, "b": "x"}, TrialStatus.OK, p50_us=10.0, p20_us=9.5, n_runs=20),
+        LandscapeTrial({"a": 2, "b": "x"}, TrialStatus.OK, p50_us=10.15),
+        LandscapeTrial({"a": 3, "b": "x"}, TrialStatus.OK, p50_us=12.0),
+        LandscapeTrial({"a": 4, "b": "y"}, TrialStatus.OUT_OF_RESOURCES, error="smem"),
+    ]
+    shape = Shape("mission", {"B": 32, "S": 512, "causal": True})
+    return Landscape("attention", shape, {"gpu": "H100"}, 5, trials)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = save_landscape(make(), tmp_path / "sub" / "l.json")
+    raw = json.loads(path.read_text())
+    assert {"kernel", "shape", "environment", "space_size", "trials"} <= set(raw)
+    assert raw["trials"][3] == {
+        "config": {"a": 4, "b": "y"},
+        "status": "out_of_resources",
+        "error": "smem",
+    }
+    loaded = load_landscape(path)
+    assert loaded.to_dict() == make().to_dict()
+    assert loaded.shape == Shape("mission", {"B": 32, "S": 512, "causal": True})
+    assert loaded.space_size == 5 and len(loaded) == 4
+
+
+def test_lookup_by_config_hash() -> None:
+    landscape = make()
+    hit = landscape.lookup({"b": "x", "a": 2})  # key order does not matter
+    assert hit is not None and hit.p50_us == 10.15
+    assert landscape.lookup({"a": 2, "b": "y"}) is None
+    assert {"a": 4, "b": "y"} in landscape
+    assert landscape.lookup({"a": 4, "b": "y"}).status is TrialStatus.OUT_OF_RESOURCES  # type: ignore[union-attr]
+
+
+def test_best_and_within_target() -> None:
+    landscape = make()
+    assert landscape.best_p50_us == 10.0
+    assert [t.config["a"] for t in landscape.within(0.02)] == [1, 2]
+    assert [t.config["a"] for t in landscape.within(0.0)] == [1]
+
+
+def test_unknown_trial_keys_survive(tmp_path: Path) -> None:
+    data = make().to_dict()
+    data["trials"][0]["samples_us"] = [1.0, 2.0]
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps(data))
+    again = load_landscape(save_landscape(load_landscape(path), tmp_path / "m.json"))
+    assert again.trials[0].extra == {"samples_us": [1.0, 2.0]}
+
+
+def test_from_records_leaves_out_running_rows() -> None:
+    rows: list[dict[str, Any]] = [
+        {"config": {"a": 1}, "status": TrialStatus.OK, "p50_us": 3.0, "trial_id": 7},
+        {"config": {"a": 2}, "status": "running"},
+        {"config": {"a": 3}, "status": "compile_error", "error": "ptxas"},
+    ]
+    landscape = Landscape.from_records("k", Shape(None, {"S": 1}), {}, 3, rows)
+    assert [t.status for t in landscape.trials] == [TrialStatus.OK, TrialStatus.COMPILE_ERROR]
+    assert landscape.trials[0].extra == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not valid JSON"),
+        ("[]", "expected a mapping"),
+        ('{"kernel": "k", "shape": {"dims": {}}}', "missing 'trials'"),
+        (
+            '{"kernel": "k", "shape": {"dims": {}}, "trials": [{"config": {}, "status": "meh"}]}',
+            "unknown status",
+        ),
+        (
+            '{"kernel": "k", "shape": {"dims": {}}, "trials": [{"config": {}, "status": "ok"}]}',
+            "positive 'p50_us'",
+        ),
+        ('{"kernel": "k", "shape": 3, "trials": []}', "'shape' must be"),
+    ],
+)
+def test_malformed_files_are_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(LandscapeFileError, match=message):
+        load_landscape(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LandscapeFileError, match="cannot read landscape"):
+        load_landscape(tmp_path / "nope.json")

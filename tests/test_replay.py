@@ -1,0 +1,67 @@
+"""ReplayEvaluator: answers trial requests by lookup in a landscape."""
+
+from __future__ import annotations
+
+import pytest
+
+from evotune.errors import UserError
+from evotune.landscape import Landscape, LandscapeTrial
+from evotune.records import TrialRequest, TrialStatus
+from evotune.replay import ReplayEvaluator
+from evotune.space import Shape
+from evotune.worker.evaluator import Evaluator
+
+DIMS = {"S": 128, "D": 64}
+
+
+def landscape() -> Landscape:
+    trials = [
+        LandscapeTrial(
+            {"BLOCK": 64}, TrialStatus.OK, p50_us=12.5, p20_us=12.0, p80_us=13.0, n_runs=30
+        ),
+        LandscapeTrial({"BLOCK": 128}, TrialStatus.OUT_OF_RESOURCES, error="shared memory"),
+    ]
+    return Landscape(
+        "attention", Shape("s", dict(DIMS)), {"gpu": "H100", "triton": "3.6.0"}, 3, trials
+    )
+
+
+def request(trial_id: int, config: dict, **kw: object) -> TrialRequest:
+    base = {"kernel": "attention", "dims": dict(DIMS), "seed": 0, "tolerance": {"atol": 0.01}}
+    base.update(kw)
+    return TrialRequest(trial_id=trial_id, config=config, **base)  # type: ignore[arg-type]
+
+
+def test_answers_by_lookup_and_marks_missing_configs_invalid() -> None:
+    replay = ReplayEvaluator(landscape())
+    evaluator: Evaluator = replay  # it satisfies the protocol
+    results = list(
+        evaluator.evaluate(
+            [request(1, {"BLOCK": 64}), request(2, {"BLOCK": 128}), request(3, {"BLOCK": 32})]
+        )
+    )
+    assert [r.trial_id for r in results] == [1, 2, 3]
+    ok, oor, missing = results
+    assert ok.status is TrialStatus.OK and (ok.p50_us, ok.p20_us, ok.p80_us) == (12.5, 12.0, 13.0)
+    assert ok.n_runs == 30
+    assert oor.status is TrialStatus.OUT_OF_RESOURCES and oor.p50_us is None
+    assert oor.error == "shared memory"
+    assert missing.status is TrialStatus.INVALID and missing.error == "not in landscape"
+    assert (replay.lookups, replay.misses) == (3, 1)
+
+
+def test_shootout_and_environment() -> None:
+    replay = ReplayEvaluator(landscape())
+    results = replay.shootout([request(5, {"BLOCK": 64}), request(4, {"BLOCK": 64})], rounds=3)
+    assert [(r.trial_id, r.p50_us) for r in results] == [(5, 12.5), (4, 12.5)]
+    env = replay.environment()
+    assert env["replay"] is True and env["gpu"] == "H100"
+    replay.close()
+
+
+def test_another_shape_or_kernel_is_a_user_error() -> None:
+    replay = ReplayEvaluator(landscape())
+    with pytest.raises(UserError, match="shape"):
+        list(replay.evaluate([request(1, {"BLOCK": 64}, dims={"S": 256, "D": 64})]))
+    with pytest.raises(UserError, match="kernel"):
+        list(replay.evaluate([request(1, {"BLOCK": 64}, kernel="matmul")]))
