@@ -85,7 +85,7 @@ def search(
     ] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     population: Annotated[
-        int | None, typer.Option(help="Override the strategy's population size.")
+        int | None, typer.Option(help="Candidates per generation (the population of evolution).")
     ] = None,
     restrict: Annotated[
         str | None,
@@ -105,7 +105,7 @@ def search(
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay: no such file {replay}")
     database = open_database(db)
-    settings = {"population": population, "batch_size": population} if population else {}
+    settings = _population_settings(strategy, population) if population else {}
     options = SearchOptions(
         strategy=strategy,
         budget=budget,
@@ -128,6 +128,14 @@ def search(
     from evotune.progress import render_summary
 
     console.print(render_summary(summary))
+
+
+def _population_settings(strategy: str, population: int) -> dict[str, int]:
+    """`--population` sets the evolution's population, or another strategy's batch size."""
+    from evotune.search.registry import default_settings
+
+    key = "population" if "population" in default_settings(strategy) else "batch_size"
+    return {key: population}
 
 
 @app.command()
@@ -404,7 +412,7 @@ def compare(
         float, typer.Option(help="Within this fraction of the landscape's best p50.")
     ] = 0.02,
     max_evals: Annotated[
-        int | None, typer.Option(help="Cap per run [default: the space size].")
+        int | None, typer.Option(help="Cap per run [default: 15% of the space, at least 100].")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

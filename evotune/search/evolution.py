@@ -4,9 +4,16 @@ One generation per ask: children of the current population by tournament selecti
 uniform crossover and kind-aware mutation (a step to a neighbour for ordered and int
 parameters, a flip for booleans, a resample for categoricals). The mutation strength (the
 expected number of parameters changed) follows the 1/5th success rule. Children that break
-a constraint are repaired to the nearest valid config; no config is proposed twice. Failed
-trials rank below every ok one and teach the search which parameter values (and pairs of
-values) fail, so it stops mutating toward them.
+a constraint are repaired to the nearest valid config; no config is proposed twice.
+
+Three things make it frugal with measurements:
+- failed trials rank below every ok one and teach the search which parameter values (and
+  pairs of values) fail, so it stops breeding toward them;
+- each slot gets a few sibling children, and a small additive model of log-latency fitted
+  on the ok trials picks the most promising one (screening);
+- the best configs of each branch of the space (e.g. each `impl`) keep a place in the
+  population, and a share of each generation is model-picked random immigrants, so that
+  the search does not settle early in one corner.
 
 Every piece of state is a function of the told history (independent of the order results
 arrived in) and of the seed: the random stream of generation g is seeded by (seed, g). So a
@@ -51,9 +58,9 @@ class EvolutionStrategy(Strategy):
     def default_settings(cls) -> dict[str, Any]:
         return {
             **super().default_settings(),
-            "population": 20,
-            "batch_size": 20,  # one generation per ask; the runner may ask for fewer
-            "elites": 4,
+            "population": 12,
+            "batch_size": 12,  # not read: a generation is `population` candidates
+            "elites": 2,
             "tournament": 3,
             "crossover_rate": 0.4,
             # Expected number of parameters a mutation changes, adapted by the 1/5th rule.
@@ -72,8 +79,8 @@ class EvolutionStrategy(Strategy):
             # The best `niche_size` working configs of each branch (e.g. impl) stay in the
             # population; a share `immigrants` of each generation is fresh random configs.
             "niche_size": 2,
-            "immigrants": 0.1,
-            "immigrant_screening": 4,
+            "immigrants": 0.2,
+            "immigrant_screening": 16,
             "patience_generations": 10,
             "min_improvement": 0.005,
         }

@@ -56,7 +56,7 @@ def test_registry_knows_every_strategy_and_its_settings() -> None:
     for name in STRATEGIES:
         settings = default_settings(name)
         assert {"batch_size", "patience_generations", "min_improvement"} <= set(settings)
-    assert default_settings("evolution")["population"] >= 16
+    assert default_settings("evolution")["population"] >= 8
 
 
 def test_make_strategy_rejects_unknown_names_and_settings(toy: SearchSpace) -> None:
