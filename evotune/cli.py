@@ -83,6 +83,17 @@ def search(
     gpus: Annotated[
         str | None, typer.Option(help="'all' or a comma list of GPU indices [default: 0].")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure on a Ray cluster: its address ('auto', 'ray://head:10001') or "
+            "'local'; one actor per GPU (with --interpret, CPU actors)."
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(help="Ray actors to start [default: every GPU of the cluster; 1 CPU]."),
+    ] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     population: Annotated[
         int | None, typer.Option(help="Candidates per generation (the population of evolution).")
@@ -116,7 +127,9 @@ def search(
         settings=settings,
         restrict=restrict,
     )
-    evaluator = open_evaluator(space, interpret=interpret, gpus=gpus, replay=replay)
+    evaluator = open_evaluator(
+        space, interpret=interpret, gpus=gpus, replay=replay, ray=ray, ray_workers=ray_workers
+    )
     try:
         with RichSearchObserver(err_console if as_json else console, target.label()) as observer:
             summary = run_search(database, space, target, evaluator, options, observer)
@@ -228,6 +241,7 @@ def studies(
                     "trials": repository.count_trials(session, study.id),
                     "ok": repository.count_trials(session, study.id, status="ok"),
                     "budget": study.budget,
+                    "settings": dict(study.settings),
                     "gpu": study.environment.gpu,
                     "interpreted": study.interpreted,
                     "created_at": study.created_at.isoformat(),
@@ -370,6 +384,7 @@ def landscape_export(
 ) -> None:
     """Write a study's trials as a landscape file for --replay and `compare`."""
     from evotune.landscape import Landscape, save_landscape
+    from evotune.search.grid import valid_configs
     from evotune.space import load_space
     from evotune.storage import open_database, repository
 
@@ -391,7 +406,7 @@ def landscape_export(
             for t in repository.study_trials(session, study)
         ]
         environment = dict(study.environment.data)
-    size = sum(1 for _ in space.enumerate(shape.dims))
+    size = len(valid_configs(space, shape.dims))
     landscape = Landscape.from_records(
         space.kernel, shape, environment, size, records, study_restrict
     )

@@ -40,13 +40,31 @@ def open_evaluator(
     gpus: str | None = None,
     replay: Path | None = None,
     compile_workers: int | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> Evaluator:
-    """Replay a landscape file, run in the interpreter, or run on the GPUs asked for."""
+    """Replay a landscape file, run on a Ray cluster, or run here: in the interpreter or on
+    the GPUs asked for. `ray` is an address for `ray.init` ("auto", "ray://head:10001") or
+    "local" to start a Ray of this host."""
     if replay is not None:
         from evotune.landscape import load_landscape
         from evotune.replay import ReplayEvaluator
 
         return ReplayEvaluator(load_landscape(replay))
+    if ray is not None:
+        if gpus is not None:
+            raise UserError("--gpus and --ray exclude each other: Ray places one actor per GPU")
+        from evotune.worker.ray_pool import RayEvaluator
+
+        return RayEvaluator(
+            space.module,
+            interpreted=interpret,
+            address=None if ray == "local" else ray,
+            num_workers=ray_workers,
+            compile_workers=compile_workers,
+        )
+    if ray_workers is not None:
+        raise UserError("--ray-workers needs --ray")
     from evotune.worker.pool import WorkerPool
 
     if interpret:

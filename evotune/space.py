@@ -263,7 +263,12 @@ class SearchSpace(_Strict):
         return problems
 
     def enumerate(self, dims: Mapping[str, Any] | None = None) -> Iterator[Config]:
-        """Every structurally distinct config; with dims, only the valid ones for that shape."""
+        """Every structurally distinct config; with dims, only the valid ones for that shape.
+
+        The plain definition (the product of every parameter's values, each checked whole):
+        slow on a space with conditional branches. Code that needs the valid configs uses
+        `evotune.search.grid.valid_configs`, which the tests hold to this definition.
+        """
         names = list(self.parameters)
         seen: set[str] = set()
         for values in itertools.product(*(self.parameters[n].choices() for n in names)):

@@ -52,6 +52,15 @@ def test_shapes_lists_the_named_shapes() -> None:
             "cannot open database",
         ),
         (["trials", "12345"], "no study with id 12345"),
+        (
+            ["search", "--shape", "tiny", "--gpus", "0", "--ray", "auto"],
+            "--gpus and --ray exclude each other",
+        ),
+        (["search", "--shape", "tiny", "--interpret", "--ray-workers", "2"], "needs --ray"),
+        (
+            ["search", "--shape", "tiny", "--interpret", "--population", "4", "--strategy", "x"],
+            "unknown strategy",
+        ),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -125,3 +134,28 @@ def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> No
     assert fresh["study_id"] != summary["study_id"]
     studies = json.loads(evotune("studies", "--json", db=db).stdout)
     assert {s["id"] for s in studies} == {summary["study_id"], fresh["study_id"]}
+
+
+def test_population_sets_the_batch_of_a_strategy_without_one(tmp_path: Path) -> None:
+    result = evotune(
+        "search", "--shape", "tiny", "--interpret", "--strategy", "random", "--population", "3",
+        "--budget", "3", "--json", db=tmp_path / "p.db",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["total_trials"] == 3
+    study = json.loads(evotune("studies", "--json", db=tmp_path / "p.db").stdout)[0]
+    assert study["settings"]["batch_size"] == 3
+
+
+def test_search_on_a_local_ray_cluster(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the ray package is not installed")
+    db = tmp_path / "ray.db"
+    result = evotune(
+        "search", "--shape", "tiny", "--interpret", "--ray", "local", "--ray-workers", "1",
+        "--budget", "3", "--json", db=db,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "finished" and summary["total_trials"] == 3
+    assert summary["status_counts"].get("ok", 0) >= 1

@@ -82,6 +82,10 @@ class Strategy(abc.ABC):
         self.generation_best: dict[int, float] = {}
         # The generation the next ask() carries: one past every generation asked or told.
         self.generation = 0
+        self._setup()
+
+    def _setup(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """The subclass's own state, built once the common state above exists."""
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:

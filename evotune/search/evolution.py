@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from evotune.records import Config, Dims, TrialStatus, config_hash
+from evotune.records import Config, TrialStatus, config_hash
 from evotune.search.base import Candidate, Observation, Strategy
 from evotune.search.grid import space_index
-from evotune.space import Parameter, SearchSpace
+from evotune.space import Parameter
 
 __all__ = ["EvolutionStrategy"]
 
@@ -85,15 +85,7 @@ class EvolutionStrategy(Strategy):
             "min_improvement": 0.005,
         }
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        dims: Dims,
-        seed: int,
-        settings: dict[str, Any] | None = None,
-        seed_configs: Sequence[Config] = (),
-    ) -> None:
-        super().__init__(space, dims, seed, settings, seed_configs)
+    def _setup(self) -> None:
         s = self.settings
         self.population_size = max(2, int(s["population"]))
         self.n_elites = min(max(0, int(s["elites"])), self.population_size)
@@ -106,7 +98,7 @@ class EvolutionStrategy(Strategy):
         self._n_total = 0
         self._n_failed = 0
         self._exhausted = False
-        self.index = space_index(space, dims)
+        self.index = space_index(self.space, self.dims)
         # Caches, dropped whenever something is told.
         self._ranked: list[str] | None = None  # observations, best first
         self._fills: dict[tuple[str, ...], dict[str, Any]] = {}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from evotune.expressions import evaluate, names_in
-from evotune.records import Config, Dims, config_hash
+from evotune.records import Config, config_hash
 from evotune.search.base import Candidate, Strategy
 from evotune.space import SearchSpace
 
@@ -132,16 +132,8 @@ class OrderedWalk(Strategy):
     name = "ordered-walk"
     operator = "grid"
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        dims: Dims,
-        seed: int,
-        settings: dict[str, Any] | None = None,
-        seed_configs: Sequence[Config] = (),
-    ) -> None:
-        super().__init__(space, dims, seed, settings, seed_configs)
-        self._order = self.order(valid_configs(space, dims))
+    def _setup(self) -> None:
+        self._order = self.order(valid_configs(self.space, self.dims))
         self._next = 0
 
     def order(self, configs: list[Config]) -> list[Config]:

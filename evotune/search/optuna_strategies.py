@@ -28,10 +28,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import Trial, TrialState, create_trial
 
 from evotune.errors import UserError
-from evotune.records import Config, Dims, config_hash
+from evotune.records import Config, config_hash
 from evotune.search.base import Candidate, Observation, Strategy
 from evotune.search.grid import valid_configs
-from evotune.space import SearchSpace
 
 __all__ = ["CmaEsStrategy", "NsgaIIStrategy", "OptunaStrategy", "TpeStrategy"]
 
@@ -46,18 +45,10 @@ class OptunaStrategy(Strategy):
     def default_settings(cls) -> dict[str, Any]:
         return {**super().default_settings(), "batch_size": 8, "max_asks_per_candidate": 20}
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        dims: Dims,
-        seed: int,
-        settings: dict[str, Any] | None = None,
-        seed_configs: Sequence[Config] = (),
-    ) -> None:
-        super().__init__(space, dims, seed, settings, seed_configs)
+    def _setup(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self._distributions: dict[str, BaseDistribution] = {}
-        for name, param in space.parameters.items():
+        for name, param in self.space.parameters.items():
             if param.kind == "categorical":
                 self._distributions[name] = CategoricalDistribution(param.choices())
             else:
@@ -71,7 +62,7 @@ class OptunaStrategy(Strategy):
                 self.study.enqueue_trial(self._encode(config), skip_if_exists=True)
         self._values: dict[str, float] = {}  # config hash -> value told to Optuna
         self._waiting: dict[str, list[Trial]] = {}  # config hash -> trials awaiting it
-        self._rng = random.Random(f"{self.name}:{seed}")
+        self._rng = random.Random(f"{self.name}:{self.seed}")
         self._exhausted = False
 
     @abc.abstractmethod

@@ -96,18 +96,10 @@ _ENV_LOCK = threading.Lock()
 def _patched_environ(env: Mapping[str, str | None]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in env}
     try:
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply_env(env)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply_env(saved)
 
 
 def spawn_process(
@@ -181,6 +173,7 @@ def tie_to_parent(parent_pid: int) -> None:
 
 
 def apply_env(env: Mapping[str, str | None]) -> None:
+    """Set each variable, or unset it where the value is None."""
     for key, value in env.items():
         if value is None:
             os.environ.pop(key, None)
