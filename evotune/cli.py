@@ -81,7 +81,7 @@ def search(
         Path | None, typer.Option(help="Answer candidates from a recorded landscape file.")
     ] = None,
     gpus: Annotated[
-        str | None, typer.Option(help="'all' or a comma list of GPU indices [default: 0].")
+        str | None, typer.Option(help="'all' or a comma list of GPU indices (default: 0).")
     ] = None,
     ray: Annotated[
         str | None,
@@ -92,7 +92,14 @@ def search(
     ] = None,
     ray_workers: Annotated[
         int | None,
-        typer.Option(help="Ray actors to start [default: every GPU of the cluster; 1 CPU]."),
+        typer.Option(help="Ray actors to start (default: every GPU of the cluster; 1 CPU)."),
+    ] = None,
+    compile_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="CPU processes compiling ahead of the GPUs (default: min(8, CPUs - 1)).",
+        ),
     ] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     population: Annotated[
@@ -128,7 +135,13 @@ def search(
         restrict=restrict,
     )
     evaluator = open_evaluator(
-        space, interpret=interpret, gpus=gpus, replay=replay, ray=ray, ray_workers=ray_workers
+        space,
+        interpret=interpret,
+        gpus=gpus,
+        replay=replay,
+        compile_workers=compile_workers,
+        ray=ray,
+        ray_workers=ray_workers,
     )
     try:
         with RichSearchObserver(err_console if as_json else console, target.label()) as observer:
@@ -427,7 +440,7 @@ def compare(
         float, typer.Option(help="Within this fraction of the landscape's best p50.")
     ] = 0.02,
     max_evals: Annotated[
-        int | None, typer.Option(help="Cap per run [default: 15% of the space, at least 100].")
+        int | None, typer.Option(help="Cap per run (default: 15% of the space, at least 100).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
