@@ -105,6 +105,13 @@ def search(
     population: Annotated[
         int | None, typer.Option(help="Candidates per generation (the population of evolution).")
     ] = None,
+    pipeline_depth: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs.",
+        ),
+    ] = 1,
     restrict: Annotated[
         str | None,
         typer.Option(
@@ -133,6 +140,7 @@ def search(
         time_limit_s=time_limit,
         settings=settings,
         restrict=restrict,
+        pipeline_depth=pipeline_depth,
     )
     evaluator = open_evaluator(
         space,
@@ -442,6 +450,13 @@ def compare(
     max_evals: Annotated[
         int | None, typer.Option(help="Cap per run (default: 15% of the space, at least 100).")
     ] = None,
+    pipeline_depth: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs.",
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
@@ -453,7 +468,13 @@ def compare(
     space = load_space(recorded.kernel).restricted(recorded.restrict)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     report = compare_strategies(
-        recorded, space, names, seeds=seeds, target=target, max_evals=max_evals
+        recorded,
+        space,
+        names,
+        seeds=seeds,
+        target=target,
+        max_evals=max_evals,
+        pipeline_depth=pipeline_depth,
     )
     if as_json:
         _print_json(report.to_dict())

@@ -1,7 +1,8 @@
 """Offline comparison of strategies on a recorded landscape: plain ask → lookup → tell loops.
 
-No database and no processes: each (strategy, seed) run asks a generation, answers it from
-the landscape, tells it, and records after how many evaluations the best found came within
+No database and no processes: each (strategy, seed) run asks generations through the same
+pipeline as the runner (evotune/search/pipeline.py), answers them from the landscape, tells
+them, and records after how many evaluations the best found came within
 `target` of the landscape's best p50. This is what `evotune compare` prints, and what the
 strategies' defaults are tuned on.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,8 @@ from evotune.errors import UserError
 from evotune.landscape import Landscape
 from evotune.records import Config, TrialStatus
 from evotune.replay import NOT_IN_LANDSCAPE
-from evotune.search.base import Observation
+from evotune.search.base import Candidate, Observation
+from evotune.search.pipeline import GenerationPipeline
 from evotune.search.registry import STRATEGIES, make_strategy
 from evotune.space import SearchSpace
 
@@ -136,6 +139,7 @@ def run_on_landscape(
     settings: Mapping[str, Any] | None = None,
     seed_configs: Sequence[Config] | None = None,
     count_misses: bool = False,
+    pipeline_depth: int = 1,
 ) -> RunResult:
     """Run one strategy on a landscape until it reaches the target and has made at least
     `min_evals` evaluations, or until `max_evals` or exhaustion."""
@@ -148,22 +152,32 @@ def run_on_landscape(
     dims = dict(landscape.shape.dims)
     started = time.perf_counter()
     strat = make_strategy(strategy, space, dims, seed, dict(settings or {}), seeds)
+    # The same pipeline as the runner's, so a replayed trajectory is the one a GPU run takes.
+    pipeline = GenerationPipeline(strat, depth=pipeline_depth)
+    asked: deque[list[Candidate]] = deque()
     curve: list[float] = []
     best = math.inf
     reached: int | None = None
     misses = 0
+    in_flight = 0
     while len(curve) < limit and (reached is None or len(curve) < min_evals):
-        candidates = strat.ask(min(strat.generation_size, limit - len(curve)))
-        if not candidates:
+        while len(curve) + in_flight < limit and pipeline.advance():
+            candidates = pipeline.ask(min(strat.generation_size, limit - len(curve) - in_flight))
+            if not candidates:
+                break
+            asked.append(candidates)
+            in_flight += len(candidates)
+        if not asked:
             break
-        observations: list[Observation] = []
-        for cand in candidates:
+        generation = asked.popleft()
+        in_flight -= len(generation)
+        for cand in generation:
             trial = landscape.lookup(cand.config)
             if trial is None:
                 # A config the landscape lacks (a partial recording) is told as invalid, as
                 # replay does; it costs no evaluation unless count_misses says so.
                 misses += 1
-                observations.append(
+                pipeline.tell(
                     Observation(
                         cand.config,
                         TrialStatus.INVALID,
@@ -176,19 +190,18 @@ def run_on_landscape(
                 )
                 if not count_misses:
                     continue
-                status, p50 = TrialStatus.INVALID, None
+                fitness = math.inf
             else:
-                status, p50 = trial.status, trial.p50_us
-                observations.append(
-                    Observation(
-                        cand.config, status, p50, cand.generation, cand.parents, cand.operator
-                    )
-                )
-            best = min(best, observations[-1].fitness())
+                observation = Observation(
+                    cand.config, trial.status, trial.p50_us, cand.generation, cand.parents,
+                    cand.operator,
+                )  # fmt: skip
+                pipeline.tell(observation)
+                fitness = observation.fitness()
+            best = min(best, fitness)
             curve.append(best)
             if reached is None and best <= threshold:
                 reached = len(curve)
-        strat.tell(observations)
     return RunResult(
         strategy=strategy,
         seed=seed,
@@ -211,6 +224,7 @@ def compare_strategies(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     seed_configs: Sequence[Config] | None = None,
     count_misses: bool = False,
+    pipeline_depth: int = 1,
 ) -> ComparisonReport:
     """Run each strategy with seeds 0..seeds-1 on the landscape and summarize.
 
@@ -220,7 +234,8 @@ def compare_strategies(
     settings overriding its defaults; `seed_configs` default to the space's default config
     (what the runner passes without tuned shapes). Configs the landscape lacks are told as
     invalid and, unless `count_misses`, cost no evaluation (so a partial landscape compares
-    strategies on the configs it has).
+    strategies on the configs it has). `pipeline_depth` as the runner's (1: synchronous;
+    2: each generation is bred from results one generation older).
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -251,6 +266,7 @@ def compare_strategies(
                 settings=(settings or {}).get(name),
                 seed_configs=seed_configs,
                 count_misses=count_misses,
+                pipeline_depth=pipeline_depth,
             )
             for seed in range(seeds)
         ]
@@ -304,7 +320,7 @@ def render_comparison(report: ComparisonReport) -> Table:
     )
     table = Table(title=title)
     table.add_column("strategy")
-    table.add_column(f"evals to {report.target:.0%} (median)", justify="right")
+    table.add_column(f"evals to {report.target * 100:g}% (median)", justify="right")
     table.add_column("IQR", justify="right")
     table.add_column("% of space", justify="right")
     table.add_column("not reached", justify="right")

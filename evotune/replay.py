@@ -13,13 +13,14 @@ from typing import Any
 from evotune.errors import UserError
 from evotune.landscape import Landscape
 from evotune.records import TrialRequest, TrialResult, TrialStatus
+from evotune.worker.evaluator import BatchSubmission
 
 __all__ = ["NOT_IN_LANDSCAPE", "ReplayEvaluator"]
 
 NOT_IN_LANDSCAPE = "not in landscape"
 
 
-class ReplayEvaluator:
+class ReplayEvaluator(BatchSubmission):
     """Implements `evotune.worker.evaluator.Evaluator` by lookup: no process, no GPU.
 
     A config the landscape lacks is `invalid` with the reason "not in landscape"; a request
@@ -27,6 +28,7 @@ class ReplayEvaluator:
     """
 
     def __init__(self, landscape: Landscape) -> None:
+        super().__init__()
         self.landscape = landscape
         self.lookups = 0
         self.misses = 0

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from evotune.plugin import load_plugin
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, make_strategy
+from evotune.search.pipeline import GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, Study, Trial, repository
@@ -35,6 +36,10 @@ class SearchOptions:
     settings: dict[str, Any] = field(default_factory=dict)
     finalists: int = 3
     shootout_rounds: int = 5
+    # Generations in flight at once (evotune/search/pipeline.py): 1 is the synchronous
+    # loop; 2 queues the next generation while one runs (more trials/min, but each
+    # generation is bred from older results: measured a net loss on one GPU).
+    pipeline_depth: int = 1
     # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
     timeout_factor: float = 50_000.0
     timeout_floor_s: float = 30.0
@@ -182,67 +187,73 @@ def run_search(
         options.strategy, space, shape.dims, study_seed, strategy_settings, seeds
     )
     strategy.restore([_observation(t) for t in history])
+    pipeline = GenerationPipeline(strategy, depth=options.pipeline_depth)
     measured = {t.config_hash for t in history}
     number = len(history)
     best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
-    batch_size = strategy.generation_size
     started_at = time.monotonic()
     trials_run = 0
     busy_s = 0.0
     state = "running"
 
-    try:
-        while True:
-            if number >= options.budget:
-                state = "finished"
-                break
-            if (
-                options.time_limit_s is not None
-                and time.monotonic() - started_at > options.time_limit_s
-            ):
-                state = "finished"
-                break
-            if strategy.should_stop():
-                state = "finished"
-                break
-            if should_stop():
-                state = "interrupted"
-                break
-            candidates = [
-                c
-                for c in strategy.ask(min(batch_size, options.budget - number))
-                if c.config_hash not in measured
-            ]
+    def stop_reason() -> str | None:
+        if number >= options.budget:
+            return "finished"
+        if (
+            options.time_limit_s is not None
+            and time.monotonic() - started_at > options.time_limit_s
+        ):
+            return "finished"
+        if strategy.should_stop():
+            return "finished"
+        if should_stop():
+            return "interrupted"
+        return None
+
+    def finished(trial: Trial) -> None:
+        nonlocal trials_run, busy_s, best_p50
+        trials_run += 1
+        busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
+        if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
+            best_p50 = trial.p50_us
+        observer.trial_finished(trial, best_p50)
+        measured.add(trial.config_hash)
+        pipeline.tell(_observation(trial))
+
+    def ask_ahead() -> None:
+        """Open generations until the pipeline is full, a stop applies or nothing is new."""
+        nonlocal number, state
+        while state == "running" and pipeline.advance():
+            reason = stop_reason()
+            if reason is not None:
+                state = reason
+                return
+            candidates = pipeline.ask(min(batch_size, options.budget - number), skip=measured)
             if not candidates:
                 state = "finished"
-                break
-            observations = []
-            for trial in _run_batch(
-                db,
-                study_id,
-                study_seed,
-                space,
-                shape,
-                evaluator,
-                candidates,
-                number,
-                tolerance,
-                best_p50,
-                options,
-            ):
-                trials_run += 1
-                busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
-                if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
-                    best_p50 = trial.p50_us
-                observer.trial_finished(trial, best_p50)
-                observations.append(_observation(trial))
-                measured.add(trial.config_hash)
+                return
+            requests, invalid = _store_batch(
+                db, study_id, study_seed, space, shape, candidates, number, tolerance,
+                best_p50, options,
+            )  # fmt: skip
             number += len(candidates)
-            strategy.tell(observations)
+            evaluator.submit(requests)
+            for trial in invalid:
+                finished(trial)
+
+    batch_size = strategy.generation_size
+    try:
+        ask_ahead()
+        while pipeline.outstanding:
+            for result in evaluator.collect():
+                finished(_store_result(db, result))
+            ask_ahead()
     except KeyboardInterrupt:
         state = "interrupted"
         _set_state(db, study_id, state)
         raise
+    if state == "running":  # every generation told and none asked: nothing left to try
+        state = "finished"
 
     if state == "finished" and (trials_run > 0 or not _has_best(db, study_id)):
         if options.replay is not None:
@@ -258,20 +269,20 @@ def run_search(
     return summary
 
 
-def _run_batch(
+def _store_batch(
     db: Database,
     study_id: int,
     study_seed: int,
     space: SearchSpace,
     shape: Shape,
-    evaluator: Evaluator,
     candidates: Sequence[Candidate],
     first_number: int,
     tolerance: dict[str, float],
     best_p50: float | None,
     options: SearchOptions,
-) -> list[Trial]:
-    """Store the batch as running (invalid ones as invalid), evaluate, store the results."""
+) -> tuple[list[TrialRequest], list[Trial]]:
+    """Store a generation: as running, or as invalid where a constraint already rules it
+    out (never compiled). Returns the requests to measure and the invalid trials."""
     requests: list[TrialRequest] = []
     finished: list[Trial] = []
     timeout = options.timeout_floor_s
@@ -313,13 +324,15 @@ def _run_batch(
                     timeout_s=timeout,
                 )
             )
-    for result in evaluator.evaluate(requests):
-        with db.session() as session:
-            stored = session.get(Trial, result.trial_id)
-            assert stored is not None
-            repository.finish_trial(session, stored, result)
-        finished.append(stored)
-    return finished
+    return requests, finished
+
+
+def _store_result(db: Database, result: TrialResult) -> Trial:
+    with db.session() as session:
+        stored = session.get(Trial, result.trial_id)
+        assert stored is not None
+        repository.finish_trial(session, stored, result)
+    return stored
 
 
 def _shootout_and_publish(

@@ -163,3 +163,41 @@ def test_sigkill_mid_search_loses_at_most_the_trial_in_flight(tmp_path: Path) ->
     assert len(lost) == summary["interrupted_trials"]
     assert len(trials) - len(lost) >= done_before
     assert len({t["config_hash"] for t in trials}) == 8
+
+
+class _Trickle(ReplayEvaluator):
+    """Replay that hands back one result per collect, newest submitted first: a pool whose
+    later trials overtake earlier ones."""
+
+    def __init__(self, landscape) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(landscape)
+        self.waiting: list = []  # type: ignore[type-arg]
+
+    def submit(self, requests) -> None:  # type: ignore[no-untyped-def]
+        self.waiting += list(requests)
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return [self._answer(self.waiting.pop())] if self.waiting else []
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_pipelined_search_is_the_same_whatever_order_results_come_in(
+    tmp_path: Path, landscape, depth: int
+) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    sequences = []
+    for name, evaluator in (
+        ("batch", ReplayEvaluator(landscape)),
+        ("trickle", _Trickle(landscape)),
+    ):
+        db = open_database(f"sqlite:///{tmp_path / f'{name}.db'}")
+        options = SearchOptions(budget=60, seed=5, replay="synthetic", pipeline_depth=depth)
+        summary = run_search(db, space, shape, evaluator, options)
+        assert summary.state == "finished" and summary.total_trials == 60
+        with db.session() as s:
+            trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
+            assert all(t.status != "running" for t in trials)
+            sequences.append([(t.number, t.generation, t.config_hash) for t in trials])
+        db.dispose()
+    assert sequences[0] == sequences[1]

@@ -7,7 +7,7 @@ inside the worker processes only.
 from __future__ import annotations
 
 from evotune.worker.compile_pool import CompileOutcome, CompilePool
-from evotune.worker.evaluator import Evaluator
+from evotune.worker.evaluator import BatchSubmission, Evaluator
 from evotune.worker.pool import WorkerPool
 
-__all__ = ["CompileOutcome", "CompilePool", "Evaluator", "WorkerPool"]
+__all__ = ["BatchSubmission", "CompileOutcome", "CompilePool", "Evaluator", "WorkerPool"]

@@ -1,8 +1,9 @@
 """The evaluator protocol: what the runner needs from whatever measures candidates.
 
-Implementations: the GPU/interpreter worker pool (`evotune.worker.pool`) and the replay of
-a recorded landscape (`evotune.replay`). The runner stores every request as `running`
-before it calls `evaluate`, so a death is always pinned on the right trial.
+Implementations: the GPU/interpreter worker pool (`evotune.worker.pool`), the Ray cluster
+(`evotune.worker.ray_pool`) and the replay of a recorded landscape (`evotune.replay`). The
+runner stores every request as `running` before it submits it, so a death is always pinned
+on the right trial.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 from evotune.records import TrialRequest, TrialResult
 
-__all__ = ["Evaluator"]
+__all__ = ["BatchSubmission", "Evaluator"]
 
 
 class Evaluator(Protocol):
@@ -21,8 +22,18 @@ class Evaluator(Protocol):
         kernel_source_hash, interpreted (bool)."""
         ...
 
+    def submit(self, requests: Sequence[TrialRequest]) -> None:
+        """Queue requests behind those already submitted; they are measured in turn."""
+        ...
+
+    def collect(self) -> list[TrialResult]:
+        """Wait until at least one submitted request has finished; return every result
+        ready (any order, one per request). Empty when nothing is outstanding."""
+        ...
+
     def evaluate(self, requests: Sequence[TrialRequest]) -> Iterator[TrialResult]:
-        """Measure each request; yield results as they finish (any order, one per request)."""
+        """Measure each request; yield results as they finish (any order, one per request).
+        Only while nothing submitted is outstanding."""
         ...
 
     def shootout(self, requests: Sequence[TrialRequest], rounds: int) -> list[TrialResult]:
@@ -31,3 +42,22 @@ class Evaluator(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BatchSubmission:
+    """`submit` / `collect` for an evaluator that measures whole batches with `evaluate`:
+    `collect` measures everything submitted since the last call. Subclasses call
+    `super().__init__()`."""
+
+    def __init__(self) -> None:
+        self._submitted: list[TrialRequest] = []
+
+    def submit(self, requests: Sequence[TrialRequest]) -> None:
+        self._submitted.extend(requests)
+
+    def collect(self) -> list[TrialResult]:
+        batch, self._submitted = self._submitted, []
+        return list(self.evaluate(batch)) if batch else []
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> Iterator[TrialResult]:
+        raise NotImplementedError

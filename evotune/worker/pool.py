@@ -87,7 +87,8 @@ class WorkerPool:
         self._slots = [_Slot(i, gpu) for i, gpu in enumerate(gpu_list)]
         self._compile_pool: CompilePool | None = None
         self._env: dict[str, Any] = {}
-        self._running = False
+        self._ready: deque[TrialRequest] = deque()  # compiled (or not to be), waiting for a GPU
+        self._outstanding = 0  # submitted, not yet collected
         self._closed = False
         try:
             for slot in self._slots:
@@ -129,54 +130,66 @@ class WorkerPool:
         """Process ids of the current workers (tests use them)."""
         return [s.proc.pid if s.proc is not None else None for s in self._slots]
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
-        """Measure each request; yield one result per request as each finishes."""
+    def submit(self, requests: Sequence[TrialRequest]) -> None:
+        """Queue requests behind those already submitted (the compile pool sees them now)."""
         if self._closed:
             raise WorkerError("the worker pool is closed")
-        if self._running:
-            raise WorkerError("evaluate() is already running on this pool")
-        self._running = True
-        remaining = len(requests)
-        ready: deque[TrialRequest] = deque()
+        for request in requests:
+            if self._compile_pool is not None:
+                self._compile_pool.submit(request)
+            else:
+                self._ready.append(request)
+        self._outstanding += len(requests)
+
+    def collect(self) -> list[TrialResult]:
+        """Wait until at least one submitted request has finished; return all that have."""
+        done: list[TrialResult] = []
         cpool = self._compile_pool
+        while self._outstanding and not done:
+            if cpool is not None:
+                for outcome in cpool.poll():
+                    if outcome.status is None:
+                        self._ready.append(outcome.request)
+                    else:
+                        done.append(outcome.to_result())
+            for slot in self._slots:
+                done += self._poll(slot)
+                if slot.state == "idle" and self._ready:
+                    self._dispatch(slot, self._ready)
+            if not done:
+                self._wait()
+        self._outstanding -= len(done)
+        return done
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
+        """Measure each request; yield one result per request as each finishes."""
+        if self._outstanding:
+            raise WorkerError("evaluate() needs a pool with nothing outstanding")
+        self.submit(requests)
         try:
-            for request in requests:
-                if cpool is not None:
-                    cpool.submit(request)
-                else:
-                    ready.append(request)
-            while remaining:
-                if cpool is not None:
-                    for outcome in cpool.poll():
-                        if outcome.status is None:
-                            ready.append(outcome.request)
-                        else:
-                            remaining -= 1
-                            yield outcome.to_result()
-                for slot in self._slots:
-                    for result in self._poll(slot):
-                        remaining -= 1
-                        yield result
-                    if slot.state == "idle" and ready:
-                        self._dispatch(slot, ready)
-                if remaining:
-                    self._wait()
+            while self._outstanding:
+                yield from self.collect()
         finally:
-            self._running = False
-            if remaining:  # abandoned mid-way: no stale answer may reach the next call
-                if cpool is not None:
-                    cpool.cancel()
-                for slot in self._slots:
-                    if slot.state == "busy":
-                        self._restart(slot)
+            if self._outstanding:  # abandoned mid-way: no stale answer may reach the next call
+                self.abandon()
+
+    def abandon(self) -> None:
+        """Forget every outstanding request: queued ones are dropped, running ones killed."""
+        if self._compile_pool is not None:
+            self._compile_pool.cancel()
+        self._ready.clear()
+        for slot in self._slots:
+            if slot.state == "busy":
+                self._restart(slot)
+        self._outstanding = 0
 
     def shootout(self, requests: Sequence[TrialRequest], rounds: int = 5) -> list[TrialResult]:
         """Re-measure finalists interleaved (A B C A B C ...) in one worker; results in
         request order. A worker death or timeout fails all of them (crashed / timeout)."""
         if not requests:
             return []
-        if self._running:
-            raise WorkerError("shootout() cannot run while evaluate() is running")
+        if self._outstanding:
+            raise WorkerError("shootout() cannot run while submitted trials are outstanding")
         slot = self._slots[0]
         if slot.state not in ("idle", "starting"):
             self._restart(slot)

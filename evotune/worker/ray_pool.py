@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from evotune.errors import NoGpuError, UserError, WorkerError
 from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialRequest, TrialResult, TrialStatus
+from evotune.worker.evaluator import BatchSubmission
 
 if TYPE_CHECKING:
     from evotune.worker.pool import WorkerPool
@@ -160,7 +161,7 @@ class _Slot:
     replacements: int = 0
 
 
-class RayEvaluator:
+class RayEvaluator(BatchSubmission):
     """Measure trials on Ray actors, one per GPU of the cluster; see the module docstring.
 
     `address` is what `ray.init` takes ("auto" for the cluster this host belongs to,
@@ -182,6 +183,7 @@ class RayEvaluator:
         compile_workers: int | None = None,
         start_timeout_s: float = 300.0,
     ) -> None:
+        super().__init__()
         self._ray = import_ray()
         self.kernel_module = kernel_module
         self.interpreted = bool(interpreted)

@@ -32,6 +32,7 @@ from evotune.space import Shape, load_space
 from evotune.storage import Database, Study, Trial, open_database, repository
 from evotune.storage.engine import alembic_config
 from evotune.storage.models import Base, utcnow
+from evotune.worker.evaluator import BatchSubmission
 
 POSTGRES_URL = os.environ.get("EVOTUNE_TEST_POSTGRES_URL")
 
@@ -296,7 +297,7 @@ def test_concurrent_get_or_create_returns_the_winner(pg_db: Database) -> None:
 # --- a short search --------------------------------------------------------------------------
 
 
-class CostModelEvaluator:
+class CostModelEvaluator(BatchSubmission):
     """A test double of the Evaluator protocol: nothing is compiled or run.
 
     Each config's latency is a made-up, deterministic function of the config (its hash),
@@ -305,6 +306,7 @@ class CostModelEvaluator:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
     def environment(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evotune.errors import NoGpuError
+from evotune.errors import NoGpuError, WorkerError
 from evotune.records import TrialResult, TrialStatus
 from evotune.worker.pool import WorkerPool
 
@@ -169,6 +169,27 @@ def test_abandoned_evaluate_leaves_no_stale_answer(pool: WorkerPool) -> None:
     out = _run(pool, fault_request(92, "none"))
     assert set(out) == {92}
     _assert_ok(out[92])
+
+
+def test_requests_submitted_while_others_run_are_measured_too(pool: WorkerPool) -> None:
+    pool.submit([fault_request(70, "none"), fault_request(71, "segfault")])
+    first = pool.collect()
+    assert first and {r.trial_id for r in first} <= {70, 71}
+    pool.submit([fault_request(72, "none")])  # more work while some is outstanding
+    with pytest.raises(WorkerError, match="outstanding"):
+        pool.shootout([fault_request(73, "none")])
+    with pytest.raises(WorkerError, match="outstanding"):
+        next(iter(pool.evaluate([fault_request(74, "none")])))
+    results = {r.trial_id: r for r in first}
+    while len(results) < 3:
+        batch = pool.collect()
+        assert batch, "collect returned nothing while requests were outstanding"
+        results.update({r.trial_id: r for r in batch})
+    assert set(results) == {70, 71, 72}
+    _assert_ok(results[70])
+    assert results[71].status is TrialStatus.CRASHED
+    _assert_ok(results[72])
+    assert pool.collect() == []  # nothing outstanding: returns at once
 
 
 def test_shootout_returns_results_in_request_order(pool: WorkerPool) -> None:
