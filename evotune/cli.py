@@ -33,10 +33,16 @@ KernelOpt = Annotated[
 DbOpt = Annotated[
     str | None,
     typer.Option(
-        "--db", help="SQLAlchemy URL or SQLite path [env: EVOTUNE_DB; default ./evotune.db]."
+        "--db", help="SQLAlchemy URL or SQLite path (env: EVOTUNE_DB; default ./evotune.db)."
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+PipelineDepthOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Generations in flight: 1 is synchronous, 2 queues the next while one runs."
+    ),
+]
 
 
 def _print_error(message: str) -> None:
@@ -105,13 +111,7 @@ def search(
     population: Annotated[
         int | None, typer.Option(help="Candidates per generation (the population of evolution).")
     ] = None,
-    pipeline_depth: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs.",
-        ),
-    ] = 1,
+    pipeline_depth: PipelineDepthOpt = 1,
     restrict: Annotated[
         str | None,
         typer.Option(
@@ -450,13 +450,7 @@ def compare(
     max_evals: Annotated[
         int | None, typer.Option(help="Cap per run (default: 15% of the space, at least 100).")
     ] = None,
-    pipeline_depth: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs.",
-        ),
-    ] = 1,
+    pipeline_depth: PipelineDepthOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
