@@ -40,7 +40,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 PipelineDepthOpt = Annotated[
     int,
     typer.Option(
-        min=1, help="Generations in flight: 1 is synchronous, 2 queues the next while one runs."
+        min=0,
+        help="Generations in flight: 1 is synchronous, 2 queues the next while one runs, "
+        "0 is asynchronous (not repeatable).",
     ),
 ]
 
@@ -104,7 +106,8 @@ def search(
         int | None,
         typer.Option(
             min=0,
-            help="CPU processes compiling ahead of the GPUs (default: min(8, CPUs - 1)).",
+            help="CPU processes compiling ahead of the GPUs "
+            "(default: 8 per GPU, at most CPUs - GPUs - 1).",
         ),
     ] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from evotune.plugin import load_plugin
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, make_strategy
-from evotune.search.pipeline import GenerationPipeline
+from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, Study, Trial, repository
@@ -38,7 +38,8 @@ class SearchOptions:
     shootout_rounds: int = 5
     # Generations in flight at once (evotune/search/pipeline.py): 1 is the synchronous
     # loop; 2 queues the next generation while one runs (more trials/min, but each
-    # generation is bred from older results: measured a net loss on one GPU).
+    # generation is bred from older results: measured a net loss on one GPU); 0 is
+    # asynchronous (results told as they come; not repeatable).
     pipeline_depth: int = 1
     # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
     timeout_factor: float = 50_000.0
@@ -187,7 +188,11 @@ def run_search(
         options.strategy, space, shape.dims, study_seed, strategy_settings, seeds
     )
     strategy.restore([_observation(t) for t in history])
-    pipeline = GenerationPipeline(strategy, depth=options.pipeline_depth)
+    pipeline: GenerationPipeline | AsyncPipeline = (
+        AsyncPipeline(strategy)
+        if options.pipeline_depth == 0
+        else GenerationPipeline(strategy, depth=options.pipeline_depth)
+    )
     measured = {t.config_hash for t in history}
     number = len(history)
     best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)

@@ -201,3 +201,17 @@ def test_pipelined_search_is_the_same_whatever_order_results_come_in(
             sequences.append([(t.number, t.generation, t.config_hash) for t in trials])
         db.dispose()
     assert sequences[0] == sequences[1]
+
+
+def test_asynchronous_search_finishes_with_every_trial_once(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    db = open_database(f"sqlite:///{tmp_path / 'async.db'}")
+    options = SearchOptions(budget=60, seed=5, replay="synthetic", pipeline_depth=0)
+    summary = run_search(db, space, shape, _Trickle(landscape), options)
+    assert summary.state == "finished" and summary.total_trials == 60
+    with db.session() as s:
+        trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
+        assert len({t.config_hash for t in trials}) == 60
+        assert all(t.status != "running" for t in trials)
+        assert max(t.generation for t in trials) >= 4  # generations were asked as results came

@@ -10,6 +10,7 @@ trajectory; the price is that each generation is bred from older results.
 Measured (docs/benchmarks.md, issue 8): depth 2 raised a mission search's throughput on an
 H200 by 13-19 %, but the evolution then needed ~50 % more evaluations to reach the same
 target on the recorded landscapes, so the default is depth 1, the plain synchronous loop.
+`AsyncPipeline` (depth 0 on the command line) gives up repeatability for throughput.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from evotune.search.base import Candidate, Observation, Strategy
 
-__all__ = ["GenerationPipeline"]
+__all__ = ["AsyncPipeline", "GenerationPipeline"]
 
 
 class _Open:
@@ -83,3 +84,32 @@ class GenerationPipeline:
         """Record one result; the strategy hears of it when `advance()` tells its generation."""
         generation = self._owner.pop(observation.config_hash)
         generation.results[observation.config_hash] = observation
+
+
+class AsyncPipeline:
+    """Asynchronous alternative to GenerationPipeline, same interface: every result is told
+    the moment it arrives, and a new generation is asked whenever fewer than one
+    generation's worth of trials is in flight. The GPUs and compilers never wait for a
+    straggler, but what is bred depends on which results came first: runs are not
+    repeatable, and one GPU and two GPUs take different paths."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self._in_flight: set[str] = set()
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._in_flight)
+
+    def advance(self) -> bool:
+        return len(self._in_flight) < self.strategy.generation_size
+
+    def ask(self, n: int, skip: Iterable[str] = ()) -> list[Candidate]:
+        skipped = set(skip)
+        candidates = [c for c in self.strategy.ask(n) if c.config_hash not in skipped]
+        self._in_flight.update(c.config_hash for c in candidates)
+        return candidates
+
+    def tell(self, observation: Observation) -> None:
+        self._in_flight.discard(observation.config_hash)
+        self.strategy.tell([observation])

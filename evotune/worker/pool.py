@@ -62,8 +62,8 @@ class WorkerPool:
     """Isolated workers that measure trial requests; see the module docstring.
 
     `gpus=None` (or `interpreted=True`) runs one worker on the CPU through Triton's
-    interpreter. `compile_workers=None` picks min(8, CPUs - 1) compile processes on a GPU
-    host; 0 disables the compile pool (it is off in interpreter mode and for plug-ins
+    interpreter. `compile_workers=None` picks min(8 per GPU, CPUs - GPUs - 1) compile processes
+    on a GPU host; 0 disables the compile pool (it is off in interpreter mode and for plug-ins
     without `compile_only`).
     """
 
@@ -266,8 +266,11 @@ class WorkerPool:
         if not self._plugin_has_compile_only():
             return 0
         if requested is None:
-            # 8 measured faster than 30 on a 32-core host (docs/benchmarks.md, issue 8).
-            return max(1, min(8, (os.cpu_count() or 2) - 1))
+            # 8 per GPU, a core left to each worker and to the search: with two GPUs, 16
+            # fed 527 trials/min against 417 with 8; 30 on one GPU was slower than 8
+            # (docs/benchmarks.md, issue 8).
+            gpus = len(self._slots)
+            return max(1, min(8 * gpus, (os.cpu_count() or 2) - gpus - 1))
         return max(0, requested)
 
     def _plugin_has_compile_only(self) -> bool:

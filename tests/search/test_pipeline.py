@@ -1,4 +1,5 @@
-"""GenerationPipeline: generations asked ahead, told whole and in ask order."""
+"""GenerationPipeline: generations asked ahead, told whole and in ask order; and the
+asynchronous AsyncPipeline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from evotune.landscape import Landscape
 from evotune.search import Candidate, Observation, make_strategy
-from evotune.search.pipeline import GenerationPipeline
+from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.space import SearchSpace
 from tests.search.toy import TOY_DIMS
 
@@ -116,3 +117,27 @@ def test_the_trajectory_does_not_depend_on_arrival_order(
         assert len(set(runs[0])) == len(runs[0])  # never a config twice
     # Asking ahead changes what is bred from what: the two depths differ.
     assert _trajectory(toy, toy_land, 1, 0) != _trajectory(toy, toy_land, 2, 0)
+
+
+def test_async_pipeline_tells_at_once_and_keeps_a_generation_in_flight(
+    toy: SearchSpace, toy_land: Landscape
+) -> None:
+    strategy = make_strategy("evolution", toy, TOY_DIMS, 3, {"population": 6})
+    pipeline = AsyncPipeline(strategy)
+    told: list[str] = []
+    tell = strategy.tell
+
+    def recording_tell(observations: list[Observation]) -> None:
+        told.extend(o.config_hash for o in observations)
+        tell(observations)
+
+    strategy.tell = recording_tell  # type: ignore[method-assign]
+    assert pipeline.advance()
+    first = pipeline.ask(6)
+    assert pipeline.outstanding == 6 and not pipeline.advance()
+    pipeline.tell(_answer(toy_land, first[3]))
+    assert told == [first[3].config_hash]  # no waiting for the rest of its generation
+    assert pipeline.advance()  # fewer than a generation in flight: ask the next
+    second = pipeline.ask(6)
+    assert pipeline.outstanding == 11
+    assert not {c.config_hash for c in second} & {c.config_hash for c in first}
