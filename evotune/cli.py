@@ -461,6 +461,11 @@ def compare(
     from evotune.landscape import load_landscape
     from evotune.space import load_space
 
+    if pipeline_depth == 0:
+        raise UserError(
+            "--pipeline-depth 0 (asynchronous) depends on when results arrive; a landscape "
+            "answers at once, so compare only runs depths 1 and up"
+        )
     recorded = load_landscape(landscape)
     space = load_space(recorded.kernel).restricted(recorded.restrict)
     names = [s.strip() for s in strategies.split(",") if s.strip()]

@@ -58,6 +58,16 @@ def test_shapes_lists_the_named_shapes() -> None:
         ),
         (["search", "--shape", "tiny", "--interpret", "--ray-workers", "2"], "needs --ray"),
         (
+            [
+                "compare",
+                "--landscape",
+                "tests/data/landscapes/mission-triton.json",
+                "--pipeline-depth",
+                "0",
+            ],
+            "compare only runs depths 1 and up",
+        ),
+        (
             ["search", "--shape", "tiny", "--interpret", "--population", "4", "--strategy", "x"],
             "unknown strategy",
         ),
