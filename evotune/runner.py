@@ -196,6 +196,7 @@ def run_search(
     measured = {t.config_hash for t in history}
     number = len(history)
     best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
+    batch_size = strategy.generation_size
     started_at = time.monotonic()
     trials_run = 0
     busy_s = 0.0
@@ -246,7 +247,6 @@ def run_search(
             for trial in invalid:
                 finished(trial)
 
-    batch_size = strategy.generation_size
     try:
         ask_ahead()
         while pipeline.outstanding:
@@ -257,8 +257,6 @@ def run_search(
         state = "interrupted"
         _set_state(db, study_id, state)
         raise
-    if state == "running":  # every generation told and none asked: nothing left to try
-        state = "finished"
 
     if state == "finished" and (trials_run > 0 or not _has_best(db, study_id)):
         if options.replay is not None:

@@ -8,6 +8,7 @@ on the right trial.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -44,7 +45,7 @@ class Evaluator(Protocol):
     def close(self) -> None: ...
 
 
-class BatchSubmission:
+class BatchSubmission(abc.ABC):
     """`submit` / `collect` for an evaluator that measures whole batches with `evaluate`:
     `collect` measures everything submitted since the last call. Subclasses call
     `super().__init__()`."""
@@ -59,5 +60,6 @@ class BatchSubmission:
         batch, self._submitted = self._submitted, []
         return list(self.evaluate(batch)) if batch else []
 
+    @abc.abstractmethod
     def evaluate(self, requests: Sequence[TrialRequest]) -> Iterator[TrialResult]:
-        raise NotImplementedError
+        """What the subclass measures a batch with."""

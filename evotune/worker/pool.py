@@ -171,9 +171,9 @@ class WorkerPool:
                 yield from self.collect()
         finally:
             if self._outstanding:  # abandoned mid-way: no stale answer may reach the next call
-                self.abandon()
+                self._abandon()
 
-    def abandon(self) -> None:
+    def _abandon(self) -> None:
         """Forget every outstanding request: queued ones are dropped, running ones killed."""
         if self._compile_pool is not None:
             self._compile_pool.cancel()
