@@ -84,9 +84,9 @@ class BestCache:
 
     def lookup(self, key: Hashable) -> tuple[CachedAnswer | None, dict[Hashable, CachedAnswer]]:
         """(answer or None, the generation to file a fresh answer under)."""
-        if self._conn is None:
-            return None, {}
         with self._lock:
+            if self._conn is None:
+                return None, {}
             entries = self._current()
             answer = entries.get(key)
         if answer is None:
@@ -145,9 +145,12 @@ class BestCache:
         return answer
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        # Under the lock: closing a sqlite3 connection while another thread runs a query on
+        # it crashes the process (a segfault, not an exception).
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class BestCacheMiddleware:

@@ -102,6 +102,21 @@ def test_the_cache_is_bounded(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_close_waits_for_a_lookup_in_progress(tmp_path: Path) -> None:
+    """Closing the connection under a running query crashes the process: close takes the lock."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    seed_database(url)
+    cache = BestCache(open_database(url).engine)
+    with cache._lock:  # a lookup in progress on another thread holds it
+        closer = threading.Thread(target=cache.close)
+        closer.start()
+        closer.join(timeout=0.2)
+        assert closer.is_alive() and cache.enabled
+    closer.join(timeout=5)
+    assert not closer.is_alive() and not cache.enabled
+    assert cache.lookup(b"k") == (None, {})  # closed: every request goes to the database
+
+
 def test_reads_while_a_search_writes_never_fail(tmp_path: Path) -> None:
     """The API reads while another process commits trials and new bests: no 'locked' errors."""
     url = f"sqlite:///{tmp_path / 'c.db'}"
@@ -115,22 +130,24 @@ def test_reads_while_a_search_writes_never_fail(tmp_path: Path) -> None:
     writer.start()
     statuses: list[int] = []
 
-    def reader(path: str) -> None:
-        with TestClient(app) as client:
+    # One app lifetime (as under uvicorn), its event loop shared by the reader threads.
+    with TestClient(app) as client:
+
+        def reader(path: str) -> None:
             while writer.is_alive():
                 statuses.append(client.get(path).status_code)
 
-    threads = [
-        threading.Thread(target=reader, args=(path,))
-        for path in (seeded["queries"][0], seeded["queries"][1], "/v1/studies", "/healthz")
-    ]
-    time.sleep(0.5)  # let the writer get going
-    for thread in threads:
-        thread.start()
-    out = results.get(timeout=60)
-    writer.join(timeout=30)
-    for thread in threads:
-        thread.join(timeout=30)
+        threads = [
+            threading.Thread(target=reader, args=(path,))
+            for path in (seeded["queries"][0], seeded["queries"][1], "/v1/studies", "/healthz")
+        ]
+        time.sleep(0.5)  # let the writer get going
+        for thread in threads:
+            thread.start()
+        out = results.get(timeout=60)
+        writer.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
     assert out["errors"] == {} and out["written"] > 20 and out["published"] > 2
     assert statuses and set(statuses) == {200}, set(statuses)
     trials = TestClient(app).get(f"/v1/studies/{seeded['writer_study_id']}/trials?limit=1")
