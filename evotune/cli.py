@@ -440,6 +440,37 @@ def landscape_export(
     )
 
 
+@landscape_app.command("merge")
+def landscape_merge(
+    output: Annotated[Path, typer.Argument(help="The landscape file to write (JSON).")],
+    parts: Annotated[
+        list[Path], typer.Argument(help="Landscape files of one shape, GPU and kernel source.")
+    ],
+) -> None:
+    """Join landscapes recorded in parts (sub-spaces, sessions) into one file."""
+    from evotune.landscape import (
+        LandscapeFileError,
+        load_landscape,
+        merge_landscapes,
+        save_landscape,
+    )
+    from evotune.search.grid import valid_configs
+    from evotune.space import load_space
+
+    loaded = [load_landscape(path) for path in parts]
+    try:
+        merged = merge_landscapes(loaded)
+    except ValueError as exc:
+        raise LandscapeFileError(f"cannot merge: {exc}") from None
+    space = load_space(merged.kernel).restricted(merged.restrict)
+    merged.space_size = len(valid_configs(space, merged.shape.dims))
+    save_landscape(merged, output)
+    console.print(
+        f"wrote {len(merged)} trials from {len(parts)} files to {output} "
+        f"(space: {merged.space_size} valid configs, {len(merged) / merged.space_size:.1%} recorded)"
+    )
+
+
 @app.command()
 def compare(
     landscape: Annotated[Path, typer.Option(help="A landscape file (`evotune landscape export`).")],

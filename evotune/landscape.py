@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,15 @@ __all__ = [
     "LandscapeFileError",
     "LandscapeTrial",
     "load_landscape",
+    "merge_landscapes",
     "save_landscape",
 ]
 
 _TRIAL_KEYS = ("p50_us", "p20_us", "p80_us", "n_runs", "max_error", "error")
+
+# Parts of one landscape must agree on these: timings from another GPU, kernel source or
+# compiler do not belong on the same landscape. Other keys (the driver) may differ.
+_SAME_ENVIRONMENT = ("gpu", "kernel_source_hash", "triton", "torch", "interpreted")
 
 
 class LandscapeFileError(UserError):
@@ -212,6 +217,49 @@ class Landscape:
             if str(getattr(r.get("status"), "value", r.get("status"))) != TrialStatus.RUNNING.value
         ]
         return cls(kernel, shape, dict(environment), space_size, trials, restrict)
+
+
+def merge_landscapes(parts: Sequence[Landscape]) -> Landscape:
+    """One landscape from parts recorded separately (sub-spaces, or sessions of one GPU).
+
+    The parts must be of the same kernel, shape dims and environment (`_SAME_ENVIRONMENT`);
+    a config recorded in two parts keeps its first record. The result covers the union of
+    the parts' sub-spaces; its `space_size` is the largest part's, to be recounted by the
+    caller, which knows the space. Raises ValueError naming what does not match.
+    """
+    if not parts:
+        raise ValueError("no landscapes to merge")
+    first = parts[0]
+    for i, part in enumerate(parts[1:], start=2):
+        if part.kernel != first.kernel:
+            raise ValueError(f"part {i} is of kernel {part.kernel!r}, part 1 of {first.kernel!r}")
+        if part.shape.dims != first.shape.dims:
+            raise ValueError(
+                f"part {i} is of shape {part.shape.dims}, part 1 of {first.shape.dims}"
+            )
+        for key in _SAME_ENVIRONMENT:
+            if part.environment.get(key) != first.environment.get(key):
+                raise ValueError(
+                    f"part {i} was recorded with {key} {part.environment.get(key)!r}, "
+                    f"part 1 with {first.environment.get(key)!r}"
+                )
+    restricts = [part.restrict for part in parts]
+    restrict = None
+    if all(restricts):
+        unique = list(dict.fromkeys(r for r in restricts if r))
+        restrict = unique[0] if len(unique) == 1 else " or ".join(f"({r})" for r in unique)
+    trials: dict[str, LandscapeTrial] = {}
+    for part in parts:
+        for trial in part.trials:
+            trials.setdefault(config_hash(trial.config), trial)
+    return Landscape(
+        kernel=first.kernel,
+        shape=first.shape,
+        environment=dict(first.environment),
+        space_size=max(part.space_size for part in parts),
+        trials=list(trials.values()),
+        restrict=restrict,
+    )
 
 
 def load_landscape(path: str | Path) -> Landscape:

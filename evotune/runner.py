@@ -414,8 +414,11 @@ def _seed_configs(
         return total
 
     for row in sorted(tuned, key=lambda r: distance(r.shape.dims))[:3]:
-        if row.shape.key != shape.key and not space.violations(row.config, shape.dims):
-            seeds.append(dict(row.config))
+        # Normalized first: a config stored under an older space file may carry a parameter
+        # that no longer applies (or lack a new one).
+        config = space.normalize(row.config)
+        if row.shape.key != shape.key and not space.violations(config, shape.dims):
+            seeds.append(config)
     unique = {config_hash(c): c for c in seeds}
     return list(unique.values())
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from evotune.landscape import Landscape, load_landscape, save_landscape
+from evotune.records import config_hash
 from tests.conftest import HAS_CUDA
 
 
@@ -79,6 +81,43 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], me
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_landscape_merge_rebuilds_a_landscape_recorded_in_parts(tmp_path: Path) -> None:
+    whole = load_landscape("tests/data/landscapes/mission-triton.json")
+    parts = []
+    for name, restrict in (("small", "BLOCK_M == 64"), ("large", "BLOCK_M != 64")):
+        trials = [t for t in whole.trials if (t.config["BLOCK_M"] == 64) == (name == "small")]
+        part = Landscape(
+            whole.kernel,
+            whole.shape,
+            whole.environment,
+            0,
+            trials,
+            f"{whole.restrict} and {restrict}",
+        )
+        parts.append(str(save_landscape(part, tmp_path / f"{name}.json")))
+    result = evotune("landscape", "merge", str(tmp_path / "merged.json"), *parts)
+    assert result.returncode == 0, result.stderr
+    merged = load_landscape(tmp_path / "merged.json")
+    assert merged.space_size == whole.space_size == 1056  # recounted over the union
+    assert "1056 valid configs, 100.0% recorded" in result.stdout
+    assert {config_hash(t.config) for t in merged.trials} == {
+        config_hash(t.config) for t in whole.trials
+    }
+    assert merged.best_p50_us == whole.best_p50_us
+
+
+def test_landscape_merge_refuses_other_shapes_in_one_line(tmp_path: Path) -> None:
+    result = evotune(
+        "landscape",
+        "merge",
+        str(tmp_path / "m.json"),
+        "tests/data/landscapes/mission-triton.json",
+        "tests/data/landscapes/llama-d128-triton.json",
+    )
+    assert result.returncode == 2 and "cannot merge: part 2 is of shape" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.json").exists()
 
 
 def test_malformed_space_file_is_a_user_error(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from evotune.landscape import (
     LandscapeFileError,
     LandscapeTrial,
     load_landscape,
+    merge_landscapes,
     save_landscape,
 )
 from evotune.records import TrialStatus
@@ -108,3 +109,46 @@ def test_malformed_files_are_one_clear_error(tmp_path: Path, text: str, message:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(LandscapeFileError, match="cannot read landscape"):
         load_landscape(tmp_path / "nope.json")
+
+
+def _part(configs: list[int], restrict: str | None, **environment: Any) -> Landscape:
+    trials = [LandscapeTrial({"a": a}, TrialStatus.OK, p50_us=float(a)) for a in configs]
+    env = {"gpu": "H200", "kernel_source_hash": "k1", "driver": "580", **environment}
+    return Landscape("attention", Shape("mission", {"S": 512}), env, 4, trials, restrict)
+
+
+def test_merge_joins_sub_spaces_and_keeps_the_first_record() -> None:
+    first = _part([1, 2], "a < 3")
+    second = _part([2, 3], "a >= 3", driver="590")  # the driver may differ
+    second.trials[0] = LandscapeTrial({"a": 2}, TrialStatus.OK, p50_us=99.0)
+    merged = merge_landscapes([first, second])
+    assert [(t.config["a"], t.p50_us) for t in merged.trials] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert merged.restrict == "(a < 3) or (a >= 3)"
+    assert merged.environment == first.environment and merged.best_p50_us == 1.0
+
+
+def test_merge_of_sessions_of_one_sub_space_keeps_its_restriction() -> None:
+    assert merge_landscapes([_part([1], "a < 3"), _part([2], "a < 3")]).restrict == "a < 3"
+    assert merge_landscapes([_part([1], None), _part([2], "a < 3")]).restrict is None
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (_part([3], None, gpu="H100"), "part 2 was recorded with gpu 'H100', part 1 with 'H200'"),
+        (_part([3], None, kernel_source_hash="k2"), "kernel_source_hash"),
+        (
+            Landscape("attention", Shape("x", {"S": 1024}), {"gpu": "H200"}, 1, []),
+            "part 2 is of shape",
+        ),
+        (Landscape("gemm", Shape("mission", {"S": 512}), {}, 1, []), "part 2 is of kernel"),
+    ],
+)
+def test_merge_refuses_parts_that_do_not_belong_together(other: Landscape, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        merge_landscapes([_part([1], None), other])
+
+
+def test_merge_needs_parts() -> None:
+    with pytest.raises(ValueError, match="no landscapes"):
+        merge_landscapes([])

@@ -104,6 +104,30 @@ def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(
     assert evaluator.shootouts == 1
 
 
+def test_best_configs_stored_under_an_older_space_file_still_seed_nearby_shapes(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    db = open_database(f"sqlite:///{tmp_path / 's.db'}")
+    options = SearchOptions(budget=12, seed=1, finalists=2)
+    llama = _CountingEvaluator(synthetic_landscape(shape="llama-d128"))
+    run_search(db, space, space.shape("llama-d128"), llama, options)
+    # A gluon best stored when PRODUCER_REGS still applied without a producer partition.
+    current = {"impl": "gluon", "BLOCK_M": 64, "BLOCK_N": 64, "FAST_EXP": 0, "CTA_MULT": 0}
+    current |= {"PRODUCER_WARPS": 0, "CONSUMER_WGS": 1, "KV_STAGES": 3, "TILE_ORDER": 1}
+    legacy = {**current, "PRODUCER_REGS": 40}
+    assert space.structural_problems(legacy) and not space.structural_problems(current)
+    with db.session() as s:
+        (stored,) = repository.best_configs_of_kernel(
+            s, "attention", repository.get_study(s, 1).environment_id
+        )
+        stored.config = legacy
+    summary = run_search(db, space, space.shape("mission"), _CountingEvaluator(landscape), options)
+    with db.session() as s:
+        trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
+        assert current in [t.config for t in trials if t.operator == "seed"]
+
+
 def _count_finished(db_path: Path) -> int:
     import sqlite3
 

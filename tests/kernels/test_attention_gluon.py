@@ -6,6 +6,7 @@ GPU (marked): results against the float32 reference at odd S and at the named sh
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -18,6 +19,9 @@ import pytest
 import torch
 
 from evotune.plugin import DeviceInfo
+from evotune.records import config_hash
+from evotune.search.grid import valid_configs
+from evotune.space import load_space
 from kernels.attention_gluon import (
     GLUON_DEFAULTS,
     gluon_unsupported,
@@ -71,6 +75,30 @@ def test_unsupported_combinations_name_the_reason(
 ) -> None:
     reason = gluon_unsupported(config, dims, H100)
     assert reason is not None and needle in reason
+
+
+def test_the_search_space_prunes_what_the_kernel_refuses_for_its_structure() -> None:
+    """The space's gluon constraints and the kernel's own checks must not drift apart: the
+    space leaves out exactly the configs whose warpgroup layout the kernel cannot build,
+    and never lists a producer register count for a kernel without a producer."""
+    structural = ("64 or 128 query rows", "PRODUCER_WARPS=0")
+    space = load_space("attention")
+    gluon = space.restricted("impl == 'gluon'")
+    valid = {config_hash(c) for c in valid_configs(gluon, D64)}
+    names = [n for n, p in gluon.parameters.items() if p.when and "gluon" in p.when]
+    grid = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(gluon.parameters[n].choices() for n in names))
+    ]
+    assert len(grid) > 100
+    for knobs in grid:
+        config = {"impl": "gluon", "BLOCK_M": 128, "BLOCK_N": 64, "FAST_EXP": 0, "CTA_MULT": 0}
+        for bm in (64, 128, 256):
+            full = gluon.normalize({**config, **knobs, "BLOCK_M": bm})
+            reason = gluon_unsupported(full, D64, H100) or ""
+            refused = any(needle in reason for needle in structural)
+            assert (config_hash(full) in valid) != refused, (full, reason)
+            assert "PRODUCER_REGS" not in full or full["PRODUCER_WARPS"] > 0
 
 
 def test_register_split_matches_tritons_warpgroup_allocation() -> None:

@@ -7,7 +7,7 @@ strategies can be exercised and compared without a GPU:
 - interactions (big query tiles want 8 warps; 128x128 tiles on 4 warps spill registers;
   warp specialization pays only with TMA and pipelining; gluon has its own knobs),
 - failures in whole regions: out_of_resources when the tiles times the pipeline stages
-  exceed shared memory, compile_error for a few unsupported combinations,
+  exceed shared memory, invalid where gluon consumers would run out of registers,
 - unexplained per-config structure (random pairwise effects, a deterministic jitter) and
   measurement noise.
 
@@ -126,13 +126,9 @@ class _Model:
         d = int(self.dims["D"])
         bm, bn = int(c.get("BLOCK_M", 128)), int(c.get("BLOCK_N", 64))
         if c.get("impl") == "gluon":
-            wgs = int(c.get("CONSUMER_WGS", 1))
-            if bm // wgs not in (64, 128):
-                return TrialStatus.COMPILE_ERROR  # a warpgroup MMA takes 64 or 128 rows
-            if int(c.get("PRODUCER_WARPS", 1)) == 0 and wgs != 1:
-                return TrialStatus.COMPILE_ERROR
-            if int(c.get("PRODUCER_REGS", 24)) >= 56 and bm // wgs == 128:
-                return TrialStatus.OUT_OF_RESOURCES  # consumers left short of registers
+            rows = bm // int(c.get("CONSUMER_WGS", 1))  # per consumer warpgroup
+            if rows == 128 and (bn == 128 or int(c.get("PRODUCER_REGS", 24)) >= 56):
+                return TrialStatus.INVALID  # consumers left short of registers: would spill
             stages = int(c.get("KV_STAGES", 2))
             smem = self.bytes * (2 * bm * d + 2 * stages * bn * d) + 4096
         else:

@@ -135,7 +135,7 @@ def test_failures_rank_last_and_steer_the_search_away(
     aware = failure_share("evolution", screening=1)
     blind = failure_share("evolution", screening=1, failure_avoidance=0.0)
     uniform = failure_share("random", batch_size=20)
-    assert uniform > 0.3  # the synthetic landscape fails a lot at random
+    assert uniform > 0.15  # the synthetic landscape fails often at random
     assert aware < blind
     assert aware < 0.5 * uniform
 
