@@ -454,16 +454,13 @@ def landscape_merge(
         merge_landscapes,
         save_landscape,
     )
-    from evotune.search.grid import valid_configs
     from evotune.space import load_space
 
     loaded = [load_landscape(path) for path in parts]
     try:
-        merged = merge_landscapes(loaded)
+        merged = merge_landscapes(loaded, load_space(loaded[0].kernel))
     except ValueError as exc:
         raise LandscapeFileError(f"cannot merge: {exc}") from None
-    space = load_space(merged.kernel).restricted(merged.restrict)
-    merged.space_size = len(valid_configs(space, merged.shape.dims))
     save_landscape(merged, output)
     console.print(
         f"wrote {len(merged)} trials from {len(parts)} files to {output} "

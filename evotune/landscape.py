@@ -26,7 +26,7 @@ from typing import Any
 
 from evotune.errors import UserError
 from evotune.records import Config, TrialStatus, config_hash
-from evotune.space import Shape
+from evotune.space import SearchSpace, Shape
 
 __all__ = [
     "Landscape",
@@ -219,20 +219,23 @@ class Landscape:
         return cls(kernel, shape, dict(environment), space_size, trials, restrict)
 
 
-def merge_landscapes(parts: Sequence[Landscape]) -> Landscape:
+def merge_landscapes(parts: Sequence[Landscape], space: SearchSpace) -> Landscape:
     """One landscape from parts recorded separately (sub-spaces, or sessions of one GPU).
 
-    The parts must be of the same kernel, shape dims and environment (`_SAME_ENVIRONMENT`);
-    a config recorded in two parts keeps its first record. The result covers the union of
-    the parts' sub-spaces; its `space_size` is the largest part's, to be recounted by the
-    caller, which knows the space. Raises ValueError naming what does not match.
+    The parts must be of `space`'s kernel and of one shape and environment
+    (`_SAME_ENVIRONMENT`); a config recorded in two parts keeps its first record. The result
+    covers the union of the parts' sub-spaces, and its `space_size` counts the valid configs
+    of that union in `space`. Raises ValueError naming what does not match.
     """
+    # Imported here: evotune.search pulls in the strategies (Optuna), which replay never needs.
+    from evotune.search.grid import valid_configs
+
     if not parts:
         raise ValueError("no landscapes to merge")
     first = parts[0]
-    for i, part in enumerate(parts[1:], start=2):
-        if part.kernel != first.kernel:
-            raise ValueError(f"part {i} is of kernel {part.kernel!r}, part 1 of {first.kernel!r}")
+    for i, part in enumerate(parts, start=1):
+        if part.kernel != space.kernel:
+            raise ValueError(f"part {i} is of kernel {part.kernel!r}, not {space.kernel!r}")
         if part.shape.dims != first.shape.dims:
             raise ValueError(
                 f"part {i} is of shape {part.shape.dims}, part 1 of {first.shape.dims}"
@@ -256,7 +259,7 @@ def merge_landscapes(parts: Sequence[Landscape]) -> Landscape:
         kernel=first.kernel,
         shape=first.shape,
         environment=dict(first.environment),
-        space_size=max(part.space_size for part in parts),
+        space_size=len(valid_configs(space.restricted(restrict), first.shape.dims)),
         trials=list(trials.values()),
         restrict=restrict,
     )

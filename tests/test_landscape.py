@@ -18,6 +18,7 @@ from evotune.landscape import (
 )
 from evotune.records import TrialStatus
 from evotune.space import Shape
+from tests.search.toy import toy_landscape, toy_space
 
 
 def make() -> Landscape:
@@ -111,44 +112,46 @@ def test_missing_file(tmp_path: Path) -> None:
         load_landscape(tmp_path / "nope.json")
 
 
-def _part(configs: list[int], restrict: str | None, **environment: Any) -> Landscape:
-    trials = [LandscapeTrial({"a": a}, TrialStatus.OK, p50_us=float(a)) for a in configs]
+def _part(impl: str, restrict: str | None, **environment: Any) -> Landscape:
+    whole = toy_landscape()
+    trials = [t for t in whole.trials if t.config["impl"] == impl]
     env = {"gpu": "H200", "kernel_source_hash": "k1", "driver": "580", **environment}
-    return Landscape("attention", Shape("mission", {"S": 512}), env, 4, trials, restrict)
+    return Landscape("toy", whole.shape, env, len(trials), trials, restrict)
 
 
-def test_merge_joins_sub_spaces_and_keeps_the_first_record() -> None:
-    first = _part([1, 2], "a < 3")
-    second = _part([2, 3], "a >= 3", driver="590")  # the driver may differ
-    second.trials[0] = LandscapeTrial({"a": 2}, TrialStatus.OK, p50_us=99.0)
-    merged = merge_landscapes([first, second])
-    assert [(t.config["a"], t.p50_us) for t in merged.trials] == [(1, 1.0), (2, 2.0), (3, 3.0)]
-    assert merged.restrict == "(a < 3) or (a >= 3)"
-    assert merged.environment == first.environment and merged.best_p50_us == 1.0
+def test_merge_joins_sub_spaces_and_counts_their_union() -> None:
+    first = _part("a", "impl == 'a'")
+    second = _part("b", "impl == 'b'", driver="590")  # the driver may differ
+    merged = merge_landscapes([first, second], toy_space())
+    assert merged.restrict == "(impl == 'a') or (impl == 'b')"
+    assert len(merged) == merged.space_size == len(toy_landscape())
+    assert merged.environment == first.environment
+    assert merged.best_p50_us == toy_landscape().best_p50_us
 
 
-def test_merge_of_sessions_of_one_sub_space_keeps_its_restriction() -> None:
-    assert merge_landscapes([_part([1], "a < 3"), _part([2], "a < 3")]).restrict == "a < 3"
-    assert merge_landscapes([_part([1], None), _part([2], "a < 3")]).restrict is None
+def test_merge_keeps_the_first_record_of_a_config() -> None:
+    first, again = _part("a", "impl == 'a'"), _part("a", "impl == 'a'")
+    again.trials[0] = LandscapeTrial(again.trials[0].config, TrialStatus.OK, p50_us=999.0)
+    merged = merge_landscapes([first, again], toy_space())
+    assert merged.trials == first.trials and merged.restrict == "impl == 'a'"
+    assert merged.space_size == len(first.trials)  # one sub-space, counted as such
+    assert merge_landscapes([first, _part("b", None)], toy_space()).restrict is None
 
 
 @pytest.mark.parametrize(
     ("other", "message"),
     [
-        (_part([3], None, gpu="H100"), "part 2 was recorded with gpu 'H100', part 1 with 'H200'"),
-        (_part([3], None, kernel_source_hash="k2"), "kernel_source_hash"),
-        (
-            Landscape("attention", Shape("x", {"S": 1024}), {"gpu": "H200"}, 1, []),
-            "part 2 is of shape",
-        ),
-        (Landscape("gemm", Shape("mission", {"S": 512}), {}, 1, []), "part 2 is of kernel"),
+        (_part("b", None, gpu="H100"), "part 2 was recorded with gpu 'H100', part 1 with 'H200'"),
+        (_part("b", None, kernel_source_hash="k2"), "kernel_source_hash"),
+        (Landscape("toy", Shape("x", {"S": 32}), {"gpu": "H200"}, 1, []), "part 2 is of shape"),
+        (Landscape("gemm", Shape("s128", {"S": 128}), {}, 1, []), "part 2 is of kernel 'gemm'"),
     ],
 )
 def test_merge_refuses_parts_that_do_not_belong_together(other: Landscape, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        merge_landscapes([_part([1], None), other])
+        merge_landscapes([_part("a", None), other], toy_space())
 
 
 def test_merge_needs_parts() -> None:
     with pytest.raises(ValueError, match="no landscapes"):
-        merge_landscapes([])
+        merge_landscapes([], toy_space())

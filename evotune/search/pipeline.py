@@ -4,8 +4,9 @@ A generation-synchronous search leaves the GPUs idle while the next generation i
 compiled. With `depth` 2 the next generation is already queued (and compiling) while the
 current one runs. The strategy still sees a history that does not depend on timing: results
 are told whole generations at a time, in ask order, and generation g + depth is asked right
-after generation g has been told, before anything newer is. So on one GPU or many, the same measurements give the same
-trajectory; the price is that each generation is bred from older results.
+after generation g has been told, before anything newer is. So on one GPU or many, the same
+measurements give the same trajectory; the price is that each generation is bred from older
+results.
 
 Measured (docs/benchmarks.md, issue 8): depth 2 raised a mission search's throughput on an
 H200 by 13-19 %, but the evolution then needed ~50 % more evaluations to reach the same
