@@ -17,6 +17,7 @@ max_error, error. Unknown keys are kept (in `extra`) and written back.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -269,9 +270,11 @@ def load_landscape(path: str | Path) -> Landscape:
     """Read a landscape file; a missing or malformed file is one clear error line."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise LandscapeFileError(f"cannot read landscape {path}: {exc.strerror or exc}") from None
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if _is_gzip(path) else raw).decode()
+    except (OSError, EOFError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise LandscapeFileError(f"cannot read landscape {path}: {reason}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -283,7 +286,8 @@ def load_landscape(path: str | Path) -> Landscape:
 
 
 def save_landscape(landscape: Landscape, path: str | Path) -> Path:
-    """Write a landscape file (one trial per line, so diffs of recorded data stay small)."""
+    """Write a landscape file (one trial per line, so diffs of recorded data stay small);
+    a name ending in .gz is gzip-compressed (full-space landscapes are megabytes of JSON)."""
     path = Path(path)
     data = landscape.to_dict()
     trials = data.pop("trials")
@@ -292,8 +296,14 @@ def save_landscape(landscape: Landscape, path: str | Path) -> Path:
     body = "[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]"
     text = head[:-1] + ', "trials": ' + body + "}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    data_bytes = text.encode()
+    # mtime=0: the same landscape always gives the same bytes.
+    path.write_bytes(gzip.compress(data_bytes, mtime=0) if _is_gzip(path) else data_bytes)
     return path
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.suffix == ".gz"
 
 
 def _optional_float(data: Mapping[str, Any], key: str) -> float | None:

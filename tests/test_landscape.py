@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,21 @@ def test_round_trip(tmp_path: Path) -> None:
     assert loaded.to_dict() == make().to_dict()
     assert loaded.shape == Shape("mission", {"B": 32, "S": 512, "causal": True})
     assert loaded.space_size == 5 and len(loaded) == 4
+
+
+def test_gzipped_round_trip_is_byte_stable(tmp_path: Path) -> None:
+    first = save_landscape(make(), tmp_path / "a.json.gz")
+    second = save_landscape(load_landscape(first), tmp_path / "b.json.gz")
+    assert gzip.decompress(first.read_bytes()).startswith(b'{"environment"')
+    assert first.read_bytes() == second.read_bytes()
+    assert load_landscape(second).to_dict() == make().to_dict()
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "plain.json.gz"
+    path.write_text("{}")
+    with pytest.raises(LandscapeFileError, match="cannot read landscape"):
+        load_landscape(path)
 
 
 def test_lookup_by_config_hash() -> None:

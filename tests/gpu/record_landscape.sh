@@ -7,22 +7,26 @@
 # STATE_DIR (default .landscapes, git-ignored, carried to the host) holds TAG.db.gz from an
 # earlier call. Writes OUTDIR/TAG.json (the landscape so far) and OUTDIR/TAG.db.gz; copy both
 # into STATE_DIR for the next call. Join parts with `evotune landscape merge`.
+# SEARCH_ARGS (environment) adds options to `evotune search`, e.g. "--pipeline-depth 0
+# --compile-workers 14 --population 32": order does not matter to a landscape, so recording
+# asynchronously keeps the compilers and the GPU busy. Two shapes can record at once, one per
+# GPU (CUDA_VISIBLE_DEVICES), after the wheels are installed once.
 set -uo pipefail
 out=${1:?output folder} shape=${2:?shape} tag=${3:?tag} restrict=${4:?restriction}
 seconds=${5:?seconds} state=${6:-.landscapes}
-if ls .whl/*.whl >/dev/null 2>&1; then
+if ! python3 -c "import sqlalchemy, optuna, pydantic" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+  export PYTHONPATH=/tmp/site
 fi
-export PYTHONUNBUFFERED=1 COLUMNS=160
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 COLUMNS=160
 mkdir -p /tmp/record && db=/tmp/record/$tag.db && rm -f "$db"
 if [ -f "$state/$tag.db.gz" ]; then
   gunzip -c "$state/$tag.db.gz" >"$db" && echo "resuming from $state/$tag.db.gz"
 fi
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i "${CUDA_VISIBLE_DEVICES:-0}"
 date -u
 python3 -m evotune search --db "sqlite:///$db" --shape "$shape" --strategy random \
-  --restrict "$restrict" --budget 1000000 --time-limit "$seconds" --json \
+  --restrict "$restrict" --budget 1000000 --time-limit "$seconds" --json ${SEARCH_ARGS:-} \
   >"$out/$tag.search.json" 2>"$out/$tag.search.log"
 echo "search exit $?"
 sid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['study_id'])" "$out/$tag.search.json") || exit 1
