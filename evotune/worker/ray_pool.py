@@ -332,8 +332,10 @@ class RayEvaluator(BatchSubmission):
             return
         try:
             # Actor logs would interleave with the CLI's progress display; trial errors
-            # come back in the results.
-            ray.init(address=address, log_to_driver=False)
+            # come back in the results. A private local Ray needs no dashboard (a web server
+            # and its agents, started by default); a cluster's own settings are not ours.
+            local: dict[str, Any] = {"include_dashboard": False} if address is None else {}
+            ray.init(address=address, log_to_driver=False, **local)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot connect to Ray at {address!r}: {_first_line(exc)}") from None
         self._started_ray = True

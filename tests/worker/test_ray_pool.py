@@ -30,6 +30,7 @@ ray = pytest.importorskip(
     "ray", reason="the ray package is not installed (pip install 'evotune[ray]')"
 )
 
+from evotune.worker import ray_pool  # noqa: E402
 from evotune.worker.ray_pool import RayEvaluator, import_ray  # noqa: E402
 
 SPACE = load_space("attention")
@@ -185,3 +186,29 @@ def test_missing_ray_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserError, match=r"pip install 'evotune\[ray\]'"):
         import_ray()
+
+
+class _RecordingRay:
+    """Stands in for the ray module: records what `init` was given, then fails to connect."""
+
+    def __init__(self) -> None:
+        self.init_kwargs: list[dict[str, Any]] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.init_kwargs.append(kwargs)
+        raise ConnectionError("no cluster here")
+
+
+@pytest.mark.parametrize(("address", "dashboard"), [(None, False), ("auto", None)])
+def test_a_private_local_ray_starts_without_a_dashboard(
+    monkeypatch: pytest.MonkeyPatch, address: str | None, dashboard: bool | None
+) -> None:
+    fake = _RecordingRay()
+    monkeypatch.setattr(ray_pool, "import_ray", lambda: fake)
+    with pytest.raises(UserError, match="cannot connect to Ray"):
+        RayEvaluator(SPACE.module, interpreted=True, address=address)
+    assert fake.init_kwargs[0]["address"] == address
+    assert fake.init_kwargs[0].get("include_dashboard") is dashboard
