@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +273,7 @@ def load_landscape(path: str | Path) -> Landscape:
     try:
         raw = path.read_bytes()
         text = (gzip.decompress(raw) if _is_gzip(path) else raw).decode()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise LandscapeFileError(f"cannot read landscape {path}: {reason}") from None
     try:

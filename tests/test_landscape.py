@@ -56,9 +56,15 @@ def test_gzipped_round_trip_is_byte_stable(tmp_path: Path) -> None:
     assert load_landscape(second).to_dict() == make().to_dict()
 
 
-def test_a_file_named_gz_that_is_not_gzip_is_one_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "plain.json.gz"
-    path.write_text("{}")
+@pytest.mark.parametrize(
+    "content",
+    [b"{}", gzip.compress(b'{"kernel": "k"}')[:-12], b"\xff\xfe not text"],
+    ids=["not-gzip", "truncated", "not-utf8"],
+)
+def test_unreadable_bytes_are_one_clear_error(tmp_path: Path, content: bytes) -> None:
+    name = "bad.json" if content.startswith(b"\xff") else "bad.json.gz"
+    path = tmp_path / name
+    path.write_bytes(content)
     with pytest.raises(LandscapeFileError, match="cannot read landscape"):
         load_landscape(path)
 
