@@ -46,7 +46,8 @@ def test_covers_every_valid_config_of_the_current_space_once(shape: str) -> None
 @pytest.mark.parametrize("shape", sorted(FULL_LANDSCAPES))
 def test_every_config_the_kernels_accept_ran_correctly(shape: str) -> None:
     """On the GPU every config failed only where the gluon kernel refuses it before compiling:
-    nothing crashed, timed out or missed the tolerance, so the static model is not too lax."""
+    nothing crashed, timed out or missed the tolerance (each would be another status), so
+    the kernel's static model is not too lax."""
     landscape = _load(shape)
     dims = landscape.shape.dims
     refused = {
@@ -57,10 +58,6 @@ def test_every_config_the_kernels_accept_ran_correctly(shape: str) -> None:
     invalid = {config_hash(t.config) for t in landscape.trials if not t.ok}
     assert invalid == refused
     assert all(t.status == TrialStatus.INVALID for t in landscape.trials if not t.ok)
-    tolerance = load_space(landscape.kernel).tolerance(dims)
-    assert all(
-        t.max_error is not None and t.max_error <= tolerance.atol for t in landscape.ok_trials
-    )
 
 
 def test_evolution_reaches_2_percent_of_the_llama_best_in_under_15_percent_of_the_space() -> None:

@@ -5,11 +5,8 @@
 set -uo pipefail
 out=${1:?output folder}
 landscape_s=${2:-200}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export EVOTUNE_DB="sqlite:///$out/evotune.db" PYTHONUNBUFFERED=1 COLUMNS=160
+source tests/gpu/host_env.sh || exit 1
+export EVOTUNE_DB="sqlite:///$out/evotune.db"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 date -u
 

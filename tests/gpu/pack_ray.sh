@@ -4,8 +4,7 @@
 # Tune, LLM, the dashboard's web client) and xz-compressed (~20 MB), plus the wheels of its
 # dependencies that the host lacks (the jsonschema family). Run here, in the repo root:
 #   bash tests/gpu/pack_ray.sh [RAY_VERSION]        # default: the version installed here
-# Then carry .whl and, on the host, after installing .whl/*.whl into /tmp/site:
-#   tar xJf .whl/ray-slim.tar.xz -C /tmp/site
+# Then carry .whl; on the host, `source tests/gpu/host_env.sh` unpacks it into /tmp/site.
 set -euo pipefail
 version=${1:-$(python3 -c "import importlib.metadata as m; print(m.version('ray'))" 2>/dev/null || true)}
 [ -n "$version" ] || { echo "ray is not installed here: give RAY_VERSION" >&2; exit 2; }

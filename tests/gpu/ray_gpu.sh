@@ -7,10 +7,7 @@
 # Writes OUTDIR/ray-search.json (the search summary) and OUTDIR/ray-search.log.
 set -uo pipefail
 out=${1:?output folder} shape=${2:-mission} budget=${3:-60}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-tar -xJf .whl/ray-slim.tar.xz -C /tmp/site || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 COLUMNS=160
+source tests/gpu/host_env.sh || exit 1
 nvidia-smi -L
 python3 -c "import ray; print('ray', ray.__version__)" || exit 1
 python3 -m evotune search --db sqlite:////tmp/ray.db --shape "$shape" --ray local \

@@ -10,15 +10,11 @@
 # SEARCH_ARGS (environment) adds options to `evotune search`, e.g. "--pipeline-depth 0
 # --compile-workers 14 --population 32": order does not matter to a landscape, so recording
 # asynchronously keeps the compilers and the GPU busy. Two shapes can record at once, one per
-# GPU (CUDA_VISIBLE_DEVICES), after the wheels are installed once.
+# GPU (CUDA_VISIBLE_DEVICES), after `source tests/gpu/host_env.sh` has installed the wheels once.
 set -uo pipefail
 out=${1:?output folder} shape=${2:?shape} tag=${3:?tag} restrict=${4:?restriction}
 seconds=${5:?seconds} state=${6:-.landscapes}
-if ! python3 -c "import sqlalchemy, optuna, pydantic" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 COLUMNS=160
+source tests/gpu/host_env.sh || exit 1
 mkdir -p /tmp/record && db=/tmp/record/$tag.db && rm -f "$db"
 if [ -f "$state/$tag.db.gz" ]; then
   gunzip -c "$state/$tag.db.gz" >"$db" && echo "resuming from $state/$tag.db.gz"

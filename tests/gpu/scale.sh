@@ -8,11 +8,7 @@ set -uo pipefail
 out=${1:?output folder}
 shift
 shapes=("${@:-mission}")
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source tests/gpu/host_env.sh || exit 1
 nvidia-smi --query-gpu=index,name,driver_version,clocks.sm --format=csv,noheader
 date -u
 

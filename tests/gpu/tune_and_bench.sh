@@ -2,12 +2,12 @@
 # Tune named shapes briefly on every GPU of the host, then bench each stored best against
 # torch SDPA (issue 3's table). Shapes already tuned in DB are benched without a search when
 # given with a leading '=' (e.g. =llama-d128).
-# Usage (repo root, wheels installed): bash tests/gpu/tune_and_bench.sh OUTDIR DB BUDGET SECONDS SHAPE...
+# Usage (repo root, wheels for missing packages in .whl/): bash tests/gpu/tune_and_bench.sh OUTDIR DB BUDGET SECONDS SHAPE...
 # Writes OUTDIR/searches.jsonl (one search summary a line), OUTDIR/bench.txt, OUTDIR/tune.log.
 set -uo pipefail
 out=${1:?output folder} db=${2:?database} budget=${3:?trials} seconds=${4:?seconds}
 shift 4
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 COLUMNS=160
+source tests/gpu/host_env.sh || exit 1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for shape in "$@"; do
   if [[ $shape == =* ]]; then
