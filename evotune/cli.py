@@ -114,7 +114,14 @@ def search(
     population: Annotated[
         int | None, typer.Option(help="Candidates per generation (the population of evolution).")
     ] = None,
-    pipeline_depth: PipelineDepthOpt = 1,
+    pipeline_depth: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs, "
+            "0 is asynchronous (not repeatable). Default: 1 on one GPU, 0 on several.",
+        ),
+    ] = None,
     restrict: Annotated[
         str | None,
         typer.Option(

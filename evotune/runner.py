@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from evotune.plugin import load_plugin
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
-from evotune.search import Candidate, Observation, make_strategy
+from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
@@ -39,8 +39,10 @@ class SearchOptions:
     # Generations in flight at once (evotune/search/pipeline.py): 1 is the synchronous
     # loop; 2 queues the next generation while one runs (more trials/min, but each
     # generation is bred from older results: measured a net loss on one GPU); 0 is
-    # asynchronous (results told as they come; not repeatable).
-    pipeline_depth: int = 1
+    # asynchronous (results told as they come; not repeatable). None: synchronous on one
+    # GPU, asynchronous on several (a generation barrier leaves the second GPU idle:
+    # docs/benchmarks.md, issue 8).
+    pipeline_depth: int | None = None
     # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
     timeout_factor: float = 50_000.0
     timeout_floor_s: float = 30.0
@@ -60,17 +62,27 @@ class SearchSummary:
     default_p50_us: float | None
     interrupted_trials: int
     state: str
+    # The whole run: warm-up, measuring phase, shoot-out (not the evaluator's start).
     wall_s: float = 0.0
+    # The measuring phase: from the first ask to the last trial's result.
+    search_s: float = 0.0
     worker_busy_s: float = 0.0
 
     @property
     def trials_per_min(self) -> float | None:
-        return self.trials_run / self.wall_s * 60 if self.wall_s > 0 and self.trials_run else None
+        """Trials finished per minute of the measuring phase; the shoot-out that follows it
+        is a fixed cost per search, not trial throughput, so it is left out (`wall_s` has it)."""
+        if self.search_s <= 0 or not self.trials_run:
+            return None
+        return self.trials_run / self.search_s * 60
 
     @property
     def worker_busy_share(self) -> float | None:
-        """Share of this run's wall time the workers spent compiling and running trials."""
-        return self.worker_busy_s / self.wall_s if self.wall_s > 0 and self.trials_run else None
+        """Busy seconds of the workers (compiling and running trials, summed over them) per
+        second of the measuring phase."""
+        if self.search_s <= 0 or not self.trials_run:
+            return None
+        return self.worker_busy_s / self.search_s
 
     @property
     def speedup_over_default(self) -> float | None:
@@ -188,11 +200,9 @@ def run_search(
         options.strategy, space, shape.dims, study_seed, strategy_settings, seeds
     )
     strategy.restore([_observation(t) for t in history])
-    pipeline: GenerationPipeline | AsyncPipeline = (
-        AsyncPipeline(strategy)
-        if options.pipeline_depth == 0
-        else GenerationPipeline(strategy, depth=options.pipeline_depth)
-    )
+    pipeline = _pipeline(strategy, evaluator, options.pipeline_depth)
+    run_started = time.monotonic()
+    _warm_up(evaluator, space, shape, study_seed, tolerance, options)
     measured = {t.config_hash for t in history}
     number = len(history)
     best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
@@ -257,6 +267,7 @@ def run_search(
         state = "interrupted"
         _set_state(db, study_id, state)
         raise
+    search_s = time.monotonic() - started_at
 
     if state == "finished" and (trials_run > 0 or not _has_best(db, study_id)):
         if options.replay is not None:
@@ -267,9 +278,53 @@ def run_search(
             _shootout_and_publish(db, study_id, space, shape, evaluator, options, tolerance)
     _set_state(db, study_id, state)
     summary = summarize(db, study_id, space, shape, resumed, trials_run, interrupted)
-    summary.wall_s = time.monotonic() - started_at
+    summary.wall_s = time.monotonic() - run_started
+    summary.search_s = search_s
     summary.worker_busy_s = busy_s
     return summary
+
+
+def _pipeline(
+    strategy: Strategy, evaluator: Evaluator, depth: int | None
+) -> GenerationPipeline | AsyncPipeline:
+    """The pipeline of `depth` (None: asynchronous where the evaluator measures on several
+    workers at once). Asynchronous pipelines keep as many trials in flight as the evaluator
+    can work on at once (its `capacity`: GPU workers plus compile processes)."""
+    if depth is None:
+        depth = 0 if getattr(evaluator, "workers", 1) > 1 else 1
+    if depth == 0:
+        return AsyncPipeline(strategy, window=int(getattr(evaluator, "capacity", 0)))
+    return GenerationPipeline(strategy, depth=depth)
+
+
+def _warm_up(
+    evaluator: Evaluator,
+    space: SearchSpace,
+    shape: Shape,
+    seed: int,
+    tolerance: dict[str, float],
+    options: SearchOptions,
+) -> None:
+    """Let an evaluator with processes to warm (the GPU pool) put the default config through
+    each of them before the clock starts. Nothing is stored: the search measures the
+    default config as a trial like any other."""
+    warm_up = getattr(evaluator, "warm_up", None)
+    config = space.default_config()
+    if warm_up is None or space.violations(config, shape.dims):
+        return
+    warm_up(
+        TrialRequest(
+            trial_id=-1,
+            kernel=space.kernel,
+            dims=dict(shape.dims),
+            config=dict(config),
+            seed=seed,
+            tolerance=tolerance,
+            timeout_s=options.timeout_floor_s,
+            min_runs=1,
+            max_runs=1,
+        )
+    )
 
 
 def _store_batch(

@@ -104,6 +104,91 @@ def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(
     assert evaluator.shootouts == 1
 
 
+class _SlowShootout(_CountingEvaluator):
+    """Answers trials at once but takes its time over the shoot-out."""
+
+    def shootout(self, requests, rounds):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)
+        return super().shootout(requests, rounds)
+
+
+def test_trials_per_min_counts_the_measuring_phase_not_the_shootout(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    db = open_database(f"sqlite:///{tmp_path / 't.db'}")
+    options = SearchOptions(budget=30, seed=1, finalists=3)
+    summary = run_search(db, space, space.shape("mission"), _SlowShootout(landscape), options)
+    assert summary.wall_s >= summary.search_s + 0.5
+    assert summary.trials_per_min == pytest.approx(summary.trials_run / summary.search_s * 60)
+    assert summary.to_dict()["trials_per_min"] == summary.trials_per_min
+
+
+class _Warmable(_CountingEvaluator):
+    def __init__(self, landscape) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(landscape)
+        self.warmed: list = []  # type: ignore[type-arg]
+
+    def warm_up(self, request) -> None:  # type: ignore[no-untyped-def]
+        self.warmed.append(request)
+
+
+def test_the_runner_warms_the_evaluator_with_the_default_config_and_stores_nothing(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    db = open_database(f"sqlite:///{tmp_path / 'w.db'}")
+    evaluator = _Warmable(landscape)
+    summary = run_search(db, space, shape, evaluator, SearchOptions(budget=12, seed=1))
+    (request,) = evaluator.warmed
+    assert request.config == space.default_config() and request.dims == dict(shape.dims)
+    assert request.trial_id < 0 and request.max_runs == 1
+    assert summary.total_trials == 12
+    with db.session() as s:
+        ids = [t.id for t in repository.study_trials(s, repository.get_study(s, 1))]
+        assert request.trial_id not in ids
+
+
+class _TwoGpus(_CountingEvaluator):
+    """A replay that says it measures on two workers and can hold 20 requests at once;
+    records the most requests it ever held."""
+
+    workers = 2
+    capacity = 20
+
+    def __init__(self, landscape) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(landscape)
+        self.held = 0
+        self.most_held = 0
+
+    def submit(self, requests) -> None:  # type: ignore[no-untyped-def]
+        super().submit(requests)
+        self.held += len(requests)
+        self.most_held = max(self.most_held, self.held)
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        results = super().collect()
+        self.held -= len(results)
+        return results
+
+
+def test_on_several_workers_the_search_runs_asynchronously_with_the_evaluators_capacity(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    db = open_database(f"sqlite:///{tmp_path / 'a.db'}")
+    two = _TwoGpus(landscape)
+    run_search(db, space, space.shape("mission"), two, SearchOptions(budget=60, seed=1))
+    # Population 12: a synchronous search never holds more than one generation.
+    assert 12 < two.most_held <= 20 + 12
+    one = _TwoGpus(landscape)
+    one.workers = 1
+    db1 = open_database(f"sqlite:///{tmp_path / 'b.db'}")
+    run_search(db1, space, space.shape("mission"), one, SearchOptions(budget=60, seed=1))
+    assert one.most_held <= 12
+
+
 def test_best_configs_stored_under_an_older_space_file_still_seed_nearby_shapes(
     tmp_path: Path, landscape
 ) -> None:  # type: ignore[no-untyped-def]

@@ -89,13 +89,16 @@ class GenerationPipeline:
 
 class AsyncPipeline:
     """Asynchronous alternative to GenerationPipeline, same interface: every result is told
-    the moment it arrives, and a new generation is asked whenever fewer than one
-    generation's worth of trials is in flight. The GPUs and compilers never wait for a
-    straggler, but what is bred depends on which results came first: runs are not
-    repeatable, and one GPU and two GPUs take different paths."""
+    the moment it arrives, and a new generation is asked whenever fewer than `window`
+    trials are in flight (at least one generation's worth; the runner passes what the
+    evaluator can work on at once, so that no compile process or GPU waits for work). The
+    GPUs and compilers never wait for a straggler, but what is bred depends on which
+    results came first: runs are not repeatable, and one GPU and two GPUs take different
+    paths."""
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(self, strategy: Strategy, window: int = 0) -> None:
         self.strategy = strategy
+        self.window = max(window, strategy.generation_size)
         self._in_flight: set[str] = set()
 
     @property
@@ -103,7 +106,7 @@ class AsyncPipeline:
         return len(self._in_flight)
 
     def advance(self) -> bool:
-        return len(self._in_flight) < self.strategy.generation_size
+        return len(self._in_flight) < self.window
 
     def ask(self, n: int, skip: Iterable[str] = ()) -> list[Candidate]:
         skipped = set(skip)

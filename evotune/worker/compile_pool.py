@@ -176,6 +176,11 @@ class CompilePool:
         self._queue.append(request)
 
     @property
+    def size(self) -> int:
+        """Number of compile processes."""
+        return len(self._slots)
+
+    @property
     def pending(self) -> int:
         """Requests queued or being compiled."""
         return len(self._queue) + sum(1 for s in self._slots if s.job is not None)

@@ -45,6 +45,13 @@ class Evaluator(Protocol):
     def close(self) -> None: ...
 
 
+# Optional, used by the runner where present (`evotune.worker.pool.WorkerPool` has all three):
+# - `warm_up(request) -> None` puts one request through every process of the evaluator and
+#   drops the results, so first-use costs are paid before the search starts;
+# - `workers: int`, trials measured at once (several: the search runs asynchronously);
+# - `capacity: int`, requests it can work on at once (how many the search keeps in flight).
+
+
 class BatchSubmission(abc.ABC):
     """`submit` / `collect` for an evaluator that measures whole batches with `evaluate`:
     `collect` measures everything submitted since the last call. Subclasses call

@@ -105,6 +105,9 @@ class WorkerPool:
                     gpu=self._slots[0].gpu,
                     start_timeout_s=start_timeout_s,
                 )
+                # Started before the search, like the GPU workers: their imports would
+                # otherwise hold up its first generation (and count as search time).
+                self._compile_pool.wait_ready()
         except BaseException:
             self.close()
             raise
@@ -124,6 +127,17 @@ class WorkerPool:
             capability=(int(cap[0]), int(cap[1])) if cap else None,
             sm_count=int(self._env.get("sm_count") or 0),
         )
+
+    @property
+    def workers(self) -> int:
+        """GPU workers (trials measured at once)."""
+        return len(self._slots)
+
+    @property
+    def capacity(self) -> int:
+        """Requests the pool can work on at once: its GPU workers and compile processes."""
+        cpool = self._compile_pool
+        return len(self._slots) + (cpool.size if cpool is not None else 0)
 
     @property
     def worker_pids(self) -> list[int | None]:
@@ -160,6 +174,34 @@ class WorkerPool:
                 self._wait()
         self._outstanding -= len(done)
         return done
+
+    def warm_up(self, request: TrialRequest) -> None:
+        """Put `request` through every compile process and every GPU worker at once and drop
+        the results: each process pays its first-use costs (imports, driver and launcher
+        set-up, a first compile: ~1-2 s) here, in parallel, before the search, instead of
+        holding up the search's first trials one process at a time."""
+        if self._outstanding:
+            raise WorkerError("warm_up() needs a pool with nothing outstanding")
+        if self.interpreted:  # the interpreter has no first-use costs worth a slow run
+            return
+        cpool = self._compile_pool
+        compiles = cpool.size if cpool is not None else 0
+        for _ in range(compiles):
+            assert cpool is not None
+            cpool.submit(request)
+        if cpool is not None:
+            cpool.poll()  # hands one copy to each (idle) process
+        busy = []
+        for slot in self._slots:
+            if slot.state == "idle":
+                self._dispatch(slot, deque([request]))
+                busy.append(slot)
+        while compiles or busy:
+            if cpool is not None:
+                compiles -= len(cpool.poll())
+            busy = [s for s in busy if not self._poll(s) and s.state == "busy"]
+            if compiles or busy:
+                self._wait()
 
     def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
         """Measure each request; yield one result per request as each finishes."""

@@ -141,3 +141,20 @@ def test_async_pipeline_tells_at_once_and_keeps_a_generation_in_flight(
     second = pipeline.ask(6)
     assert pipeline.outstanding == 11
     assert not {c.config_hash for c in second} & {c.config_hash for c in first}
+
+
+def test_async_window_keeps_what_the_evaluator_can_work_on_in_flight(
+    toy: SearchSpace, toy_land: Landscape
+) -> None:
+    strategy = make_strategy("evolution", toy, TOY_DIMS, 3, {"population": 6})
+    assert AsyncPipeline(strategy, window=2).window == 6  # never less than a generation
+    pipeline = AsyncPipeline(strategy, window=10)
+    first = pipeline.ask(6)
+    assert pipeline.advance()  # 6 in flight, room for 10
+    second = pipeline.ask(6)
+    assert pipeline.outstanding == 12 and not pipeline.advance()
+    pipeline.tell(_answer(toy_land, first[0]))
+    pipeline.tell(_answer(toy_land, second[0]))
+    assert pipeline.outstanding == 10 and not pipeline.advance()
+    pipeline.tell(_answer(toy_land, first[1]))
+    assert pipeline.advance()

@@ -84,3 +84,16 @@ def test_shootout_on_the_gpu(gpu_pool: WorkerPool) -> None:
     results = gpu_pool.shootout(requests, rounds=4)
     assert [r.trial_id for r in results] == [1, 2]
     assert all(r.status is S.OK and r.n_runs == 20 for r in results)
+
+
+def test_warm_up_goes_through_every_process_then_the_pool_serves_trials() -> None:
+    with WorkerPool(FAULT_MODULE, gpus=[0], compile_workers=2) as pool:
+        pool.warm_up(fault_request(-1, "none"))  # type: ignore[arg-type]
+        first = next(iter(pool.evaluate([fault_request(1, "none")])))  # type: ignore[list-item]
+        assert first.status is S.OK, first.error
+        # The worker's first-use costs were paid by the warm-up: its first trial only loads.
+        assert first.compile_s is not None and first.compile_s < 0.5
+        # A warm-up that kills its worker leaves a pool that still measures.
+        pool.warm_up(fault_request(-1, "segfault"))  # type: ignore[arg-type]
+        again = next(iter(pool.evaluate([fault_request(2, "none")])))  # type: ignore[list-item]
+        assert again.status is S.OK, again.error
