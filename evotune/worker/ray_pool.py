@@ -3,10 +3,13 @@
 `RayEvaluator` implements the `Evaluator` protocol (evotune/worker/evaluator.py) for
 `evotune search --ray ADDRESS`. Each actor runs a `WorkerPool` on its own host, so kernels
 compile there and a crashing config still only kills that actor's isolated worker process
-(the pool marks the trial and replaces the worker). Requests go one at a time to idle
-actors; results come back to the driver, which stays the only database writer. An actor
-or host lost mid-trial makes that trial `crashed` with the reason; the actor is replaced
-where the cluster still has room, and the search goes on with the others.
+(the pool marks the trial and replaces the worker). Each actor is kept fed with as many
+requests as its pool can work on at once (its GPU worker and compile processes), so its
+compile processes compile ahead of its GPU as they do on one host; results come back to
+the driver, which stays the only database writer. When an actor or its host is lost, the
+trials it had accepted end `crashed` with the reason, the ones it had not yet accepted go
+back to the queue; the actor is replaced where the cluster still has room, and the search
+goes on with the others.
 
 `ray` is an optional dependency (`pip install 'evotune[ray]'`), imported only here and
 only when a `RayEvaluator` is built.
@@ -20,7 +23,7 @@ import re
 import socket
 import time
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -28,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from evotune.errors import NoGpuError, UserError, WorkerError
 from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialRequest, TrialResult, TrialStatus
-from evotune.worker.evaluator import BatchSubmission
 
 if TYPE_CHECKING:
     from evotune.worker.pool import WorkerPool
@@ -44,8 +46,6 @@ _POOL_START_S = 180.0
 _POOL_COMPILE_S = 120.0
 # Replacements a slot may need in a row before the driver stops trying it.
 _MAX_REPLACEMENTS = 3
-# What an actor streams back when it begins a trial, before the result.
-_STARTED = "started"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -87,17 +87,22 @@ class _PoolHost:
             raise self.error or WorkerError("the worker pool did not start")
         return self.pool
 
-    def ready(self) -> tuple[str, dict[str, Any]]:
-        """The host name and the fingerprint of this actor's device (sent once started)."""
-        return self.host, self._pool().environment()
+    def ready(self) -> tuple[str, dict[str, Any], int]:
+        """The host name, the fingerprint of this actor's device and how many requests its
+        pool can work on at once (sent once started)."""
+        pool = self._pool()
+        return self.host, pool.environment(), pool.capacity
 
-    def evaluate_one(self, request: TrialRequest) -> Iterator[str | TrialResult]:
-        """Streamed (num_returns="streaming"): first _STARTED, then the trial's result."""
-        yield _STARTED
-        results = list(self._pool().evaluate([request]))
-        if len(results) != 1:
-            raise WorkerError(f"the pool answered {len(results)} results for one request")
-        yield results[0]
+    def warm_up(self, request: TrialRequest) -> None:
+        self._pool().warm_up(request)
+
+    def submit(self, requests: list[TrialRequest]) -> None:
+        """Queue requests in this actor's pool (its compile processes start on them now)."""
+        self._pool().submit(requests)
+
+    def collect(self) -> list[TrialResult]:
+        """Wait until at least one queued request has finished; return all that have."""
+        return self._pool().collect()
 
     def shootout(self, requests: list[TrialRequest], rounds: int) -> list[TrialResult]:
         return self._pool().shootout(requests, rounds)
@@ -144,24 +149,26 @@ def _compile_workers_per_actor() -> int:
 
 @dataclass
 class _Slot:
-    """One actor, and what it is doing."""
+    """One actor, and what it holds."""
 
     index: int
     actor: Any = None
-    state: str = "down"  # down | starting | idle | busy | dead
+    state: str = "down"  # down | starting | live | dead
     ready_ref: Any = None
     start_deadline: float = 0.0
-    ref: Any = None
-    request: TrialRequest | None = None
+    capacity: int = 1
+    # Requests sent to the actor and not yet answered; `submits` pairs each submit call
+    # with its trial ids, so that a lost actor's requests can be told accepted or not.
+    pending: dict[int, TrialRequest] = field(default_factory=dict)
+    submits: list[tuple[Any, list[int]]] = field(default_factory=list)
+    collect_ref: Any = None
     deadline: float = 0.0
-    started: bool = False
-    budget_s: float = 0.0
     host: str = "?"
     env: dict[str, Any] = field(default_factory=dict)
     replacements: int = 0
 
 
-class RayEvaluator(BatchSubmission):
+class RayEvaluator:
     """Measure trials on Ray actors, one per GPU of the cluster; see the module docstring.
 
     `address` is what `ray.init` takes ("auto" for the cluster this host belongs to,
@@ -183,7 +190,6 @@ class RayEvaluator(BatchSubmission):
         compile_workers: int | None = None,
         start_timeout_s: float = 300.0,
     ) -> None:
-        super().__init__()
         self._ray = import_ray()
         self.kernel_module = kernel_module
         self.interpreted = bool(interpreted)
@@ -191,7 +197,8 @@ class RayEvaluator(BatchSubmission):
         self.start_timeout_s = start_timeout_s
         self._started_ray = False
         self._closed = False
-        self._running = False
+        self._queue: deque[TrialRequest] = deque()  # submitted, not yet sent to an actor
+        self._outstanding = 0  # submitted, not yet collected
         self._env: dict[str, Any] = {}
         self._slots: list[_Slot] = []
         try:
@@ -216,71 +223,104 @@ class RayEvaluator(BatchSubmission):
     @property
     def hosts(self) -> list[str]:
         """Host names of the live actors, one entry per actor."""
-        return [s.host for s in self._slots if s.state in ("idle", "busy")]
+        return [s.host for s in self._slots if s.state == "live"]
 
     @property
     def actors(self) -> list[Any]:
         """The actor handles, one per slot (None for a slot given up on); tests kill them."""
         return [s.actor if s.state != "dead" else None for s in self._slots]
 
+    @property
+    def workers(self) -> int:
+        """Actors (one GPU each): trials measured at once."""
+        return sum(1 for s in self._slots if s.state in ("starting", "live"))
+
+    @property
+    def capacity(self) -> int:
+        """Requests the actors' pools can work on at once."""
+        return sum(s.capacity for s in self._slots if s.state in ("starting", "live"))
+
     def running(self) -> dict[int, str]:
-        """Trial id -> host, for the trials an actor has begun and not yet answered."""
+        """Trial id -> host, for the trials an actor has accepted and not yet answered."""
         return {
-            s.request.trial_id: s.host
-            for s in list(self._slots)
-            if s.state == "busy" and s.started and s.request is not None
+            trial_id: slot.host
+            for slot in list(self._slots)
+            if slot.state == "live"
+            for trial_id in self._accepted(slot)
         }
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
-        """Send each request to an idle actor; yield results as they finish."""
+    def warm_up(self, request: TrialRequest) -> None:
+        """Let every actor's pool pay its first-use costs (WorkerPool.warm_up), in parallel."""
+        if self._outstanding:
+            raise WorkerError("warm_up() needs an evaluator with nothing outstanding")
+        live = [s for s in self._slots if s.state == "live"]
+        refs = [s.actor.warm_up.remote(request) for s in live]
+        budget = _POOL_START_S + _POOL_COMPILE_S + request.timeout_s + _WATCHDOG_SLACK_S
+        self._ray.wait(refs, num_returns=len(refs), timeout=budget)
+        for slot, ref in zip(live, refs, strict=True):
+            try:
+                self._ray.get(ref, timeout=0)
+            except self._ray.exceptions.RayError:  # lost or wedged: replace it, trials go on
+                self._replace(slot)
+
+    def submit(self, requests: Sequence[TrialRequest]) -> None:
+        """Queue requests behind those already submitted."""
         if self._closed:
             raise WorkerError("the Ray evaluator is closed")
-        if self._running:
-            raise WorkerError("evaluate() is already running on this evaluator")
-        self._running = True
-        ray = self._ray
-        queue: deque[TrialRequest] = deque(requests)
-        remaining = len(queue)
+        self._queue.extend(requests)
+        self._outstanding += len(requests)
+
+    def collect(self) -> list[TrialResult]:
+        """Wait until at least one submitted request has finished; return all that have."""
+        done: list[TrialResult] = []
+        while self._outstanding and not done:
+            for slot in self._slots:
+                if slot.state == "live":
+                    self._feed(slot)
+            if not any(s.state in ("starting", "live") for s in self._slots):
+                raise WorkerError(
+                    "every Ray actor is lost and none could be replaced; "
+                    f"{self._outstanding} trial(s) were not measured"
+                )
+            refs = [s.collect_ref for s in self._slots if s.collect_ref is not None]
+            refs += [s.ready_ref for s in self._slots if s.state == "starting"]
+            timeout = max(0.0, min(1.0, self._next_deadline() - time.monotonic()))
+            if refs:
+                self._ray.wait(refs, num_returns=1, timeout=timeout)
+            else:
+                time.sleep(timeout)
+            for slot in self._slots:
+                if slot.state == "starting":
+                    self._poll_start(slot)
+                elif slot.state == "live" and slot.collect_ref is not None:
+                    done += self._poll_collect(slot)
+        self._outstanding -= len(done)
+        return done
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> Generator[TrialResult, None, None]:
+        """Measure each request; yield results as they finish."""
+        if self._outstanding:
+            raise WorkerError("evaluate() needs an evaluator with nothing outstanding")
+        self.submit(requests)
         try:
-            while remaining:
-                for slot in self._slots:
-                    if slot.state == "idle" and queue:
-                        self._dispatch(slot, queue.popleft())
-                if not any(s.state in ("starting", "idle", "busy") for s in self._slots):
-                    raise WorkerError(
-                        f"every Ray actor is lost and none could be replaced; "
-                        f"{remaining} trial(s) were not measured"
-                    )
-                refs = [s.ref for s in self._slots if s.state == "busy"]
-                refs += [s.ready_ref for s in self._slots if s.state == "starting"]
-                timeout = max(0.0, min(1.0, self._next_deadline() - time.monotonic()))
-                if refs:
-                    ray.wait(refs, num_returns=1, timeout=timeout)
-                else:
-                    time.sleep(timeout)
-                for slot in self._slots:
-                    if slot.state == "starting":
-                        self._poll_start(slot)
-                    elif slot.state == "busy":
-                        result = self._poll_trial(slot, queue)
-                        if result is not None:
-                            remaining -= 1
-                            yield result
+            while self._outstanding:
+                yield from self.collect()
         finally:
-            self._running = False
-            if remaining:  # abandoned mid-way: no stale answer may reach the next call
+            if self._outstanding:  # abandoned mid-way: no stale answer may reach the next call
+                self._queue.clear()
                 for slot in self._slots:
-                    if slot.state == "busy":
+                    if slot.pending:
                         self._replace(slot)
+                self._outstanding = 0
 
     def shootout(self, requests: Sequence[TrialRequest], rounds: int = 5) -> list[TrialResult]:
         """Re-measure the finalists interleaved in one process: all on one actor's pool."""
         if not requests:
             return []
-        if self._running:
-            raise WorkerError("shootout() cannot run while evaluate() is running")
+        if self._outstanding:
+            raise WorkerError("shootout() cannot run while submitted trials are outstanding")
         self._wait_started()
-        slot = next((s for s in self._slots if s.state == "idle"), None)
+        slot = next((s for s in self._slots if s.state == "live"), None)
         if slot is None:
             raise WorkerError("no Ray actor is left to run the shoot-out")
         ray = self._ray
@@ -308,7 +348,7 @@ class RayEvaluator(BatchSubmission):
             return
         self._closed = True
         ray = self._ray
-        idle = [s for s in self._slots if s.state == "idle"]
+        idle = [s for s in self._slots if s.state == "live" and not s.pending]
         if idle:  # politely first, so that the pools reap their workers
             refs = [s.actor.close.remote() for s in idle]
             ray.wait(refs, num_returns=len(refs), timeout=10.0)
@@ -378,7 +418,6 @@ class RayEvaluator(BatchSubmission):
         slot.ready_ref = slot.actor.ready.remote()
         slot.state = "starting"
         slot.start_deadline = time.monotonic() + self.start_timeout_s
-        slot.ref, slot.request = None, None
 
     def _wait_started(self) -> None:
         """Block until no actor is starting (each either runs or has failed)."""
@@ -408,7 +447,7 @@ class RayEvaluator(BatchSubmission):
             slot.state = "dead"
             return
         try:
-            host, env = ray.get(slot.ready_ref)
+            host, env, capacity = ray.get(slot.ready_ref)
         except ray.exceptions.RayError as exc:
             self._kill(slot)
             if strict:
@@ -420,12 +459,13 @@ class RayEvaluator(BatchSubmission):
                 slot.state = "dead"
             return
         slot.host, slot.env, slot.ready_ref = host, env, None
+        slot.capacity = max(1, int(capacity))
         if self._env and fingerprint_hash(env) != fingerprint_hash(self._env):
             # A replacement landed on another kind of host: its numbers would not compare.
             self._kill(slot)
             slot.state = "dead"
             return
-        slot.state = "idle"
+        slot.state = "live"
 
     def _check_envs(self) -> dict[str, Any]:
         envs = [(s.host, s.env) for s in self._slots]
@@ -441,65 +481,78 @@ class RayEvaluator(BatchSubmission):
 
     # --- trials -----------------------------------------------------------------------------
 
-    def _dispatch(self, slot: _Slot, request: TrialRequest) -> None:
-        # Streamed: the actor first says it has started, so that a death before that (an
-        # actor that died while idle) puts the request back instead of failing it.
-        method = slot.actor.evaluate_one.options(num_returns="streaming")
-        slot.ref = method.remote(request)
-        slot.request, slot.started = request, False
-        slot.state = "busy"
-        compile_s = request.compile_timeout_s or _POOL_COMPILE_S
-        slot.budget_s = _POOL_START_S + compile_s + request.timeout_s + _WATCHDOG_SLACK_S
-        slot.deadline = time.monotonic() + slot.budget_s
+    def _feed(self, slot: _Slot) -> None:
+        """Send queued requests up to what the actor's pool can work on, and keep one
+        collect call waiting on it while it holds any (calls run in the order sent)."""
+        room = slot.capacity - len(slot.pending)
+        if room > 0 and self._queue:
+            batch = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
+            ref = slot.actor.submit.remote(batch)
+            slot.submits.append((ref, [r.trial_id for r in batch]))
+            slot.pending.update((r.trial_id, r) for r in batch)
+        if slot.pending and slot.collect_ref is None:
+            slot.collect_ref = slot.actor.collect.remote()
+            # The pool answers every trial itself (timeouts included) and collect returns
+            # with the first one: only a wedged actor or an unreachable host runs past this.
+            longest = max(r.timeout_s for r in slot.pending.values())
+            compile_s = max(r.compile_timeout_s or _POOL_COMPILE_S for r in slot.pending.values())
+            slot.deadline = (
+                time.monotonic() + _POOL_START_S + compile_s + longest + _WATCHDOG_SLACK_S
+            )
 
-    def _poll_trial(self, slot: _Slot, queue: deque[TrialRequest]) -> TrialResult | None:
-        """The result of a busy actor's trial if it has one (or it is lost), else None. A
-        request its actor never started goes back to the front of `queue`."""
+    def _poll_collect(self, slot: _Slot) -> list[TrialResult]:
+        """Results of a live actor's collect call if it has answered (or is lost), else []."""
         ray = self._ray
-        request = slot.request
-        assert request is not None
-        while True:
-            ready, _ = ray.wait([slot.ref], timeout=0)
+        ready, _ = ray.wait([slot.collect_ref], timeout=0)
+        if not ready:
+            if time.monotonic() < slot.deadline:
+                return []
+            return self._lost(slot, "gave no answer in time; killed and replaced")
+        try:
+            results: list[TrialResult] = ray.get(slot.collect_ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+            return self._lost(slot, f"was lost during this trial ({_first_line(exc)}); replaced")
+        except ray.exceptions.RayTaskError as exc:
+            # The pool itself failed on that host (not the trial: trials fail as data).
+            raise WorkerError(
+                f"the worker pool on {slot.host} failed: {_first_line(exc)}"
+            ) from None
+        slot.collect_ref = None
+        slot.replacements = 0
+        for result in results:
+            slot.pending.pop(result.trial_id, None)
+        answered = set(slot.pending)
+        slot.submits = [(ref, ids) for ref, ids in slot.submits if answered.intersection(ids)]
+        return results
+
+    def _accepted(self, slot: _Slot) -> set[int]:
+        """Trial ids of `slot.pending` whose submit call the actor has carried out."""
+        ray = self._ray
+        accepted: set[int] = set()
+        for ref, ids in slot.submits:
+            ready, _ = ray.wait([ref], timeout=0)
             if not ready:
-                break
-            started = slot.started
-            try:
-                item = ray.get(next(slot.ref))
-            except StopIteration:
-                raise WorkerError(
-                    f"the Ray actor on {slot.host} ended a trial without a result"
-                ) from None
-            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-                self._replace(slot)
-                if not started:
-                    queue.appendleft(request)
-                    return None
-                return TrialResult(
-                    request.trial_id,
-                    TrialStatus.CRASHED,
-                    error=f"Ray actor on {slot.host} was lost during this trial "
-                    f"({_first_line(exc)}); replaced",
-                )
-            except ray.exceptions.RayTaskError as exc:
-                # The pool itself failed on that host (not the trial: trials fail as data).
-                raise WorkerError(
-                    f"the worker pool on {slot.host} failed: {_first_line(exc)}"
-                ) from None
-            if item == _STARTED:
-                slot.started = True
                 continue
-            slot.state, slot.ref, slot.request = "idle", None, None
-            slot.replacements = 0
-            result: TrialResult = item
-            return result
-        if time.monotonic() < slot.deadline:
-            return None
-        why = (
-            f"Ray actor on {slot.host} gave no answer within {slot.budget_s:.0f} s; "
-            "killed and replaced"
-        )
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError:
+                continue
+            accepted.update(i for i in ids if i in slot.pending)
+        return accepted
+
+    def _lost(self, slot: _Slot, why: str) -> list[TrialResult]:
+        """An actor is gone: what it had accepted ends crashed, the rest goes back first in
+        the queue; then the slot gets a fresh actor."""
+        accepted = self._accepted(slot)
+        results = [
+            TrialResult(trial_id, TrialStatus.CRASHED, error=f"Ray actor on {slot.host} {why}")
+            for trial_id in slot.pending
+            if trial_id in accepted
+        ]
+        unsent = [r for trial_id, r in slot.pending.items() if trial_id not in accepted]
+        self._queue.extendleft(reversed(unsent))
         self._replace(slot)
-        return TrialResult(request.trial_id, TrialStatus.CRASHED, error=why)
+        return results
 
     def _replace(self, slot: _Slot) -> None:
         self._kill(slot)
@@ -514,11 +567,12 @@ class RayEvaluator(BatchSubmission):
             # It may be gone already, or Ray shutting down: either way it is no more.
             with contextlib.suppress(Exception):
                 self._ray.kill(slot.actor, no_restart=True)
-        slot.actor, slot.ref, slot.request, slot.ready_ref = None, None, None, None
+        slot.actor, slot.collect_ref, slot.ready_ref = None, None, None
+        slot.pending, slot.submits = {}, []
         slot.state = "down"
 
     def _next_deadline(self) -> float:
-        times = [s.deadline for s in self._slots if s.state == "busy"]
+        times = [s.deadline for s in self._slots if s.collect_ref is not None]
         times += [s.start_deadline for s in self._slots if s.state == "starting"]
         return min(times, default=time.monotonic() + 1.0)
 

@@ -1,8 +1,8 @@
 """RayEvaluator on a local Ray cluster: CPU-only actors, each hosting an interpreter pool.
 
 Trials of the attention kernel (shape tiny) run on the actors; an actor killed mid-trial
-makes that trial `crashed` and the next one succeeds on its replacement; an actor that died
-while idle loses no trial; a segfaulting config is caught by the actor's own pool (the actor
+makes the trial it had accepted `crashed` and the next one succeeds on its replacement; an
+actor that died while idle loses no trial; a segfaulting config is caught by the actor's own pool (the actor
 survives); close() kills the actors. Skipped where the `ray` package is not installed.
 """
 
@@ -98,6 +98,8 @@ def test_attention_trials_run_on_the_actors(evaluator: RayEvaluator) -> None:
     assert env["interpreted"] is True
     assert env["kernel_source_hash"] == kernel_source_hash(SPACE.module)
     assert len(evaluator.hosts) == 2
+    # Interpreter pools measure one trial at a time and have no compile processes.
+    assert evaluator.workers == 2 and evaluator.capacity == 2
     requests = [_request(1), _request(2, BLOCK_M=64), _request(3, BLOCK_N=32)]
     results = list(evaluator.evaluate(requests))
     assert sorted(r.trial_id for r in results) == [1, 2, 3]
@@ -112,7 +114,7 @@ def test_actor_killed_mid_trial_crashes_that_trial_only(evaluator: RayEvaluator)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if 11 in evaluator.running():
-                slot = next(s for s in evaluator._slots if s.request and s.request.trial_id == 11)
+                slot = next(s for s in evaluator._slots if 11 in s.pending)
                 killed.append(slot.actor)
                 ray.kill(slot.actor)
                 return
@@ -132,6 +134,35 @@ def test_actor_killed_mid_trial_crashes_that_trial_only(evaluator: RayEvaluator)
         _assert_ok(result)
     live = _live_actors(evaluator)
     assert len(live) == 2 and killed[0] not in live
+
+
+def test_each_actor_is_fed_as_many_requests_as_its_pool_takes(evaluator: RayEvaluator) -> None:
+    # A GPU actor's pool reports its GPU worker plus compile processes; pretend to that here.
+    for slot in evaluator._slots:
+        slot.capacity = 3
+    most: list[int] = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            most[0] = max([most[0]] + [len(s.pending) for s in list(evaluator._slots)])
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = list(
+            evaluator.evaluate([_request(60 + i, BLOCK_N=32 * (1 + i % 2)) for i in range(6)])
+        )
+    finally:
+        stop.set()
+        watcher.join()
+        for slot in evaluator._slots:
+            slot.capacity = 1
+    assert sorted(r.trial_id for r in results) == list(range(60, 66))
+    for result in results:
+        _assert_ok(result)
+    assert most[0] == 3
 
 
 def test_actor_dead_while_idle_loses_no_trial(evaluator: RayEvaluator) -> None:
