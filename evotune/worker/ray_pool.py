@@ -521,8 +521,8 @@ class RayEvaluator:
         slot.replacements = 0
         for result in results:
             slot.pending.pop(result.trial_id, None)
-        answered = set(slot.pending)
-        slot.submits = [(ref, ids) for ref, ids in slot.submits if answered.intersection(ids)]
+        unanswered = set(slot.pending)
+        slot.submits = [(ref, ids) for ref, ids in slot.submits if unanswered.intersection(ids)]
         return results
 
     def _accepted(self, slot: _Slot) -> set[int]:
