@@ -83,6 +83,14 @@ class _CountingEvaluator(ReplayEvaluator):
         ]
 
 
+def _search_mission(tmp_path: Path, evaluator, db_name: str = "search", **options):  # type: ignore[no-untyped-def]
+    """A search of shape mission into a fresh database; returns the database and summary."""
+    space = load_space("attention")
+    db = open_database(f"sqlite:///{tmp_path / db_name}.db")
+    summary = run_search(db, space, space.shape("mission"), evaluator, SearchOptions(**options))
+    return db, summary
+
+
 def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(
     tmp_path: Path, landscape
 ) -> None:  # type: ignore[no-untyped-def]
@@ -115,10 +123,7 @@ class _SlowShootout(_CountingEvaluator):
 def test_trials_per_min_counts_the_measuring_phase_not_the_shootout(
     tmp_path: Path, landscape
 ) -> None:  # type: ignore[no-untyped-def]
-    space = load_space("attention")
-    db = open_database(f"sqlite:///{tmp_path / 't.db'}")
-    options = SearchOptions(budget=30, seed=1, finalists=3)
-    summary = run_search(db, space, space.shape("mission"), _SlowShootout(landscape), options)
+    _, summary = _search_mission(tmp_path, _SlowShootout(landscape), budget=30, seed=1)
     assert summary.wall_s >= summary.search_s + 0.5
     assert summary.trials_per_min == pytest.approx(summary.trials_run / summary.search_s * 60)
     assert summary.to_dict()["trials_per_min"] == summary.trials_per_min
@@ -136,13 +141,12 @@ class _Warmable(_CountingEvaluator):
 def test_the_runner_warms_the_evaluator_with_the_default_config_and_stores_nothing(
     tmp_path: Path, landscape
 ) -> None:  # type: ignore[no-untyped-def]
-    space = load_space("attention")
-    shape = space.shape("mission")
-    db = open_database(f"sqlite:///{tmp_path / 'w.db'}")
     evaluator = _Warmable(landscape)
-    summary = run_search(db, space, shape, evaluator, SearchOptions(budget=12, seed=1))
+    db, summary = _search_mission(tmp_path, evaluator, budget=12, seed=1)
     (request,) = evaluator.warmed
-    assert request.config == space.default_config() and request.dims == dict(shape.dims)
+    space = load_space("attention")
+    assert request.config == space.default_config()
+    assert request.dims == dict(space.shape("mission").dims)
     assert request.trial_id < 0 and request.max_runs == 1
     assert summary.total_trials == 12
     with db.session() as s:
@@ -176,16 +180,13 @@ class _TwoGpus(_CountingEvaluator):
 def test_on_several_workers_the_search_runs_asynchronously_with_the_evaluators_capacity(
     tmp_path: Path, landscape
 ) -> None:  # type: ignore[no-untyped-def]
-    space = load_space("attention")
-    db = open_database(f"sqlite:///{tmp_path / 'a.db'}")
     two = _TwoGpus(landscape)
-    run_search(db, space, space.shape("mission"), two, SearchOptions(budget=60, seed=1))
+    _search_mission(tmp_path, two, "two", budget=60, seed=1)
     # Population 12: a synchronous search never holds more than one generation.
     assert 12 < two.most_held <= 20 + 12
     one = _TwoGpus(landscape)
     one.workers = 1
-    db1 = open_database(f"sqlite:///{tmp_path / 'b.db'}")
-    run_search(db1, space, space.shape("mission"), one, SearchOptions(budget=60, seed=1))
+    _search_mission(tmp_path, one, "one", budget=60, seed=1)
     assert one.most_held <= 12
 
 
