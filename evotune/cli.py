@@ -489,17 +489,49 @@ def compare(
         int | None, typer.Option(help="Cap per run (default: 15% of the space, at least 100).")
     ] = None,
     pipeline_depth: PipelineDepthOpt = 1,
+    sim_gpus: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Replay on a simulated pool of this many GPUs (results arrive in the order "
+            "and at the times it would deliver them; needed for --pipeline-depth 0).",
+        ),
+    ] = None,
+    sim_compilers: Annotated[
+        int | None, typer.Option(min=1, help="Its compile processes (default: 8 per GPU).")
+    ] = None,
+    sim_compile_s: Annotated[float, typer.Option(min=0, help="Seconds per compile.")] = 0.65,
+    sim_compile_rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="'EXPR=SECONDS': compile time of the configs where EXPR holds, e.g. "
+            "\"impl == 'gluon'=3.0\" (repeatable; the first that holds applies)."
+        ),
+    ] = None,
+    sim_gpu_s: Annotated[float, typer.Option(min=0, help="GPU seconds per trial.")] = 0.1,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
     from evotune.compare import compare_strategies, render_comparison
     from evotune.landscape import load_landscape
+    from evotune.pool_model import PoolModel
     from evotune.space import load_space
 
-    if pipeline_depth == 0:
+    pool: PoolModel | None = None
+    if sim_gpus is not None:
+        pool = PoolModel(
+            gpus=sim_gpus,
+            compilers=sim_compilers or 8 * sim_gpus,
+            compile_s=sim_compile_s,
+            compile_rules=tuple(_compile_rule(r) for r in sim_compile_rule or ()),
+            gpu_s=sim_gpu_s,
+        )
+    elif sim_compilers is not None or sim_compile_rule:
+        raise UserError("--sim-compilers and --sim-compile-rule need --sim-gpus")
+    if pipeline_depth == 0 and pool is None:
         raise UserError(
             "--pipeline-depth 0 (asynchronous) depends on when results arrive; a landscape "
-            "answers at once, so compare only runs depths 1 and up"
+            "answers at once, so give a simulated pool (--sim-gpus N) to replay it"
         )
     recorded = load_landscape(landscape)
     space = load_space(recorded.kernel).restricted(recorded.restrict)
@@ -512,11 +544,27 @@ def compare(
         target=target,
         max_evals=max_evals,
         pipeline_depth=pipeline_depth,
+        pool=pool,
     )
     if as_json:
         _print_json(report.to_dict())
         return
     console.print(render_comparison(report))
+
+
+def _compile_rule(text: str) -> tuple[str, float]:
+    """'EXPR=SECONDS' -> (EXPR, seconds); the split is at the last '='."""
+    from evotune.expressions import ExpressionError, compile_expression
+
+    expression, sep, seconds = text.rpartition("=")
+    try:
+        if not sep:
+            raise ValueError
+        value = float(seconds)
+        compile_expression(expression.strip())
+    except (ValueError, ExpressionError):
+        raise UserError(f"--sim-compile-rule takes 'EXPR=SECONDS', not {text!r}") from None
+    return expression.strip(), value
 
 
 @app.command()

@@ -21,10 +21,11 @@ from rich.table import Table
 
 from evotune.errors import UserError
 from evotune.landscape import Landscape
+from evotune.pool_model import PoolModel, SimulatedPool
 from evotune.records import Config, TrialStatus
 from evotune.replay import NOT_IN_LANDSCAPE
-from evotune.search.base import Candidate, Observation
-from evotune.search.pipeline import GenerationPipeline
+from evotune.search.base import Observation
+from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import STRATEGIES, make_strategy
 from evotune.space import SearchSpace
 
@@ -50,6 +51,8 @@ class RunResult:
     best_curve: list[float]  # best ok p50 after evaluation i+1 (inf before any ok)
     misses: int  # configs the landscape lacks (answered invalid)
     seconds: float
+    # With a pool model: the simulated pool's clock when the target was reached.
+    simulated_s_to_target: float | None = None
 
     def best_at(self, budget: int) -> float | None:
         if not self.best_curve:
@@ -70,6 +73,9 @@ class StrategySummary:
     not_reached: float  # share of runs that did not reach the target
     best_at_budget: dict[int, float | None]  # median over seeds of the best p50 found
     seconds: float
+    # With a pool model: median simulated seconds to the target (None: no model, or the
+    # median run did not reach it).
+    median_simulated_s: float | None = None
 
     def to_dict(self, space_size: int) -> dict[str, Any]:
         return {
@@ -83,6 +89,8 @@ class StrategySummary:
             "best_at_budget": {str(b): v for b, v in self.best_at_budget.items()},
             "misses": sum(r.misses for r in self.runs),
             "seconds": round(self.seconds, 3),
+            "median_simulated_s_to_target": self.median_simulated_s,
+            "simulated_s_to_target": [r.simulated_s_to_target for r in self.runs],
         }
 
 
@@ -128,6 +136,21 @@ def default_max_evals(space_size: int) -> int:
     return max(100, math.ceil(0.15 * space_size))
 
 
+class _InstantPool:
+    """Answers in the order asked, taking no time: the replay of a synchronous search."""
+
+    now = 0.0
+
+    def __init__(self) -> None:
+        self._queue: deque[Any] = deque()
+
+    def submit(self, jobs: Sequence[tuple[Any, float, float]]) -> None:
+        self._queue.extend(key for key, _, _ in jobs)
+
+    def next_result(self) -> Any:
+        return self._queue.popleft()
+
+
 def run_on_landscape(
     landscape: Landscape,
     space: SearchSpace,
@@ -140,24 +163,37 @@ def run_on_landscape(
     seed_configs: Sequence[Config] | None = None,
     count_misses: bool = False,
     pipeline_depth: int = 1,
+    pool: PoolModel | None = None,
 ) -> RunResult:
     """Run one strategy on a landscape until it reaches the target and has made at least
-    `min_evals` evaluations, or until `max_evals` or exhaustion."""
+    `min_evals` evaluations, or until `max_evals` or exhaustion. Results arrive in the
+    order asked, or, with a `pool` model, in the order and at the simulated times that pool
+    would deliver them (needed for the asynchronous pipeline, depth 0)."""
     best_p50 = landscape.best_p50_us
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
+    if pipeline_depth == 0 and pool is None:
+        raise UserError("an asynchronous replay (depth 0) needs a pool model for arrival order")
     threshold = best_p50 * (1.0 + target)
     limit = max_evals if max_evals is not None else default_max_evals(landscape.space_size)
     seeds = [space.default_config()] if seed_configs is None else list(seed_configs)
     dims = dict(landscape.shape.dims)
     started = time.perf_counter()
     strat = make_strategy(strategy, space, dims, seed, dict(settings or {}), seeds)
-    # The same pipeline as the runner's, so a replayed trajectory is the one a GPU run takes.
-    pipeline = GenerationPipeline(strat, depth=pipeline_depth)
-    asked: deque[list[Candidate]] = deque()
+    # The same pipelines as the runner's, so a replayed trajectory is the one a GPU run takes.
+    pipeline: GenerationPipeline | AsyncPipeline
+    if pipeline_depth == 0:
+        assert pool is not None
+        pipeline = AsyncPipeline(strat, window=pool.gpus + pool.compilers)
+    else:
+        pipeline = GenerationPipeline(strat, depth=pipeline_depth)
+    events: SimulatedPool | _InstantPool = (
+        SimulatedPool(pool) if pool is not None else _InstantPool()
+    )
     curve: list[float] = []
     best = math.inf
     reached: int | None = None
+    reached_s: float | None = None
     misses = 0
     in_flight = 0
     while len(curve) < limit and (reached is None or len(curve) < min_evals):
@@ -165,43 +201,51 @@ def run_on_landscape(
             candidates = pipeline.ask(min(strat.generation_size, limit - len(curve) - in_flight))
             if not candidates:
                 break
-            asked.append(candidates)
-            in_flight += len(candidates)
-        if not asked:
-            break
-        generation = asked.popleft()
-        in_flight -= len(generation)
-        for cand in generation:
-            trial = landscape.lookup(cand.config)
-            if trial is None:
-                # A config the landscape lacks (a partial recording) is told as invalid, as
-                # replay does; it costs no evaluation unless count_misses says so.
-                misses += 1
-                pipeline.tell(
-                    Observation(
-                        cand.config,
-                        TrialStatus.INVALID,
-                        None,
-                        cand.generation,
-                        cand.parents,
-                        cand.operator,
-                        {"error": NOT_IN_LANDSCAPE},
-                    )
+            jobs = []
+            for cand in candidates:
+                trial = landscape.lookup(cand.config)
+                status = trial.status if trial is not None else TrialStatus.INVALID
+                durations = (
+                    (pool.compile_seconds(cand.config, status), pool.gpu_seconds(status))
+                    if pool is not None
+                    else (0.0, 0.0)
                 )
-                if not count_misses:
-                    continue
-                fitness = math.inf
-            else:
-                observation = Observation(
-                    cand.config, trial.status, trial.p50_us, cand.generation, cand.parents,
+                jobs.append(((cand, trial), *durations))
+            events.submit(jobs)
+            in_flight += len(candidates)
+        if not in_flight:
+            break
+        cand, trial = events.next_result()
+        in_flight -= 1
+        if trial is None:
+            # A config the landscape lacks (a partial recording) is told as invalid, as
+            # replay does; it costs no evaluation unless count_misses says so.
+            misses += 1
+            pipeline.tell(
+                Observation(
+                    cand.config,
+                    TrialStatus.INVALID,
+                    None,
+                    cand.generation,
+                    cand.parents,
                     cand.operator,
-                )  # fmt: skip
-                pipeline.tell(observation)
-                fitness = observation.fitness()
-            best = min(best, fitness)
-            curve.append(best)
-            if reached is None and best <= threshold:
-                reached = len(curve)
+                    {"error": NOT_IN_LANDSCAPE},
+                )
+            )
+            if not count_misses:
+                continue
+            fitness = math.inf
+        else:
+            observation = Observation(
+                cand.config, trial.status, trial.p50_us, cand.generation, cand.parents,
+                cand.operator,
+            )  # fmt: skip
+            pipeline.tell(observation)
+            fitness = observation.fitness()
+        best = min(best, fitness)
+        curve.append(best)
+        if reached is None and best <= threshold:
+            reached, reached_s = len(curve), events.now
     return RunResult(
         strategy=strategy,
         seed=seed,
@@ -210,6 +254,7 @@ def run_on_landscape(
         best_curve=curve,
         misses=misses,
         seconds=time.perf_counter() - started,
+        simulated_s_to_target=reached_s if pool is not None else None,
     )
 
 
@@ -225,6 +270,7 @@ def compare_strategies(
     seed_configs: Sequence[Config] | None = None,
     count_misses: bool = False,
     pipeline_depth: int = 1,
+    pool: PoolModel | None = None,
 ) -> ComparisonReport:
     """Run each strategy with seeds 0..seeds-1 on the landscape and summarize.
 
@@ -235,7 +281,8 @@ def compare_strategies(
     (what the runner passes without tuned shapes). Configs the landscape lacks are told as
     invalid and, unless `count_misses`, cost no evaluation (so a partial landscape compares
     strategies on the configs it has). `pipeline_depth` as the runner's (1: synchronous;
-    2: each generation is bred from results one generation older).
+    2: each generation is bred from results one generation older; 0: asynchronous, which
+    needs `pool`, the simulated pool whose arrival order and clock the runs follow).
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -267,6 +314,7 @@ def compare_strategies(
                 seed_configs=seed_configs,
                 count_misses=count_misses,
                 pipeline_depth=pipeline_depth,
+                pool=pool,
             )
             for seed in range(seeds)
         ]
@@ -299,9 +347,15 @@ def _summarize(
         values = np.array([math.inf if v is None else v for v in found], dtype=float)
         median = float(np.median(values))
         best_at[budget] = None if math.isinf(median) else median
+    simulated = [r.simulated_s_to_target for r in runs]
+    median_s: float | None = None
+    if any(v is not None for v in simulated):
+        median = float(np.median([math.inf if v is None else v for v in simulated]))
+        median_s = None if math.isinf(median) else median
     return StrategySummary(
         strategy=name,
         runs=runs,
+        median_simulated_s=median_s,
         median_evals=float(np.median(evals)),
         q25_evals=float(np.percentile(evals, 25)),
         q75_evals=float(np.percentile(evals, 75)),
@@ -332,6 +386,9 @@ def render_comparison(report: ComparisonReport) -> Table:
     any_misses = any(r.misses for s in report.summaries for r in s.runs)
     if any_misses:
         table.add_column("not in landscape", justify="right")
+    simulated = any(r.simulated_s_to_target is not None for s in report.summaries for r in s.runs)
+    if simulated:
+        table.add_column("simulated s to target (median)", justify="right")
     for s in report.summaries:
         over = s.median_evals > report.max_evals
         median = f">{report.max_evals}" if over else f"{s.median_evals:g}"
@@ -357,5 +414,7 @@ def render_comparison(report: ComparisonReport) -> Table:
                 row.append(f"{bound}{random_median / s.median_evals:.2f}x")
         if any_misses:
             row.append(str(sum(r.misses for r in s.runs)))
+        if simulated:
+            row.append("-" if s.median_simulated_s is None else f"{s.median_simulated_s:.1f}")
         table.add_row(*row)
     return table

@@ -67,7 +67,19 @@ def test_shapes_lists_the_named_shapes() -> None:
                 "--pipeline-depth",
                 "0",
             ],
-            "compare only runs depths 1 and up",
+            "give a simulated pool (--sim-gpus N)",
+        ),
+        (
+            [
+                "compare",
+                "--landscape",
+                "tests/data/landscapes/mission-triton.json",
+                "--sim-gpus",
+                "2",
+                "--sim-compile-rule",
+                "impl == 'gluon'",
+            ],
+            "--sim-compile-rule takes 'EXPR=SECONDS'",
         ),
         (
             ["search", "--shape", "tiny", "--interpret", "--population", "4", "--strategy", "x"],

@@ -13,6 +13,7 @@ from rich.table import Table
 from evotune.compare import compare_strategies, render_comparison, run_on_landscape
 from evotune.errors import UserError
 from evotune.landscape import Landscape
+from evotune.pool_model import PoolModel
 from evotune.space import SearchSpace
 from tests.search.synthetic import attention_space, synthetic_landscape
 from tests.search.toy import toy_landscape, toy_space
@@ -110,3 +111,27 @@ def test_a_partial_landscape_costs_no_evaluation_for_missing_configs() -> None:
     console = Console(width=200, record=True)
     console.print(render_comparison(report))
     assert "not in landscape" in console.export_text()
+
+
+def test_a_simulated_pool_keeps_a_synchronous_path_and_replays_an_asynchronous_one(
+    attention: SearchSpace, land: Landscape
+) -> None:
+    pool = PoolModel(gpus=2, compilers=16, compile_rules=(("impl == 'gluon'", 3.0),))
+    plain = run_on_landscape(land, attention, "evolution", 1, max_evals=300)
+    timed = run_on_landscape(land, attention, "evolution", 1, max_evals=300, pool=pool)
+    # Synchronous: the same generations are bred; only the order inside one can differ.
+    assert plain.evals_to_target is not None and timed.evals_to_target is not None
+    assert abs(plain.evals_to_target - timed.evals_to_target) < 12
+    assert plain.simulated_s_to_target is None and timed.simulated_s_to_target is not None
+    quick = run_on_landscape(
+        land, attention, "evolution", 1, max_evals=300, pipeline_depth=0, pool=pool
+    )
+    assert quick.evals_to_target is not None and quick.simulated_s_to_target is not None
+    # Results are told as they arrive, so the path is not the synchronous one.
+    assert quick.best_curve[:36] != timed.best_curve[:36]
+    assert quick.simulated_s_to_target > 0
+    with pytest.raises(UserError, match="needs a pool model"):
+        run_on_landscape(land, attention, "evolution", 1, pipeline_depth=0)
+    report = compare_strategies(land, attention, ["evolution"], seeds=2, pool=pool)
+    assert report.summaries[0].median_simulated_s is not None
+    assert report.to_dict()["strategies"][0]["median_simulated_s_to_target"] is not None
