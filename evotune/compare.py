@@ -4,7 +4,9 @@ No database and no processes: each (strategy, seed) run asks generations through
 pipeline as the runner (evotune/search/pipeline.py), answers them from the landscape, tells
 them, and records after how many evaluations the best found came within
 `target` of the landscape's best p50. This is what `evotune compare` prints, and what the
-strategies' defaults are tuned on.
+strategies' defaults are tuned on. Results come back in the order asked, or, given a
+simulated pool (evotune/pool_model.py), in the order and at the simulated times it would
+deliver them, which is what replaying the asynchronous pipeline needs.
 """
 
 from __future__ import annotations
