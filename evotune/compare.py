@@ -186,7 +186,7 @@ def run_on_landscape(
     pipeline: GenerationPipeline | AsyncPipeline
     if pipeline_depth == 0:
         assert pool is not None
-        pipeline = AsyncPipeline(strat, window=pool.gpus + pool.compilers)
+        pipeline = AsyncPipeline(strat, window=pool.capacity)
     else:
         pipeline = GenerationPipeline(strat, depth=pipeline_depth)
     events: SimulatedPool | _InstantPool = (

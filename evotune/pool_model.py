@@ -45,6 +45,11 @@ class PoolModel:
         if min(self.compile_s, self.gpu_s, self.refusal_s, *(s for _, s in self.compile_rules)) < 0:
             raise ValueError("simulated durations cannot be negative")
 
+    @property
+    def capacity(self) -> int:
+        """Requests the pool works on at once (as `WorkerPool.capacity`)."""
+        return self.gpus + self.compilers
+
     def compile_seconds(self, config: Mapping[str, Any], status: TrialStatus) -> float:
         if status is TrialStatus.INVALID:
             return self.refusal_s

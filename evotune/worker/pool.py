@@ -185,21 +185,20 @@ class WorkerPool:
         if self.interpreted:  # the interpreter has no first-use costs worth a slow run
             return
         cpool = self._compile_pool
-        compiles = cpool.size if cpool is not None else 0
-        for _ in range(compiles):
-            assert cpool is not None
-            cpool.submit(request)
-        if cpool is not None:
-            cpool.poll()  # hands one copy to each (idle) process
-        busy = []
-        for slot in self._slots:
-            if slot.state == "idle":
-                self._dispatch(slot, deque([request]))
-                busy.append(slot)
+        compiles = 0
+        if cpool is not None:  # one copy each: all are idle, so each process takes one
+            compiles = cpool.size
+            for _ in range(compiles):
+                cpool.submit(request)
+        busy = [slot for slot in self._slots if slot.state == "idle"]
+        for slot in busy:
+            self._dispatch(slot, deque([request]))
         while compiles or busy:
             if cpool is not None:
                 compiles -= len(cpool.poll())
-            busy = [s for s in busy if not self._poll(s) and s.state == "busy"]
+            for slot in busy:
+                self._poll(slot)  # a result, a timeout or a death: the slot is no longer busy
+            busy = [slot for slot in busy if slot.state == "busy"]
             if compiles or busy:
                 self._wait()
 
