@@ -213,14 +213,17 @@ def _attn_tile(
     DOT_PRECISION: tl.constexpr,
 ):
     """One query tile of one (batch, head): the whole KV loop, then the normalised store."""
-    # Tiles come in groups of `head_group` heads whose K/V fit in L2 together; inside a group,
-    # the query blocks with the most causal work go first, across all heads of the group.
-    per_group = head_group * num_m
-    group = tile // per_group
-    r = tile - group * per_group
-    heads = tl.minimum(head_group, BH - group * head_group)
+    # Tiles come in groups of `head_group` heads whose K/V share L2, the smaller remainder
+    # group first (kernels/tile_order.py); inside a group the query blocks with the most
+    # causal work go first, across all heads of the group.
+    rem = BH % head_group
+    in_rem = tile < rem * num_m
+    heads = tl.where(in_rem, rem, head_group)
+    t = tl.where(in_rem, tile, tile - rem * num_m)
+    group = t // (heads * num_m)
+    r = t - group * heads * num_m
     m_idx = r // heads
-    bh = group * head_group + (r - m_idx * heads)
+    bh = tl.where(in_rem, 0, rem + group * head_group) + (r - m_idx * heads)
     if CAUSAL:
         start_m = num_m - 1 - m_idx
     else:

@@ -25,7 +25,7 @@ no branch inside a KV step (unmasked and masked blocks run in separate loops), t
 written only after the PV wait (or double-buffered, PBUF=2), and a shared-memory store of the row
 sums before the wait (PIN) — ptxas keeps memory ops in order but floats arithmetic past waits.
 Other knobs: FAST_EXP (0 MUFU exp2, 1 ex2.approx.f16x2, 2 one exp in four as an FMA polynomial),
-TILE_ORDER (0 query-block-major, 1 head-major for K/V reuse in L2).
+TILE_ORDER (0 query-block-major, 1 groups of heads for K/V reuse in L2).
 """
 
 from __future__ import annotations
@@ -72,17 +72,26 @@ def _mma_layout(n: int) -> gl.NVMMADistributedLayout:
 
 
 @gluon.jit
-def _tile_coords(tile, n_m, BH, TILE_ORDER: gl.constexpr):
+def _tile_coords(tile, n_m, BH, head_group, TILE_ORDER: gl.constexpr):
     """(query block, batch*head) of a tile id; the heaviest causal query blocks come first.
 
     TILE_ORDER 0: all heads of one query block together. Measured (ncu, H100, 2026-11-23): the
     CTAs that run at the same time then read K/V of as many different heads, so K/V are
     re-read from DRAM for every query block (llama-d128: 84% of DRAM bandwidth, ~4 GB moved).
-    TILE_ORDER 1: all query blocks of one head together, so concurrent CTAs share K/V in L2.
+    TILE_ORDER 1: the query blocks of `head_group` heads together (the smaller remainder group
+    first, see kernels/tile_order.py), so concurrent CTAs share K/V in L2.
     """
     if TILE_ORDER == 1:
-        bh = tile // n_m
-        m_block = n_m - 1 - tile % n_m
+        # Branch-free: in_rem is 1 for the tiles of the remainder group (where group == 0).
+        rem = BH % head_group
+        in_rem = (tile < rem * n_m).to(gl.int32)
+        heads = head_group + in_rem * (rem - head_group)
+        t = tile - (1 - in_rem) * rem * n_m
+        group = t // (heads * n_m)
+        r = t - group * heads * n_m
+        m_idx = r // heads
+        bh = (1 - in_rem) * rem + group * heads + r - m_idx * heads
+        m_block = n_m - 1 - m_idx
     else:
         m_block = n_m - 1 - tile // BH
         bh = tile % BH
@@ -552,6 +561,7 @@ def _producer(
     kv_empty,
     S,
     BH,
+    head_group,
     n_m,
     num_tiles,
     BLOCK_M: gl.constexpr,
@@ -568,7 +578,7 @@ def _producer(
     it = 0
     tcount = 0
     for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH, TILE_ORDER)
+        m_block, bh = _tile_coords(tile, n_m, BH, head_group, TILE_ORDER)
         row_base = bh * S
         for w in gl.static_range(WGS):
             mbarrier.wait(q_empty.index(w), (tcount & 1) ^ 1)
@@ -612,6 +622,7 @@ def _consumer(
     qk_scale,
     S,
     BH,
+    head_group,
     n_m,
     num_tiles,
     WG: gl.constexpr,
@@ -645,7 +656,7 @@ def _consumer(
     tcount = 0
     rnd = 0
     for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH, TILE_ORDER)
+        m_block, bh = _tile_coords(tile, n_m, BH, head_group, TILE_ORDER)
         row_base = bh * S
         row0 = m_block * BLOCK_M + WG * BM_WG
         n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
@@ -828,7 +839,7 @@ def _consumer(
 
 
 # Runtime sizes are not specialised on (divisibility by 16): one binary serves every shape.
-@gluon.jit(do_not_specialize=["S", "BH", "n_m", "num_tiles"])
+@gluon.jit(do_not_specialize=["S", "BH", "head_group", "n_m", "num_tiles"])
 def gluon_attn_fwd(
     q_desc,
     k_desc,
@@ -837,6 +848,7 @@ def gluon_attn_fwd(
     qk_scale,
     S,
     BH,
+    head_group,
     n_m,
     num_tiles,
     BLOCK_M: gl.constexpr,
@@ -903,6 +915,7 @@ def gluon_attn_fwd(
             qk_scale,
             S,
             BH,
+            head_group,
             n_m,
             num_tiles,
             0,
@@ -944,6 +957,7 @@ def gluon_attn_fwd(
                             qk_scale,
                             S,
                             BH,
+                            head_group,
                             n_m,
                             num_tiles,
                             0,
@@ -977,6 +991,7 @@ def gluon_attn_fwd(
                             kv_empty,
                             S,
                             BH,
+                            head_group,
                             n_m,
                             num_tiles,
                             BLOCK_M,
@@ -1015,6 +1030,7 @@ def gluon_attn_fwd(
                             qk_scale,
                             S,
                             BH,
+                            head_group,
                             n_m,
                             num_tiles,
                             0,
@@ -1048,6 +1064,7 @@ def gluon_attn_fwd(
                             kv_empty,
                             S,
                             BH,
+                            head_group,
                             n_m,
                             num_tiles,
                             BLOCK_M,
@@ -1079,6 +1096,7 @@ def gluon_attn_fwd(
                             qk_scale,
                             S,
                             BH,
+                            head_group,
                             n_m,
                             num_tiles,
                             1,

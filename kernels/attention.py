@@ -23,6 +23,7 @@ import torch
 import triton
 
 from kernels._attention_kernel import attn_fwd_kernel
+from kernels.tile_order import head_group
 
 if TYPE_CHECKING:
     from evotune.plugin import DeviceInfo
@@ -33,6 +34,7 @@ __all__ = [
     "SUPPORTED_HEAD_DIMS",
     "attention",
     "compile_only",
+    "device_limits",
     "empty_output",
     "flops",
     "make_inputs",
@@ -60,7 +62,12 @@ SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
 # Everything that defines what a config computes, the Gluon implementation included.
 SOURCE_FILES = [
     path
-    for name in ("_attention_kernel.py", "attention_gluon.py", "_gluon_attention_kernel.py")
+    for name in (
+        "_attention_kernel.py",
+        "attention_gluon.py",
+        "_gluon_attention_kernel.py",
+        "tile_order.py",
+    )
     if (path := Path(__file__).with_name(name)).is_file()
 ]
 
@@ -209,7 +216,8 @@ def _device_limits(index: int) -> tuple[int, int]:
     return props.multi_processor_count, int(getattr(props, "L2_cache_size", 50 << 20))
 
 
-def _limits(device: torch.device) -> tuple[int, int]:
+def device_limits(device: torch.device) -> tuple[int, int]:
+    """(SM count, L2 bytes) that the launchers plan tile grids and tile order with."""
     if device.type == "cuda" and torch.cuda.is_available():
         index = device.index if device.index is not None else torch.cuda.current_device()
         return _device_limits(index)
@@ -234,9 +242,7 @@ def _plan(
     num_m = triton.cdiv(S, bm)
     bh = B * H
     num_tiles = num_m * bh
-    # Heads whose K and V fit in half the L2 are scheduled together (see _attn_tile).
-    per_head = 2 * S * D * itemsize
-    head_group = max(1, min(bh, (l2_bytes // 2) // per_head))
+    group = head_group(bh, 2 * S * D * itemsize, l2_bytes, causal)
     persistent = cfg["CTA_MULT"] > 0
     grid = (max(1, min(num_tiles, cfg["CTA_MULT"] * sm_count)),) if persistent else (num_tiles,)
     tma_qkv = bool(cfg["TMA"]) and all(_flat_rows_ok(s, B, H, S, itemsize) for s in specs[:3])
@@ -261,7 +267,7 @@ def _plan(
         bh,
         num_m,
         num_tiles,
-        head_group,
+        group,
         scale * _LOG2E,
     )
     constexprs = {
@@ -328,7 +334,7 @@ def attention(
         )
         return result
 
-    sm_count, l2_bytes = _limits(q.device)
+    sm_count, l2_bytes = device_limits(q.device)
     specs = (_spec(q), _spec(k), _spec(v), _spec(out))
     plan = _plan(B, H, S, D, q.dtype, specs, causal, scale, cfg, sm_count, l2_bytes)
     bm, bn, rows = cfg["BLOCK_M"], cfg["BLOCK_N"], B * H * S

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
+from kernels.tile_order import head_group
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +33,7 @@ __all__ = [
 SOURCE_FILES: list[Path] = [
     Path(__file__),
     Path(__file__).with_name("_gluon_attention_kernel.py"),
+    Path(__file__).with_name("tile_order.py"),
 ]
 
 GLUON_DEFAULTS: dict[str, int] = {
@@ -301,18 +303,6 @@ def _constexprs(launch: GluonLaunch, causal: bool) -> dict[str, Any]:
     }
 
 
-_SM_COUNT: dict[int, int] = {}
-
-
-def _sm_count(device: Any) -> int:
-    import torch
-
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _SM_COUNT:
-        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
-    return _SM_COUNT[idx]
-
-
 def _grid(launch: GluonLaunch, num_tiles: int, sm_count: int) -> int:
     if launch.cta_mult > 0:
         return max(1, min(num_tiles, launch.cta_mult * sm_count))
@@ -333,6 +323,7 @@ def gluon_attention(
     from triton.experimental.gluon import language as gl
 
     from kernels._gluon_attention_kernel import gluon_attn_fwd
+    from kernels.attention import device_limits
 
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
         raise ValueError(f"q, k, v and out must share one [B, H, S, D] shape; got {tuple(q.shape)}")
@@ -352,7 +343,9 @@ def gluon_attention(
     n_m = triton_cdiv(seq, launch.block_m)
     bh = batch * heads
     num_tiles = n_m * bh
-    grid = (_grid(launch, num_tiles, _sm_count(q.device)),)
+    sm_count, l2_bytes = device_limits(q.device)
+    grid = (_grid(launch, num_tiles, sm_count),)
+    group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
     extra: dict[str, Any] = {"num_warps": launch.num_warps}
     if launch.maxnreg is not None:
         extra["maxnreg"] = launch.maxnreg
@@ -364,6 +357,7 @@ def gluon_attention(
         sm_scale * _LOG2E,
         seq,
         bh,
+        group,
         n_m,
         num_tiles,
         **consts,
@@ -414,6 +408,7 @@ def gluon_compile(
         "qk_scale": "fp32",
         "S": "i32",
         "BH": "i32",
+        "head_group": "i32",
         "n_m": "i32",
         "num_tiles": "i32",
     }

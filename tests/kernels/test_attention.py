@@ -112,6 +112,17 @@ def test_matches_float64_reference(
     _check(out, _reference(q, k, v, causal, 1.0 / math.sqrt(D)))
 
 
+@pytest.mark.parametrize("config", [{}, {"CTA_MULT": 1}])
+def test_heads_in_uneven_groups(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> None:
+    """7 heads in groups of 3: the remainder group (1 head) runs first; every tile once."""
+    monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 3)
+    q, k, v = _inputs(1, 7, 40, 16, torch.float32)
+    out = torch.full_like(q, float("nan"))
+    cfg = {"BLOCK_M": 16, "BLOCK_N": 16, **config}
+    attn.attention(q, k, v, causal=True, config=cfg, out=out)
+    _check(out, _reference(q, k, v, True, 1 / math.sqrt(16)))
+
+
 def test_causal_differs_from_non_causal() -> None:
     # Guards the tests above against a kernel that ignores the mask.
     q, k, v = _inputs(1, 1, 40, 16, torch.float32)

@@ -191,7 +191,7 @@ GPU_CONFIGS: dict[str, dict[str, int]] = {
     "nows": {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0},
     "ws1": {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 1},
     "ws2": {"BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2, "PRODUCER_WARPS": 1},
-    "ws2_head_major": {
+    "ws2_head_groups": {
         "BLOCK_M": 128,
         "BLOCK_N": 128,
         "CONSUMER_WGS": 2,
@@ -284,3 +284,13 @@ def test_odd_lengths_match_reference(
 @pytest.mark.parametrize("shape", sorted(NAMED_SHAPES))
 def test_named_shapes_match_reference(name: str, shape: str) -> None:
     _run_and_compare(GPU_CONFIGS[name], NAMED_SHAPES[shape], True, torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("cta_mult", [0, 1])
+def test_uneven_head_groups_match_reference(monkeypatch: pytest.MonkeyPatch, cta_mult: int) -> None:
+    """6 heads in groups of 4: the remainder group (2 heads) runs first; every tile once."""
+    monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 4)
+    config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "TILE_ORDER": 1}
+    _run_and_compare({**config, "CTA_MULT": cta_mult}, (2, 3, 1000, 64), True, torch.float16)
