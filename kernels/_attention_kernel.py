@@ -1,12 +1,15 @@
 # mypy: allow-untyped-defs
-# ruff: noqa: E741, SIM108, SIM300
-# (Triton kernels: untyped tensor parameters, O as a name, constexpr if-blocks kept as blocks.)
+# ruff: noqa: E741, SIM102, SIM108, SIM109, SIM300
+# (Triton kernels: untyped tensor parameters, O as a name, constexpr if-blocks kept as blocks and
+# apart from runtime conditions, comparisons the Triton front end folds at compile time.)
 """The Triton (tl-level) FlashAttention forward kernel; `kernels/attention.py` launches it.
 
 One jitted kernel, specialised by constexpr knobs: tile sizes, the exp2 variant (FAST_EXP),
 a persistent tile loop, tensor-descriptor (TMA) loads and Triton's warp specialization of
-the KV loop. Causal attention runs in two loops per query tile: the blocks left of the
-diagonal without any mask, then the diagonal blocks with one.
+the KV loop. Causal attention runs one KV loop per query tile, which masks only the blocks
+that reach the diagonal (a uniform branch per block): measured on an H200 (2026-11-30), this
+was 2-5 % faster at mission, small and stage1 than two loops (unmasked, then diagonal), whose
+second loop started its K/V loads only after the first had drained.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ _P3 = tl.constexpr(0.055171653628349304)
 # Adding 1.5 * 2^23 rounds a float32 of magnitude < 2^22 to an integer held in the low mantissa bits.
 _ROUND_MAGIC = tl.constexpr(12582912.0)
 
-# Loop modes: no mask; causal diagonal (plus sequence bounds on loads); key tail (bounds only).
+# Loop modes: no mask; causal mask on every block (plus sequence bounds on loads); key tail
+# (bounds only); causal mask only on the blocks that reach the diagonal.
 _FULL = tl.constexpr(0)
 _DIAG = tl.constexpr(1)
 _TAIL = tl.constexpr(2)
+_CAUSAL = tl.constexpr(3)
 
 
 @triton.jit
@@ -128,6 +133,7 @@ def _kv_loop(
     offs_d = tl.arange(0, HEAD_DIM)
     LOAD_MASK: tl.constexpr = MODE != _FULL and not EVEN_N
     P_DTYPE: tl.constexpr = q.dtype
+    first_row = tl.min(offs_m)  # the tile's first query row: blocks past it need the mask
     for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
@@ -142,8 +148,12 @@ def _kv_loop(
             else:
                 k = tl.load(k_ptrs)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
-        if MODE == _FULL:
-            # log2(e) is folded into qk_scale: one FMA per score gives the exp2 argument.
+        if MODE == _FULL or MODE == _CAUSAL:
+            if MODE == _CAUSAL:
+                if start_n + BLOCK_N > first_row:
+                    qk = tl.where(offs_m[:, None] >= cols[None, :], qk, float("-inf"))
+            # log2(e) is folded into qk_scale: one FMA per score gives the exp2 argument
+            # (a masked -inf stays -inf).
             m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
             x = qk * qk_scale - m_ij[:, None]
         else:
@@ -259,28 +269,16 @@ def _attn_tile(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     # Triton 3.6 cannot warp-specialize a KV loop that follows another one, so with
-    # WARP_SPECIALIZE each tile runs a single loop, masked throughout where it needs a mask.
+    # WARP_SPECIALIZE each tile runs a single loop, masked throughout where it needs a mask
+    # (causal: on every block; the per-block branch is not tried in a specialized loop).
     if CAUSAL:
         diag_hi = tl.minimum((start_m + 1) * BLOCK_M, S)
-        if WARP_SPECIALIZE:
-            acc, l_i, m_i = _kv_loop(
-                acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                kv_row0, 0, diag_hi, S, qk_scale, offs_m, _DIAG, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
-                FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
-            )  # fmt: skip
-        else:
-            # Key blocks wholly left of the diagonal need no mask; the rest up to it do.
-            diag_lo = (start_m * BLOCK_M) // BLOCK_N * BLOCK_N
-            acc, l_i, m_i = _kv_loop(
-                acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                kv_row0, 0, diag_lo, S, qk_scale, offs_m, _FULL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
-                FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
-            )  # fmt: skip
-            acc, l_i, m_i = _kv_loop(
-                acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-                kv_row0, diag_lo, diag_hi, S, qk_scale, offs_m, _DIAG, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
-                FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
-            )  # fmt: skip
+        mode: tl.constexpr = _DIAG if WARP_SPECIALIZE else _CAUSAL
+        acc, l_i, m_i = _kv_loop(
+            acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
+            kv_row0, 0, diag_hi, S, qk_scale, offs_m, mode, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
+        )  # fmt: skip
     elif EVEN_N:
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
