@@ -9,7 +9,7 @@ last, its heavy tiles would start late and run alone at the end of the kernel.
 Measured on an H200 (2026-11-30, docs/benchmarks.md, issue 3), tl-level kernel 64x64 w4 s3:
 - non-causal (stage1-noncausal): one head a group was fastest (623 µs; groups of 16: 635,
   as many heads as fill half the L2: 665), since every tile has the same work.
-- causal: groups of 32 heads were fastest at mission and stage1 (1-3 % over 1-16 heads),
+- causal: groups of 32 heads were fastest at mission and stage1 (2-3 % over 1-16 heads),
   16 at long (32: +1 %, one head: +6 %, the causal tail); with the remainder group last, the
   old order lost 8 % at mission (a last group of 22 heads).
 """
