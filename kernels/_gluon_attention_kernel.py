@@ -815,6 +815,11 @@ def _consumer(
             orow_layout,
         )
 
+        # Every QK^T of this tile has completed: hand Q back now, so that (persistent grid) the
+        # producer loads the next tile's Q, and the K/V behind it, under this tile's last PV.
+        if not INLINE_LOADS:
+            mbarrier.arrive(q_empty.index(WG), count=1)
+
         # Epilogue: O += P_last V_last.
         last = it + n_kv - 1
         stage = last % STAGES
@@ -826,7 +831,6 @@ def _consumer(
         acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
         if not INLINE_LOADS:
             mbarrier.arrive(kv_empty.index(STAGES + stage), count=1)
-            mbarrier.arrive(q_empty.index(WG), count=1)
         it += n_kv
         tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
 
