@@ -75,7 +75,6 @@ class PoolModel:
 @dataclass(frozen=True)
 class _Job:
     key: Any
-    compile_s: float
     gpu_s: float
 
 
@@ -84,7 +83,6 @@ class SimulatedPool:
     moves the clock to the next finished one."""
 
     def __init__(self, model: PoolModel) -> None:
-        self.model = model
         self.now = 0.0
         self._compilers = [0.0] * model.compilers  # when each is free (a heap)
         self._events: list[tuple[float, int, str, _Job]] = []
@@ -92,17 +90,13 @@ class SimulatedPool:
         self._free_gpus = model.gpus
         self._seq = 0
 
-    @property
-    def outstanding(self) -> int:
-        return len(self._events) + len(self._ready)
-
     def submit(self, jobs: Sequence[tuple[Any, float, float]]) -> None:
         """Queue (key, compile seconds, GPU seconds) jobs behind those already queued."""
         for key, compile_s, gpu_s in jobs:
             start = max(self.now, heapq.heappop(self._compilers))
             end = start + compile_s
             heapq.heappush(self._compilers, end)
-            self._push(end, "compiled", _Job(key, compile_s, gpu_s))
+            self._push(end, "compiled", _Job(key, gpu_s))
 
     def next_result(self) -> Any:
         """Advance to the next job that finishes (on a GPU, or in the compile pool when it
