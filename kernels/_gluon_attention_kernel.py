@@ -20,6 +20,11 @@ tensor cores. With CONSUMER_WGS == 2 the two consumers take turns to issue their
 (ping-pong, two mbarriers; PP=0 lets them issue freely), so one warpgroup's softmax overlaps the
 other's matrix work. K and V stages are released separately (K right after its QK^T).
 
+Between tiles (derived by the launcher, not knobs): a persistent CTA double-buffers Q where shared
+memory allows (QBUFS), so the next tile's Q and K/V arrive while this tile finishes; and O leaves
+by a TMA store staged in the tile's Q buffer (O_TMA) wherever nothing needs that buffer before the
+next tile — register stores of O queued up in the load/store unit (ncu, issue 4 run 8).
+
 What it takes for ptxas to keep the softmax between the two wgmma waits (checked in SASS):
 no branch inside a KV step (unmasked and masked blocks run in separate loops), the P operand
 written only after the PV wait (or double-buffered, PBUF=2), and a shared-memory store of the row
@@ -33,6 +38,7 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
     mbarrier,
     tma,
     warpgroup_mma,
@@ -571,8 +577,13 @@ def _producer(
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    QBUFS: gl.constexpr,
 ):
-    """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring."""
+    """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring.
+
+    With QBUFS == 2 (persistent grid) a tile's Q goes to the buffer the tile before last used:
+    the producer loads it, and the K/V behind it, while the consumers still work on this tile.
+    """
     pid = gl.program_id(0)
     nprog = gl.num_programs(0)
     it = 0
@@ -581,13 +592,14 @@ def _producer(
         m_block, bh = _tile_coords(tile, n_m, BH, head_group, TILE_ORDER)
         row_base = bh * S
         for w in gl.static_range(WGS):
-            mbarrier.wait(q_empty.index(w), (tcount & 1) ^ 1)
-            mbarrier.expect(q_ready.index(w), q_desc.block_type.nbytes)
+            slot = (tcount % QBUFS) * WGS + w
+            mbarrier.wait(q_empty.index(slot), ((tcount // QBUFS) & 1) ^ 1)
+            mbarrier.expect(q_ready.index(slot), q_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(
                 q_desc,
                 [row_base + m_block * BLOCK_M + w * BM_WG, 0],
-                q_ready.index(w),
-                q_smem.index(w),
+                q_ready.index(slot),
+                q_smem.index(slot),
             )
         n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
         for j in range(n_kv):
@@ -601,6 +613,15 @@ def _producer(
             _issue_tile(v_desc, v_smem, v_ready, stage, row_base + j * BLOCK_N)
             it += 1
         tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
+
+
+@gluon.jit
+def _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM: gl.constexpr, o_layout: gl.constexpr):
+    """Store the rows of a finished O tile that exist (the tail tile overhangs S)."""
+    offs_m = row0 + gl.arange(0, o.shape[0], layout=gl.SliceLayout(1, o_layout))
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    ptrs = o_ptr + (row_base + offs_m).to(gl.int64)[:, None] * HEAD_DIM + offs_d[None, :]
+    gl.store(ptrs, o, mask=(offs_m < S)[:, None])
 
 
 @gluon.jit
@@ -619,6 +640,7 @@ def _consumer(
     turn_bars,
     pin_smem,
     o_ptr,
+    o_desc,
     qk_scale,
     S,
     BH,
@@ -638,6 +660,8 @@ def _consumer(
     PBUF: gl.constexpr,
     PIN: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    QBUFS: gl.constexpr,
+    O_TMA: gl.constexpr,
 ):
     """One consumer warpgroup: BM_WG query rows of every tile this CTA owns."""
     s_layout: gl.constexpr = _mma_layout(BLOCK_N)
@@ -646,8 +670,8 @@ def _consumer(
     row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
     orow_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
     dtype: gl.constexpr = q_smem.dtype
+    WGS: gl.constexpr = BLOCK_M // BM_WG
 
-    q_buf = q_smem.index(WG)
     pin_buf = pin_smem.index(WG)
     zero_s = gl.zeros([BM_WG, BLOCK_N], gl.float32, s_layout)
     pid = gl.program_id(0)
@@ -666,11 +690,15 @@ def _consumer(
         else:
             n_full = S // BLOCK_N
         rows = row0 + gl.arange(0, BM_WG, layout=row_layout)
+        q_slot = (tcount % QBUFS) * WGS + WG
+        q_buf = q_smem.index(q_slot)
 
         if INLINE_LOADS:
             # No producer partition: this warpgroup fills the ring itself, STAGES blocks ahead.
-            mbarrier.expect(q_ready.index(WG), q_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(q_desc, [row_base + row0, 0], q_ready.index(WG), q_buf)
+            mbarrier.expect(q_ready.index(q_slot), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(
+                q_desc, [row_base + row0, 0], q_ready.index(q_slot), q_buf
+            )
             for jj in gl.static_range(STAGES):
                 if jj < n_kv:
                     _issue_kv(
@@ -684,7 +712,7 @@ def _consumer(
                         row_base + jj * BLOCK_N,
                     )
 
-        mbarrier.wait(q_ready.index(WG), tcount & 1)
+        mbarrier.wait(q_ready.index(q_slot), (tcount // QBUFS) & 1)
         m_i = gl.full([BM_WG], float("-inf"), gl.float32, layout=row_layout)
         l_i = gl.full([BM_WG], 0.0, gl.float32, layout=row_layout)
         acc = gl.zeros([BM_WG, HEAD_DIM], gl.float32, o_layout)
@@ -815,10 +843,12 @@ def _consumer(
             orow_layout,
         )
 
-        # Every QK^T of this tile has completed: hand Q back now, so that (persistent grid) the
-        # producer loads the next tile's Q, and the K/V behind it, under this tile's last PV.
-        if not INLINE_LOADS:
-            mbarrier.arrive(q_empty.index(WG), count=1)
+        # With O_TMA this tile's Q buffer stages O for a TMA store: the producer needs it only
+        # for the tile after next (two buffers), or not at all (one tile a CTA).
+        # Otherwise every QK^T of this tile has completed: hand Q back now, so that the
+        # persistent producer loads the next tile's Q, and the K/V behind it, under the last PV.
+        if not INLINE_LOADS and not O_TMA:
+            mbarrier.arrive(q_empty.index(q_slot), count=1)
 
         # Epilogue: O += P_last V_last.
         last = it + n_kv - 1
@@ -834,12 +864,22 @@ def _consumer(
         it += n_kv
         tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
 
-        # Normalise and store the rows that exist (the tail tile overhangs S).
-        o = acc / gl.convert_layout(l_i, orow_layout)[:, None]
-        offs_m = row0 + gl.arange(0, BM_WG, layout=orow_layout)
-        offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-        ptrs = o_ptr + (row_base + offs_m).to(gl.int64)[:, None] * HEAD_DIM + offs_d[None, :]
-        gl.store(ptrs, o.to(dtype), mask=(offs_m < S)[:, None])
+        o = (acc / gl.convert_layout(l_i, orow_layout)[:, None]).to(dtype)
+        if O_TMA:
+            # A TMA store moves the rows in one bulk copy instead of 32 register stores a thread,
+            # which queue up in the load/store unit; the tail tile overhangs S into the next head,
+            # so it keeps the masked register stores.
+            if row0 + BM_WG <= S:
+                q_buf.store(o)
+                fence_async_shared()
+                tma.async_copy_shared_to_global(o_desc, [row_base + row0, 0], q_buf)
+                tma.store_wait(0)
+            else:
+                _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
+            if not INLINE_LOADS:
+                mbarrier.arrive(q_empty.index(q_slot), count=1)
+        else:
+            _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
 
 
 # Runtime sizes are not specialised on (divisibility by 16): one binary serves every shape.
@@ -849,6 +889,7 @@ def gluon_attn_fwd(
     k_desc,
     v_desc,
     o_ptr,
+    o_desc,
     qk_scale,
     S,
     BH,
@@ -869,15 +910,18 @@ def gluon_attn_fwd(
     PIN: gl.constexpr,
     PP: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    QBUFS: gl.constexpr,
+    O_TMA: gl.constexpr,
 ):
     """Attention forward over a flat [B*H*S, D] view of q/k/v; grid = tiles or a persistent wave."""
     BM_WG: gl.constexpr = BLOCK_M // WGS
     dtype: gl.constexpr = q_desc.dtype
-    q_smem = gl.allocate_shared_memory(dtype, [WGS, BM_WG, HEAD_DIM], q_desc.layout)
+    # Q buffer of consumer w for the CTA's t-th tile: (t % QBUFS) * WGS + w.
+    q_smem = gl.allocate_shared_memory(dtype, [QBUFS * WGS, BM_WG, HEAD_DIM], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
-    q_ready = gl.allocate_shared_memory(gl.int64, [WGS, 1], mbarrier.MBarrierLayout())
-    q_empty = gl.allocate_shared_memory(gl.int64, [WGS, 1], mbarrier.MBarrierLayout())
+    q_ready = gl.allocate_shared_memory(gl.int64, [QBUFS * WGS, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [QBUFS * WGS, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     # kv_empty[s]: K of stage s is free; kv_empty[STAGES + s]: V of stage s is free.
@@ -888,7 +932,7 @@ def gluon_attn_fwd(
     pin_smem = gl.allocate_shared_memory(
         gl.float32, [WGS, BM_WG], gl.SwizzledSharedLayout(1, 1, 1, order=[0])
     )
-    for w in gl.static_range(WGS):
+    for w in gl.static_range(QBUFS * WGS):
         mbarrier.init(q_ready.index(w), count=1)
         mbarrier.init(q_empty.index(w), count=1)
     for i in gl.static_range(STAGES):
@@ -916,6 +960,7 @@ def gluon_attn_fwd(
             turn_bars,
             pin_smem,
             o_ptr,
+            o_desc,
             qk_scale,
             S,
             BH,
@@ -935,6 +980,8 @@ def gluon_attn_fwd(
             PBUF,
             PIN,
             TILE_ORDER,
+            QBUFS,
+            O_TMA,
         )
     else:
         # Tuples are spelled out: concatenating them in device code turns constexprs into tensors.
@@ -958,6 +1005,7 @@ def gluon_attn_fwd(
                             turn_bars,
                             pin_smem,
                             o_ptr,
+                            o_desc,
                             qk_scale,
                             S,
                             BH,
@@ -977,6 +1025,8 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            QBUFS,
+                            O_TMA,
                         ),
                     ),
                     (
@@ -1005,6 +1055,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             TILE_ORDER,
+                            QBUFS,
                         ),
                     ),
                 ],
@@ -1031,6 +1082,7 @@ def gluon_attn_fwd(
                             turn_bars,
                             pin_smem,
                             o_ptr,
+                            o_desc,
                             qk_scale,
                             S,
                             BH,
@@ -1050,6 +1102,8 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            QBUFS,
+                            O_TMA,
                         ),
                     ),
                     (
@@ -1078,6 +1132,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             TILE_ORDER,
+                            QBUFS,
                         ),
                     ),
                     (
@@ -1097,6 +1152,7 @@ def gluon_attn_fwd(
                             turn_bars,
                             pin_smem,
                             o_ptr,
+                            o_desc,
                             qk_scale,
                             S,
                             BH,
@@ -1116,6 +1172,8 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            QBUFS,
+                            O_TMA,
                         ),
                     ),
                 ],

@@ -7,6 +7,7 @@ The device code is in `kernels/_gluon_attention_kernel.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -78,10 +79,18 @@ class GluonLaunch:
     pingpong: int = 1
     pin_softmax: int = 1
     tile_order: int = 0
+    q_buffers: int = 1
 
     @property
     def bm_wg(self) -> int:
         return self.block_m // self.wgs
+
+    @property
+    def o_via_tma(self) -> bool:
+        """O leaves by a TMA store staged in the consumer's Q buffer where nothing else needs
+        that buffer before the next tile: two Q buffers, or one tile a CTA. (A persistent CTA
+        with one Q buffer loads the next tile's Q into it right after the last QK^T.)"""
+        return self.q_buffers == 2 or self.cta_mult == 0
 
     @property
     def num_warps(self) -> int:
@@ -98,7 +107,8 @@ def _import_error() -> str | None:
 
 
 def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
-    """Fill defaults and derive the register split; raises ValueError on malformed values."""
+    """Fill defaults and derive the register split and the Q buffers; raises ValueError on
+    malformed values."""
     merged = {**GLUON_DEFAULTS, **{k: v for k, v in config.items() if k in GLUON_DEFAULTS}}
     vals = {k: int(v) for k, v in merged.items()}
     wgs = vals["CONSUMER_WGS"]
@@ -112,7 +122,7 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         maxnreg = min(255, _REGS_PER_SM // (slots * 128)) // 8 * 8
         # The second consumer (a worker partition) gets what the producer leaves, like the default one.
         consumer_regs = min(240, (maxnreg * slots - vals["PRODUCER_REGS"]) // wgs // 8 * 8)
-    return GluonLaunch(
+    launch = GluonLaunch(
         block_m=vals["BLOCK_M"],
         block_n=vals["BLOCK_N"],
         head_dim=head_dim,
@@ -129,15 +139,22 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         pin_softmax=vals["PIN_SOFTMAX"],
         tile_order=vals["TILE_ORDER"],
     )
+    # A persistent CTA with a producer loads the next tile's Q into a second buffer while the
+    # consumers finish this tile (with one buffer, Q and the K/V behind it wait for this tile's
+    # last QK^T, and every tile starts with a load latency), where shared memory allows it.
+    double_q = dataclasses.replace(launch, q_buffers=2)
+    if launch.cta_mult > 0 and launch.producer_warps > 0 and smem_bytes(double_q) <= _SMEM_LIMIT:
+        return double_q
+    return launch
 
 
 def smem_bytes(launch: GluonLaunch, elem_bytes: int = 2) -> int:
-    """Shared memory the kernel allocates: Q per consumer, the K/V ring, the softmax pin
-    (fp32 row sums), barriers (Q ready/empty, K/V ready, K/V empty, two turn barriers)."""
-    q = launch.block_m * launch.head_dim * elem_bytes
+    """Shared memory the kernel allocates: Q per consumer (and buffer), the K/V ring, the softmax
+    pin (fp32 row sums), barriers (Q ready/empty, K/V ready, K/V empty, two turn barriers)."""
+    q = launch.q_buffers * launch.block_m * launch.head_dim * elem_bytes
     kv = 2 * launch.stages * launch.block_n * launch.head_dim * elem_bytes
     pin = launch.block_m * 4
-    bars = 8 * (2 * launch.wgs + 4 * launch.stages + 2)
+    bars = 8 * (2 * launch.q_buffers * launch.wgs + 4 * launch.stages + 2)
     return q + kv + pin + bars
 
 
@@ -267,8 +284,8 @@ def _prepare(
 
 
 def _descriptors(
-    q2: Any, k2: Any, v2: Any, launch: GluonLaunch, gl_dtype: Any
-) -> tuple[Any, Any, Any]:
+    q2: Any, k2: Any, v2: Any, o2: Any, launch: GluonLaunch, gl_dtype: Any
+) -> tuple[Any, Any, Any, Any]:
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
@@ -281,6 +298,8 @@ def _descriptors(
         TensorDescriptor.from_tensor(q2, q_block, q_layout),
         TensorDescriptor.from_tensor(k2, kv_block, kv_layout),
         TensorDescriptor.from_tensor(v2, kv_block, kv_layout),
+        # O leaves through a consumer's Q buffer: same block and layout as Q.
+        TensorDescriptor.from_tensor(o2, q_block, q_layout),
     )
 
 
@@ -300,6 +319,8 @@ def _constexprs(launch: GluonLaunch, causal: bool) -> dict[str, Any]:
         "PIN": launch.pin_softmax,
         "PP": launch.pingpong,
         "TILE_ORDER": launch.tile_order,
+        "QBUFS": launch.q_buffers,
+        "O_TMA": launch.o_via_tma,
     }
 
 
@@ -338,7 +359,8 @@ def gluon_attention(
     target = (
         out if out.is_contiguous() else torch.empty_like(q, memory_format=torch.contiguous_format)
     )
-    q_desc, k_desc, v_desc = _descriptors(q2, k2, v2, launch, gl_dtype)
+    o2 = target.view(rows, head_dim)
+    q_desc, k_desc, v_desc, o_desc = _descriptors(q2, k2, v2, o2, launch, gl_dtype)
 
     n_m = triton_cdiv(seq, launch.block_m)
     bh = batch * heads
@@ -354,6 +376,7 @@ def gluon_attention(
         k_desc,
         v_desc,
         target,
+        o_desc,
         sm_scale * _LOG2E,
         seq,
         bh,
@@ -397,7 +420,7 @@ def gluon_compile(
     torch_dtype = torch.float16 if fp16 else torch.bfloat16
     gl_dtype = gl.float16 if fp16 else gl.bfloat16
     tiny = torch.empty((256, head_dim), dtype=torch_dtype)
-    q_desc, k_desc, v_desc = _descriptors(tiny, tiny, tiny, launch, gl_dtype)
+    q_desc, k_desc, v_desc, o_desc = _descriptors(tiny, tiny, tiny, tiny, launch, gl_dtype)
     ptr = "*fp16" if fp16 else "*bf16"
     consts = _constexprs(launch, bool(dims["causal"]))
     signature: dict[str, str] = {
@@ -405,6 +428,7 @@ def gluon_compile(
         "k_desc": mangle_type(k_desc),
         "v_desc": mangle_type(v_desc),
         "o_ptr": ptr,
+        "o_desc": mangle_type(o_desc),
         "qk_scale": "fp32",
         "S": "i32",
         "BH": "i32",
@@ -413,7 +437,10 @@ def gluon_compile(
         "num_tiles": "i32",
     }
     signature.update({name: "constexpr" for name in consts})
-    src = GluonASTSource(gluon_attn_fwd, signature, constexprs=consts, attrs={})
+    # As the JIT specialises a launch: torch allocations are 16-byte aligned (vector stores of O).
+    o_ptr_index = list(signature).index("o_ptr")
+    attrs = {(o_ptr_index,): [["tt.divisibility", 16]]}
+    src = GluonASTSource(gluon_attn_fwd, signature, constexprs=consts, attrs=attrs)
     options: dict[str, Any] = {"num_warps": launch.num_warps}
     if launch.maxnreg is not None:
         options["maxnreg"] = launch.maxnreg
@@ -439,22 +466,25 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
     fp16 = str(dims.get("dtype", "float16")) == "float16"
     torch_dtype = torch.float16 if fp16 else torch.bfloat16
     tiny = torch.empty((256, head_dim), dtype=torch_dtype)
-    q_desc, k_desc, v_desc = _descriptors(
-        tiny, tiny, tiny, launch, gl.float16 if fp16 else gl.bfloat16
+    q_desc, k_desc, v_desc, o_desc = _descriptors(
+        tiny, tiny, tiny, tiny, launch, gl.float16 if fp16 else gl.bfloat16
     )
     extra: dict[str, Any] = {"num_warps": launch.num_warps}
     if launch.maxnreg is not None:
         extra["maxnreg"] = launch.maxnreg
+    # Sizes are not specialised on (see the kernel's do_not_specialize): any values will do.
     gluon_attn_fwd.warmup(
-        q_desc,
-        k_desc,
-        v_desc,
-        tiny,
-        1.0,
-        1,
-        1,
-        1,
-        1,
+        q_desc=q_desc,
+        k_desc=k_desc,
+        v_desc=v_desc,
+        o_ptr=tiny,
+        o_desc=o_desc,
+        qk_scale=1.0,
+        S=1,
+        BH=1,
+        head_group=1,
+        n_m=1,
+        num_tiles=1,
         **_constexprs(launch, bool(dims["causal"])),
         **extra,
         grid=(1,),

@@ -130,6 +130,26 @@ def test_smem_estimate_counts_q_and_the_kv_ring() -> None:
     assert q + kv + pin <= smem_bytes(launch) < q + kv + pin + 256
 
 
+def test_persistent_ctas_get_a_second_q_buffer_where_it_fits_and_store_o_through_it() -> None:
+    base = {**GLUON_DEFAULTS, "BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2}
+    persistent = {**base, "CTA_MULT": 1, "KV_STAGES": 2}
+    assert resolve_gluon_config(persistent, 128).q_buffers == 2
+    one_q = resolve_gluon_config({**persistent, "CTA_MULT": 0}, 128)
+    assert one_q.q_buffers == 1
+    two_q = resolve_gluon_config(persistent, 128)
+    assert smem_bytes(two_q) - smem_bytes(one_q) == 128 * 128 * 2 + 8 * 2 * 2
+    # Three stages of 128 x 128 K and V leave no room for a second Q at D128, but do at D64.
+    single_q = resolve_gluon_config({**persistent, "KV_STAGES": 3}, 128)
+    assert single_q.q_buffers == 1
+    assert resolve_gluon_config({**persistent, "KV_STAGES": 3}, 64).q_buffers == 2
+    # Without a producer partition the consumer loads its own Q when a tile starts.
+    no_producer = {**persistent, "CONSUMER_WGS": 1, "BLOCK_M": 64, "PRODUCER_WARPS": 0}
+    assert resolve_gluon_config(no_producer, 128).q_buffers == 1
+    # O is staged in the Q buffer for a TMA store unless the next tile's Q needs that buffer.
+    assert two_q.o_via_tma and one_q.o_via_tma
+    assert not single_q.o_via_tma
+
+
 _AOT_SCRIPT = """
 import json, subprocess, sys, tempfile
 from pathlib import Path
@@ -294,3 +314,60 @@ def test_uneven_head_groups_match_reference(monkeypatch: pytest.MonkeyPatch, cta
     monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 4)
     config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "TILE_ORDER": 1}
     _run_and_compare({**config, "CTA_MULT": cta_mult}, (2, 3, 1000, 64), True, torch.float16)
+
+
+PERSISTENT_CONFIGS: dict[str, dict[str, int]] = {
+    "producer": {"BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2, "CTA_MULT": 1},
+    "inline_loads": {
+        "BLOCK_M": 64,
+        "BLOCK_N": 128,
+        "CONSUMER_WGS": 1,
+        "PRODUCER_WARPS": 0,
+        "CTA_MULT": 1,
+    },
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("name", sorted(PERSISTENT_CONFIGS))
+@pytest.mark.parametrize("kv_stages", [2, 3])
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [True, False])
+def test_persistent_ctas_with_many_tiles_match_reference(
+    name: str, kv_stages: int, d: int, causal: bool
+) -> None:
+    """~10 tiles per CTA at a length with a tail tile: Q double-buffered (one buffer at D128
+    with three stages), O stored through the Q buffer by TMA, the ring phases carried from tile
+    to tile."""
+    config = {**PERSISTENT_CONFIGS[name], "KV_STAGES": kv_stages}
+    _run_and_compare(config, (4, 40, 1000, d), causal, torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+def test_compile_only_fills_the_cache_that_the_launch_uses() -> None:
+    """The compile pool's ahead-of-time compile is the binary the GPU worker then launches."""
+    from kernels._gluon_attention_kernel import gluon_attn_fwd
+    from kernels.attention_gluon import compile_only
+
+    # A config no other test launches, so that its cache entry is new here.
+    config = {
+        "BLOCK_M": 128,
+        "BLOCK_N": 64,
+        "CONSUMER_WGS": 2,
+        "KV_STAGES": 4,
+        "CTA_MULT": 1,
+        "PRODUCER_REGS": 40,
+    }
+    shape = (2, 4, 300, 64)
+    dims = {"B": 2, "H": 4, "S": 300, "D": 64, "causal": True, "dtype": "float16"}
+
+    def cached() -> int:
+        return sum(len(caches[0]) for caches in gluon_attn_fwd.device_caches.values())
+
+    before = cached()
+    compile_only(dims, config)
+    assert cached() == before + 1
+    _run_and_compare(config, shape, True, torch.float16)
+    assert cached() == before + 1, "the launch compiled a binary of its own"
