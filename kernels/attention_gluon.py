@@ -353,11 +353,11 @@ def gluon_attention(
     gl_dtype = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
 
     rows = batch * heads * seq
-    q2 = q.contiguous().view(rows, head_dim)
-    k2 = k.contiguous().view(rows, head_dim)
-    v2 = v.contiguous().view(rows, head_dim)
+    q2 = _tma_operand(q).view(rows, head_dim)
+    k2 = _tma_operand(k).view(rows, head_dim)
+    v2 = _tma_operand(v).view(rows, head_dim)
     target = (
-        out if out.is_contiguous() else torch.empty_like(q, memory_format=torch.contiguous_format)
+        out if _tma_addressable(out) else torch.empty_like(q, memory_format=torch.contiguous_format)
     )
     o2 = target.view(rows, head_dim)
     q_desc, k_desc, v_desc, o_desc = _descriptors(q2, k2, v2, o2, launch, gl_dtype)
@@ -389,6 +389,22 @@ def gluon_attention(
     if target is not out:
         out.copy_(target)
     return out
+
+
+def _tma_addressable(t: torch.Tensor) -> bool:
+    """Whether a TMA descriptor over the flat [rows, D] view can address `t`: contiguous, with a
+    16-byte aligned base."""
+    return t.is_contiguous() and t.data_ptr() % 16 == 0
+
+
+def _tma_operand(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself where a TMA descriptor can address it, else a contiguous copy (a fresh
+    allocation is aligned)."""
+    if _tma_addressable(t):
+        return t
+    import torch
+
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 def triton_cdiv(a: int, b: int) -> int:

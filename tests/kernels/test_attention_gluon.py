@@ -130,6 +130,23 @@ def test_smem_estimate_counts_q_and_the_kv_ring() -> None:
     assert q + kv + pin <= smem_bytes(launch) < q + kv + pin + 256
 
 
+def test_tma_operands_are_contiguous_with_a_16_byte_aligned_base() -> None:
+    from kernels.attention_gluon import _tma_operand
+
+    aligned = torch.randn(2, 3, 4, 8).half()
+    assert _tma_operand(aligned) is aligned
+    # A contiguous view two bytes into its storage: same values, copied to an aligned buffer.
+    flat = torch.arange(1 + aligned.numel(), dtype=torch.float16)
+    shifted = flat[1:].view(2, 3, 4, 8)
+    assert shifted.is_contiguous() and shifted.data_ptr() % 16 != 0
+    fixed = _tma_operand(shifted)
+    assert fixed.is_contiguous() and fixed.data_ptr() % 16 == 0
+    assert torch.equal(fixed, shifted)
+    transposed = torch.randn(2, 4, 3, 8).half().transpose(1, 2)
+    copied = _tma_operand(transposed)
+    assert copied.is_contiguous() and torch.equal(copied, transposed)
+
+
 def test_persistent_ctas_get_a_second_q_buffer_where_it_fits_and_store_o_through_it() -> None:
     base = {**GLUON_DEFAULTS, "BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2}
     persistent = {**base, "CTA_MULT": 1, "KV_STAGES": 2}
@@ -371,3 +388,22 @@ def test_compile_only_fills_the_cache_that_the_launch_uses() -> None:
     assert cached() == before + 1
     _run_and_compare(config, shape, True, torch.float16)
     assert cached() == before + 1, "the launch compiled a binary of its own"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
+def test_inputs_and_output_off_16_byte_alignment() -> None:
+    """Contiguous views that start two bytes into their storage (a TMA descriptor needs a
+    16-byte aligned base) for q and out."""
+    from kernels.attention_gluon import gluon_attention
+
+    shape = (2, 3, 256, 64)
+    n = 2 * 3 * 256 * 64
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    q = torch.randn(n + 1, generator=gen, device="cuda").half()[1:].view(shape)
+    k, v = (torch.randn(shape, generator=gen, device="cuda").half() for _ in range(2))
+    out = torch.full((n + 1,), float("nan"), device="cuda").half()[1:].view(shape)
+    config = {"BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2}
+    assert gluon_attention(q, k, v, True, 0.125, config, out) is out
+    ref = _reference(q, k, v, True, 0.125)
+    torch.testing.assert_close(out.float(), ref, atol=1e-2, rtol=1e-2)
