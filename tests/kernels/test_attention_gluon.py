@@ -354,9 +354,10 @@ PERSISTENT_CONFIGS: dict[str, dict[str, int]] = {
 def test_persistent_ctas_with_many_tiles_match_reference(
     name: str, kv_stages: int, d: int, causal: bool
 ) -> None:
-    """~10 tiles per CTA at a length with a tail tile: Q double-buffered (one buffer at D128
-    with three stages), O stored through the Q buffer by TMA, the ring phases carried from tile
-    to tile."""
+    """~10 tiles per CTA at a length with a tail tile, the ring phases carried from tile to
+    tile. With a producer: Q double-buffered and O stored by TMA through it (one Q buffer and
+    register stores at D128 with three stages); with inline loads: one Q buffer, register
+    stores."""
     config = {**PERSISTENT_CONFIGS[name], "KV_STAGES": kv_stages}
     _run_and_compare(config, (4, 40, 1000, d), causal, torch.float16)
 
