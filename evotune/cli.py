@@ -37,14 +37,11 @@ DbOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-PipelineDepthOpt = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="Generations in flight: 1 is synchronous, 2 queues the next while one runs, "
-        "0 is asynchronous (not repeatable).",
-    ),
-]
+_PIPELINE_DEPTH_HELP = (
+    "Generations in flight: 1 is synchronous, 2 queues the next while one runs, "
+    "0 is asynchronous (not repeatable)."
+)
+PipelineDepthOpt = Annotated[int, typer.Option(min=0, help=_PIPELINE_DEPTH_HELP)]
 
 
 def _print_error(message: str) -> None:
@@ -116,11 +113,7 @@ def search(
     ] = None,
     pipeline_depth: Annotated[
         int | None,
-        typer.Option(
-            min=0,
-            help="Generations in flight: 1 is synchronous, 2 queues the next while one runs, "
-            "0 is asynchronous (not repeatable). Default: 1 on one GPU, 0 on several.",
-        ),
+        typer.Option(min=0, help=_PIPELINE_DEPTH_HELP + " Default: 1 on one GPU, 0 on several."),
     ] = None,
     restrict: Annotated[
         str | None,

@@ -96,6 +96,14 @@ class GluonLaunch:
     def num_warps(self) -> int:
         return 4  # the default partition is consumer warpgroup 0
 
+    @property
+    def compile_options(self) -> dict[str, Any]:
+        """Triton's launch/compile options for this launch."""
+        options: dict[str, Any] = {"num_warps": self.num_warps}
+        if self.maxnreg is not None:
+            options["maxnreg"] = self.maxnreg
+        return options
+
 
 def _import_error() -> str | None:
     try:
@@ -368,9 +376,6 @@ def gluon_attention(
     sm_count, l2_bytes = device_limits(q.device)
     grid = (_grid(launch, num_tiles, sm_count),)
     group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
-    extra: dict[str, Any] = {"num_warps": launch.num_warps}
-    if launch.maxnreg is not None:
-        extra["maxnreg"] = launch.maxnreg
     gluon_attn_fwd[grid](
         q_desc,
         k_desc,
@@ -384,7 +389,7 @@ def gluon_attention(
         n_m,
         num_tiles,
         **consts,
-        **extra,
+        **launch.compile_options,
     )
     if target is not out:
         out.copy_(target)
@@ -411,21 +416,13 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def gluon_compile(
-    dims: dict[str, Any], config: dict[str, Any], capability: tuple[int, int] = (9, 0)
-) -> Any:
-    """Compile the kernel for `dims`/`config` without a GPU (ahead-of-time, e.g. a compile pool).
-
-    Returns Triton's CompiledKernel (its `asm` holds ttgir/ptx/cubin, `metadata.shared` the bytes).
-    """
+def _offline_operands(
+    dims: dict[str, Any], config: dict[str, Any]
+) -> tuple[GluonLaunch, Any, tuple[Any, Any, Any, Any]]:
+    """For compiling without real inputs: the launch, a small tensor of the dtype (only its
+    dtype and alignment matter) and the Q/K/V/O descriptors over it."""
     import torch
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon._runtime import GluonASTSource
-    from triton.runtime.jit import mangle_type
-
-    from kernels._gluon_attention_kernel import gluon_attn_fwd
 
     reason = _static_unsupported(config, dims)
     if reason:
@@ -433,11 +430,27 @@ def gluon_compile(
     head_dim = int(dims["D"])
     launch = resolve_gluon_config(config, head_dim)
     fp16 = str(dims.get("dtype", "float16")) == "float16"
-    torch_dtype = torch.float16 if fp16 else torch.bfloat16
-    gl_dtype = gl.float16 if fp16 else gl.bfloat16
-    tiny = torch.empty((256, head_dim), dtype=torch_dtype)
-    q_desc, k_desc, v_desc, o_desc = _descriptors(tiny, tiny, tiny, tiny, launch, gl_dtype)
-    ptr = "*fp16" if fp16 else "*bf16"
+    tiny = torch.empty((256, head_dim), dtype=torch.float16 if fp16 else torch.bfloat16)
+    descriptors = _descriptors(tiny, tiny, tiny, tiny, launch, gl.float16 if fp16 else gl.bfloat16)
+    return launch, tiny, descriptors
+
+
+def gluon_compile(
+    dims: dict[str, Any], config: dict[str, Any], capability: tuple[int, int] = (9, 0)
+) -> Any:
+    """Compile the kernel for `dims`/`config` without a GPU (ahead-of-time, e.g. a compile pool).
+
+    Returns Triton's CompiledKernel (its `asm` holds ttgir/ptx/cubin, `metadata.shared` the bytes).
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.runtime.jit import mangle_type
+
+    from kernels._gluon_attention_kernel import gluon_attn_fwd
+
+    launch, _tiny, (q_desc, k_desc, v_desc, o_desc) = _offline_operands(dims, config)
+    ptr = "*fp16" if str(dims.get("dtype", "float16")) == "float16" else "*bf16"
     consts = _constexprs(launch, bool(dims["causal"]))
     signature: dict[str, str] = {
         "q_desc": mangle_type(q_desc),
@@ -457,11 +470,8 @@ def gluon_compile(
     o_ptr_index = list(signature).index("o_ptr")
     attrs = {(o_ptr_index,): [["tt.divisibility", 16]]}
     src = GluonASTSource(gluon_attn_fwd, signature, constexprs=consts, attrs=attrs)
-    options: dict[str, Any] = {"num_warps": launch.num_warps}
-    if launch.maxnreg is not None:
-        options["maxnreg"] = launch.maxnreg
     target = GPUTarget("cuda", capability[0] * 10 + capability[1], 32)
-    return triton.compile(src, target=target, options=options)
+    return triton.compile(src, target=target, options=launch.compile_options)
 
 
 def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = None) -> None:
@@ -469,25 +479,9 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
 
     Goes through the JIT's own warm-up so the cache key matches the later launch exactly.
     """
-    import torch
-    from triton.experimental.gluon import language as gl
-
     from kernels._gluon_attention_kernel import gluon_attn_fwd
 
-    reason = _static_unsupported(config, dims)
-    if reason:
-        raise ValueError(reason)
-    head_dim = int(dims["D"])
-    launch = resolve_gluon_config(config, head_dim)
-    fp16 = str(dims.get("dtype", "float16")) == "float16"
-    torch_dtype = torch.float16 if fp16 else torch.bfloat16
-    tiny = torch.empty((256, head_dim), dtype=torch_dtype)
-    q_desc, k_desc, v_desc, o_desc = _descriptors(
-        tiny, tiny, tiny, tiny, launch, gl.float16 if fp16 else gl.bfloat16
-    )
-    extra: dict[str, Any] = {"num_warps": launch.num_warps}
-    if launch.maxnreg is not None:
-        extra["maxnreg"] = launch.maxnreg
+    launch, tiny, (q_desc, k_desc, v_desc, o_desc) = _offline_operands(dims, config)
     # Sizes are not specialised on (see the kernel's do_not_specialize): any values will do.
     gluon_attn_fwd.warmup(
         q_desc=q_desc,
@@ -502,6 +496,6 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
         n_m=1,
         num_tiles=1,
         **_constexprs(launch, bool(dims["causal"])),
-        **extra,
+        **launch.compile_options,
         grid=(1,),
     )
