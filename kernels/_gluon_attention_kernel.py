@@ -23,7 +23,9 @@ other's matrix work. K and V stages are released separately (K right after its Q
 Between tiles (derived by the launcher, not knobs): a persistent CTA double-buffers Q where shared
 memory allows (QBUFS), so the next tile's Q and K/V arrive while this tile finishes; and O leaves
 by a TMA store staged in the tile's Q buffer (O_TMA) wherever nothing needs that buffer before the
-next tile — register stores of O queued up in the load/store unit (ncu, issue 4 run 8).
+next tile — register stores of O queued up in the load/store unit (ncu, issue 4 run 8); with two
+Q buffers the store drains under the next tile's first block. A persistent CTA runs the tiles
+the host's balanced table gives it (SCHEDULED, kernels/tile_schedule.py).
 
 What it takes for ptxas to keep the softmax between the two wgmma waits (checked in SASS):
 no branch inside a KV step (unmasked and masked blocks run in separate loops), the P operand
@@ -102,6 +104,42 @@ def _tile_coords(tile, n_m, BH, head_group, TILE_ORDER: gl.constexpr):
         m_block = n_m - 1 - tile // BH
         bh = tile % BH
     return m_block, bh
+
+
+@gluon.jit
+def _schedule_start(sched, SCHEDULED: gl.constexpr):
+    """This CTA's tiles: entries first..end-1 of the schedule, and the first entry.
+
+    SCHEDULED (persistent grid): the host's balanced table (kernels/tile_schedule.py);
+    otherwise one tile a CTA, the tile with the CTA's own index.
+    """
+    pid = gl.program_id(0)
+    if SCHEDULED:
+        first = gl.load(sched + pid)
+        end = gl.load(sched + pid + 1)
+        entry = gl.load(sched + gl.num_programs(0) + 1 + first)
+    else:
+        first = pid
+        end = pid + 1
+        entry = pid
+    return first, end, entry
+
+
+@gluon.jit
+def _schedule_next(
+    sched, k, end, entry, n_m, BH, head_group, TILE_ORDER: gl.constexpr, SCHEDULED: gl.constexpr
+):
+    """(m_block, bh) of schedule entry k (`entry`), and entry k + 1 for the next call."""
+    if SCHEDULED:
+        packed = entry
+        # Load the following entry now: its latency hides behind this tile.
+        entry = gl.load(sched + gl.num_programs(0) + 1 + gl.minimum(k + 1, end - 1))
+        m_block = packed // BH
+        bh = packed - m_block * BH
+    else:
+        # One tile a CTA: entry k is the tile with the CTA's index.
+        m_block, bh = _tile_coords(k, n_m, BH, head_group, TILE_ORDER)
+    return m_block, bh, entry
 
 
 @gluon.jit
@@ -569,7 +607,7 @@ def _producer(
     BH,
     head_group,
     n_m,
-    num_tiles,
+    sched,
     BLOCK_M: gl.constexpr,
     BLOCK_N: gl.constexpr,
     BM_WG: gl.constexpr,
@@ -577,6 +615,7 @@ def _producer(
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    SCHEDULED: gl.constexpr,
     QBUFS: gl.constexpr,
 ):
     """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring.
@@ -584,12 +623,14 @@ def _producer(
     With QBUFS == 2 (persistent grid) a tile's Q goes to the buffer the tile before last used:
     the producer loads it, and the K/V behind it, while the consumers still work on this tile.
     """
-    pid = gl.program_id(0)
-    nprog = gl.num_programs(0)
     it = 0
     tcount = 0
-    for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH, head_group, TILE_ORDER)
+    # (Names unused elsewhere in the loop body: scf.for would carry a reassigned bound.)
+    sched_first, sched_end, entry = _schedule_start(sched, SCHEDULED)
+    for sched_k in range(sched_first, sched_end):
+        m_block, bh, entry = _schedule_next(
+            sched, sched_k, sched_end, entry, n_m, BH, head_group, TILE_ORDER, SCHEDULED
+        )
         row_base = bh * S
         for w in gl.static_range(WGS):
             slot = (tcount % QBUFS) * WGS + w
@@ -646,7 +687,7 @@ def _consumer(
     BH,
     head_group,
     n_m,
-    num_tiles,
+    sched,
     WG: gl.constexpr,
     BLOCK_M: gl.constexpr,
     BLOCK_N: gl.constexpr,
@@ -660,6 +701,7 @@ def _consumer(
     PBUF: gl.constexpr,
     PIN: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    SCHEDULED: gl.constexpr,
     QBUFS: gl.constexpr,
     O_TMA: gl.constexpr,
 ):
@@ -671,16 +713,20 @@ def _consumer(
     orow_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
     dtype: gl.constexpr = q_smem.dtype
     WGS: gl.constexpr = BLOCK_M // BM_WG
+    # Two Q buffers: the O store staged in one drains while the next tile starts in the other.
+    DEFER_O_WAIT: gl.constexpr = O_TMA and QBUFS == 2
 
     pin_buf = pin_smem.index(WG)
     zero_s = gl.zeros([BM_WG, BLOCK_N], gl.float32, s_layout)
-    pid = gl.program_id(0)
-    nprog = gl.num_programs(0)
     it = 0
     tcount = 0
     rnd = 0
-    for tile in range(pid, num_tiles, nprog):
-        m_block, bh = _tile_coords(tile, n_m, BH, head_group, TILE_ORDER)
+    # (Names unused elsewhere in the loop body: scf.for would carry a reassigned bound.)
+    sched_first, sched_end, entry = _schedule_start(sched, SCHEDULED)
+    for sched_k in range(sched_first, sched_end):
+        m_block, bh, entry = _schedule_next(
+            sched, sched_k, sched_end, entry, n_m, BH, head_group, TILE_ORDER, SCHEDULED
+        )
         row_base = bh * S
         row0 = m_block * BLOCK_M + WG * BM_WG
         n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
@@ -756,6 +802,12 @@ def _consumer(
             s_layout,
         )
         p = gl.convert_layout(p_op.to(dtype), p_layout)
+        if DEFER_O_WAIT:  # noqa: SIM102 - a constexpr branch around a runtime one
+            # The previous tile's O store had this prologue to read its Q buffer: only now wait
+            # for it and hand that buffer to the producer (it holds the tile after this one).
+            if tcount > 0:
+                tma.store_wait(0)
+                mbarrier.arrive(q_empty.index(((tcount - 1) % QBUFS) * WGS + WG), count=1)
 
         # Blocks that need no mask first, then the masked ones (diagonal / tail): two loops keep
         # every iteration free of branches between the wgmma issue and its wait. ptxas closes the
@@ -873,17 +925,21 @@ def _consumer(
                 q_buf.store(o)
                 fence_async_shared()
                 tma.async_copy_shared_to_global(o_desc, [row_base + row0, 0], q_buf)
-                tma.store_wait(0)
+                if not DEFER_O_WAIT:
+                    tma.store_wait(0)
             else:
                 _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
-            if not INLINE_LOADS:
+            if not INLINE_LOADS and not DEFER_O_WAIT:
                 mbarrier.arrive(q_empty.index(q_slot), count=1)
         else:
             _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
+    if DEFER_O_WAIT:
+        # The CTA's shared memory must outlive the last store's reads.
+        tma.store_wait(0)
 
 
 # Runtime sizes are not specialised on (divisibility by 16): one binary serves every shape.
-@gluon.jit(do_not_specialize=["S", "BH", "head_group", "n_m", "num_tiles"])
+@gluon.jit(do_not_specialize=["S", "BH", "head_group", "n_m"])
 def gluon_attn_fwd(
     q_desc,
     k_desc,
@@ -895,7 +951,7 @@ def gluon_attn_fwd(
     BH,
     head_group,
     n_m,
-    num_tiles,
+    sched,
     BLOCK_M: gl.constexpr,
     BLOCK_N: gl.constexpr,
     HEAD_DIM: gl.constexpr,
@@ -910,6 +966,7 @@ def gluon_attn_fwd(
     PIN: gl.constexpr,
     PP: gl.constexpr,
     TILE_ORDER: gl.constexpr,
+    SCHEDULED: gl.constexpr,
     QBUFS: gl.constexpr,
     O_TMA: gl.constexpr,
 ):
@@ -966,7 +1023,7 @@ def gluon_attn_fwd(
             BH,
             head_group,
             n_m,
-            num_tiles,
+            sched,
             0,
             BLOCK_M,
             BLOCK_N,
@@ -980,6 +1037,7 @@ def gluon_attn_fwd(
             PBUF,
             PIN,
             TILE_ORDER,
+            SCHEDULED,
             QBUFS,
             O_TMA,
         )
@@ -1011,7 +1069,7 @@ def gluon_attn_fwd(
                             BH,
                             head_group,
                             n_m,
-                            num_tiles,
+                            sched,
                             0,
                             BLOCK_M,
                             BLOCK_N,
@@ -1025,6 +1083,7 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            SCHEDULED,
                             QBUFS,
                             O_TMA,
                         ),
@@ -1047,7 +1106,7 @@ def gluon_attn_fwd(
                             BH,
                             head_group,
                             n_m,
-                            num_tiles,
+                            sched,
                             BLOCK_M,
                             BLOCK_N,
                             BM_WG,
@@ -1055,6 +1114,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             TILE_ORDER,
+                            SCHEDULED,
                             QBUFS,
                         ),
                     ),
@@ -1088,7 +1148,7 @@ def gluon_attn_fwd(
                             BH,
                             head_group,
                             n_m,
-                            num_tiles,
+                            sched,
                             0,
                             BLOCK_M,
                             BLOCK_N,
@@ -1102,6 +1162,7 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            SCHEDULED,
                             QBUFS,
                             O_TMA,
                         ),
@@ -1124,7 +1185,7 @@ def gluon_attn_fwd(
                             BH,
                             head_group,
                             n_m,
-                            num_tiles,
+                            sched,
                             BLOCK_M,
                             BLOCK_N,
                             BM_WG,
@@ -1132,6 +1193,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             TILE_ORDER,
+                            SCHEDULED,
                             QBUFS,
                         ),
                     ),
@@ -1158,7 +1220,7 @@ def gluon_attn_fwd(
                             BH,
                             head_group,
                             n_m,
-                            num_tiles,
+                            sched,
                             1,
                             BLOCK_M,
                             BLOCK_N,
@@ -1172,6 +1234,7 @@ def gluon_attn_fwd(
                             PBUF,
                             PIN,
                             TILE_ORDER,
+                            SCHEDULED,
                             QBUFS,
                             O_TMA,
                         ),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
 from kernels.tile_order import head_group
+from kernels.tile_schedule import schedule_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +36,7 @@ SOURCE_FILES: list[Path] = [
     Path(__file__),
     Path(__file__).with_name("_gluon_attention_kernel.py"),
     Path(__file__).with_name("tile_order.py"),
+    Path(__file__).with_name("tile_schedule.py"),
 ]
 
 GLUON_DEFAULTS: dict[str, int] = {
@@ -86,11 +88,17 @@ class GluonLaunch:
         return self.block_m // self.wgs
 
     @property
+    def persistent(self) -> bool:
+        """A grid of CTA_MULT x SMs CTAs, each running the tiles of the host's balanced table;
+        otherwise one CTA a tile."""
+        return self.cta_mult > 0
+
+    @property
     def o_via_tma(self) -> bool:
         """O leaves by a TMA store staged in the consumer's Q buffer where nothing else needs
         that buffer before the next tile: two Q buffers, or one tile a CTA. (A persistent CTA
         with one Q buffer loads the next tile's Q into it right after the last QK^T.)"""
-        return self.q_buffers == 2 or self.cta_mult == 0
+        return self.q_buffers == 2 or not self.persistent
 
     @property
     def num_warps(self) -> int:
@@ -151,7 +159,7 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
     # consumers finish this tile (with one buffer, Q and the K/V behind it wait for this tile's
     # last QK^T, and every tile starts with a load latency), where shared memory allows it.
     double_q = dataclasses.replace(launch, q_buffers=2)
-    if launch.cta_mult > 0 and launch.producer_warps > 0 and smem_bytes(double_q) <= _SMEM_LIMIT:
+    if launch.persistent and launch.producer_warps > 0 and smem_bytes(double_q) <= _SMEM_LIMIT:
         return double_q
     return launch
 
@@ -329,11 +337,12 @@ def _constexprs(launch: GluonLaunch, causal: bool) -> dict[str, Any]:
         "TILE_ORDER": launch.tile_order,
         "QBUFS": launch.q_buffers,
         "O_TMA": launch.o_via_tma,
+        "SCHEDULED": launch.persistent,
     }
 
 
 def _grid(launch: GluonLaunch, num_tiles: int, sm_count: int) -> int:
-    if launch.cta_mult > 0:
+    if launch.persistent:
         return max(1, min(num_tiles, launch.cta_mult * sm_count))
     return num_tiles
 
@@ -372,11 +381,25 @@ def gluon_attention(
 
     n_m = triton_cdiv(seq, launch.block_m)
     bh = batch * heads
-    num_tiles = n_m * bh
     sm_count, l2_bytes = device_limits(q.device)
-    grid = (_grid(launch, num_tiles, sm_count),)
+    programs = _grid(launch, n_m * bh, sm_count)
     group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
-    gluon_attn_fwd[grid](
+    if launch.persistent:
+        sched = schedule_tensor(
+            n_m,
+            bh,
+            group,
+            launch.tile_order,
+            programs,
+            seq,
+            launch.block_m,
+            launch.block_n,
+            bool(causal),
+            str(q.device),
+        )
+    else:
+        sched = _no_schedule(str(q.device))
+    gluon_attn_fwd[(programs,)](
         q_desc,
         k_desc,
         v_desc,
@@ -387,13 +410,21 @@ def gluon_attention(
         bh,
         group,
         n_m,
-        num_tiles,
+        sched,
         **consts,
         **launch.compile_options,
     )
     if target is not out:
         out.copy_(target)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _no_schedule(device: str) -> torch.Tensor:
+    """The schedule argument of a launch with one tile a CTA (the kernel does not read it)."""
+    import torch
+
+    return torch.zeros(1, dtype=torch.int32, device=device)
 
 
 def _tma_addressable(t: torch.Tensor) -> bool:
@@ -463,12 +494,13 @@ def gluon_compile(
         "BH": "i32",
         "head_group": "i32",
         "n_m": "i32",
-        "num_tiles": "i32",
+        "sched": "*i32",
     }
     signature.update({name: "constexpr" for name in consts})
     # As the JIT specialises a launch: torch allocations are 16-byte aligned (vector stores of O).
-    o_ptr_index = list(signature).index("o_ptr")
-    attrs = {(o_ptr_index,): [["tt.divisibility", 16]]}
+    attrs = {
+        (list(signature).index(name),): [["tt.divisibility", 16]] for name in ("o_ptr", "sched")
+    }
     src = GluonASTSource(gluon_attn_fwd, signature, constexprs=consts, attrs=attrs)
     target = GPUTarget("cuda", capability[0] * 10 + capability[1], 32)
     return triton.compile(src, target=target, options=launch.compile_options)
@@ -479,6 +511,8 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
 
     Goes through the JIT's own warm-up so the cache key matches the later launch exactly.
     """
+    import torch
+
     from kernels._gluon_attention_kernel import gluon_attn_fwd
 
     launch, tiny, (q_desc, k_desc, v_desc, o_desc) = _offline_operands(dims, config)
@@ -494,7 +528,7 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
         BH=1,
         head_group=1,
         n_m=1,
-        num_tiles=1,
+        sched=torch.zeros(1, dtype=torch.int32),
         **_constexprs(launch, bool(dims["causal"])),
         **launch.compile_options,
         grid=(1,),

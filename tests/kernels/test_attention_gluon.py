@@ -165,6 +165,8 @@ def test_persistent_ctas_get_a_second_q_buffer_where_it_fits_and_store_o_through
     # O is staged in the Q buffer for a TMA store unless the next tile's Q needs that buffer.
     assert two_q.o_via_tma and one_q.o_via_tma
     assert not single_q.o_via_tma
+    # Persistent CTAs run the host's balanced tile table; one CTA a tile needs none.
+    assert two_q.persistent and single_q.persistent and not one_q.persistent
 
 
 _AOT_SCRIPT = """
