@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
 from kernels.tile_order import head_group
-from kernels.tile_schedule import schedule_tensor
+from kernels.tile_schedule import PersistentGrid, schedule_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -385,7 +385,7 @@ def gluon_attention(
     programs = _grid(launch, n_m * bh, sm_count)
     group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
     if launch.persistent:
-        sched = schedule_tensor(
+        grid = PersistentGrid(
             n_m,
             bh,
             group,
@@ -395,8 +395,8 @@ def gluon_attention(
             launch.block_m,
             launch.block_n,
             bool(causal),
-            str(q.device),
         )
+        sched = schedule_tensor(grid, str(q.device))
     else:
         sched = _no_schedule(str(q.device))
     gluon_attn_fwd[(programs,)](

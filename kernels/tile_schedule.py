@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,42 +65,38 @@ def balanced_schedule(
     return assigned
 
 
-def schedule_table(
-    n_m: int,
-    bh: int,
-    head_group: int,
-    tile_order: int,
-    programs: int,
-    seq: int,
-    block_m: int,
-    block_n: int,
-    causal: bool,
-) -> list[int]:
-    """The int32 table a persistent launch reads (layout in the module docstring)."""
-    tiles = tile_sequence(n_m, bh, head_group, tile_order)
-    costs = [kv_blocks(m, seq, block_m, block_n, causal) + TILE_OVERHEAD_BLOCKS for m, _ in tiles]
-    assigned = balanced_schedule(tiles, costs, programs)
-    offsets = [0]
-    for mine in assigned:
-        offsets.append(offsets[-1] + len(mine))
-    return offsets + [m * bh + h for mine in assigned for m, h in mine]
+@dataclass(frozen=True)
+class PersistentGrid:
+    """What a persistent launch's schedule depends on: the tiles (query blocks x heads, their
+    order and KV blocks) and the number of CTAs."""
+
+    n_m: int
+    bh: int
+    head_group: int
+    tile_order: int
+    programs: int
+    seq: int
+    block_m: int
+    block_n: int
+    causal: bool
+
+    def table(self) -> list[int]:
+        """The int32 table the launch reads (layout in the module docstring)."""
+        tiles = tile_sequence(self.n_m, self.bh, self.head_group, self.tile_order)
+        costs = [
+            kv_blocks(m, self.seq, self.block_m, self.block_n, self.causal) + TILE_OVERHEAD_BLOCKS
+            for m, _ in tiles
+        ]
+        assigned = balanced_schedule(tiles, costs, self.programs)
+        offsets = [0]
+        for mine in assigned:
+            offsets.append(offsets[-1] + len(mine))
+        return offsets + [m * self.bh + h for mine in assigned for m, h in mine]
 
 
 @functools.lru_cache(maxsize=32)
-def schedule_tensor(
-    n_m: int,
-    bh: int,
-    head_group: int,
-    tile_order: int,
-    programs: int,
-    seq: int,
-    block_m: int,
-    block_n: int,
-    causal: bool,
-    device: str,
-) -> torch.Tensor:
-    """`schedule_table` as an int32 tensor on `device`, built and uploaded once a shape."""
+def schedule_tensor(grid: PersistentGrid, device: str) -> torch.Tensor:
+    """`grid.table()` as an int32 tensor on `device`, built and uploaded once a shape."""
     import torch
 
-    table = schedule_table(n_m, bh, head_group, tile_order, programs, seq, block_m, block_n, causal)
-    return torch.tensor(table, dtype=torch.int32, device=device)
+    return torch.tensor(grid.table(), dtype=torch.int32, device=device)

@@ -8,9 +8,9 @@ import pytest
 
 from kernels.tile_schedule import (
     TILE_OVERHEAD_BLOCKS,
+    PersistentGrid,
     balanced_schedule,
     kv_blocks,
-    schedule_table,
     tile_sequence,
 )
 
@@ -65,7 +65,7 @@ def test_causal_work_is_balanced_better_than_striding() -> None:
 
 def test_table_lists_offsets_then_packed_tiles() -> None:
     n_m, bh, programs = 4, 3, 5
-    table = schedule_table(n_m, bh, 2, 1, programs, 500, 128, 128, True)
+    table = PersistentGrid(n_m, bh, 2, 1, programs, 500, 128, 128, True).table()
     offsets, packed = table[: programs + 1], table[programs + 1 :]
     assert offsets[0] == 0 and offsets[-1] == n_m * bh == len(packed)
     assert all(a < b for a, b in itertools.pairwise(offsets))  # every CTA has a tile
