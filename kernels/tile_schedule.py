@@ -1,12 +1,13 @@
 """Which query tiles each CTA of a persistent grid runs, balanced by their causal work.
 
 A persistent grid that strides over the tiles (CTA p takes tiles p, p + P, p + 2P, ...) gives
-one CTA more heavy causal tiles than another: at llama-d128 (4096 tiles, 1 to 32 KV blocks
-each, 132 CTAs) the busiest CTA has 3 % more work than the mean, and the kernel waits for it.
-Instead the host plays the tiles through a greedy list scheduler once per shape, in the order
-the kernels number them (kernels/tile_order.py: head groups that share L2, heaviest query block
-first), each tile to the CTA that would be free first; the busiest CTA is then within one
-tile of the mean. The table is cached on the device, so a launch reads it and pays nothing more.
+one CTA more heavy causal tiles than another: at llama-d128 on an H200 (4096 tiles of 1 to 32
+KV blocks, 132 CTAs, 15 heads a group) the busiest CTA has 5 % more work than the mean, and the
+kernel waits for it. Instead the host plays the tiles through a greedy list scheduler once per
+shape, in the order the gluon kernel numbers them (kernels/tile_order.py: head groups that share
+L2, heaviest query block first), each tile to the CTA that would be free first; the busiest CTA
+is then within one tile of the mean. The table is cached on the device, so a launch only reads
+it. (The tl-level kernel's persistent grid still strides.)
 
 Table layout (int32): `offsets[programs + 1]` then the tiles, CTA p's tiles at
 `offsets[p] .. offsets[p + 1] - 1`, each packed as `m_block * bh_total + bh`.
@@ -28,7 +29,7 @@ TILE_OVERHEAD_BLOCKS = 1
 
 
 def tile_sequence(n_m: int, bh: int, head_group: int, tile_order: int) -> list[tuple[int, int]]:
-    """(m_block, bh) of every tile in the kernels' numbering (the twin of the device-side
+    """(m_block, bh) of every tile in the gluon kernel's numbering (the twin of its device-side
     `_tile_coords`): TILE_ORDER 1 runs groups of `head_group` heads, the remainder group
     first, heaviest query block first inside a group; TILE_ORDER 0 runs all heads of a query
     block together, heaviest first."""
