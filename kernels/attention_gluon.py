@@ -385,7 +385,7 @@ def gluon_attention(
     programs = _grid(launch, n_m * bh, sm_count)
     group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
     if launch.persistent:
-        grid = PersistentGrid(
+        tiles = PersistentGrid(
             n_m,
             bh,
             group,
@@ -396,7 +396,7 @@ def gluon_attention(
             launch.block_n,
             bool(causal),
         )
-        sched = schedule_tensor(grid, str(q.device))
+        sched = schedule_tensor(tiles, str(q.device))
     else:
         sched = _no_schedule(str(q.device))
     gluon_attn_fwd[(programs,)](
