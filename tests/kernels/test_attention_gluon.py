@@ -24,6 +24,7 @@ from evotune.search.grid import valid_configs
 from evotune.space import load_space
 from kernels.attention_gluon import (
     GLUON_DEFAULTS,
+    _grid,
     gluon_unsupported,
     resolve_gluon_config,
     smem_bytes,
@@ -167,6 +168,22 @@ def test_persistent_ctas_get_a_second_q_buffer_where_it_fits_and_store_o_through
     assert not single_q.o_via_tma
     # Persistent CTAs run the host's balanced tile table; one CTA a tile needs none.
     assert two_q.persistent and single_q.persistent and not one_q.persistent
+
+
+def test_a_persistent_grid_has_no_more_ctas_than_the_sms_hold_at_once() -> None:
+    two_wgs = {**GLUON_DEFAULTS, "BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2}
+    # With a producer a CTA takes the whole register file: CTA_MULT 2 and 4 run one CTA an SM.
+    producer = resolve_gluon_config({**two_wgs, "CTA_MULT": 4}, 128)
+    assert producer.ctas_per_sm == 1
+    assert _grid(producer, 10_000, 132) == 132
+    assert _grid(producer, 100, 132) == 100
+    # Inline loads at D64 (64 x 64 Q, two 128 x 64 K/V stages: 74,080 bytes) fit three a SM.
+    inline = {**two_wgs, "BLOCK_M": 64, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0, "KV_STAGES": 2}
+    assert resolve_gluon_config({**inline, "CTA_MULT": 4}, 64).ctas_per_sm == 3
+    assert _grid(resolve_gluon_config({**inline, "CTA_MULT": 4}, 64), 10_000, 132) == 396
+    assert _grid(resolve_gluon_config({**inline, "CTA_MULT": 2}, 64), 10_000, 132) == 264
+    # One CTA a tile is not capped: the hardware runs the tiles in waves as they come.
+    assert _grid(resolve_gluon_config({**two_wgs, "CTA_MULT": 0}, 128), 10_000, 132) == 10_000
 
 
 _AOT_SCRIPT = """
@@ -343,6 +360,14 @@ PERSISTENT_CONFIGS: dict[str, dict[str, int]] = {
         "CONSUMER_WGS": 1,
         "PRODUCER_WARPS": 0,
         "CTA_MULT": 1,
+    },
+    # Two CTAs an SM (three fit at D64 with two stages; at D128 shared memory caps it at one).
+    "inline_loads_two_a_sm": {
+        "BLOCK_M": 64,
+        "BLOCK_N": 128,
+        "CONSUMER_WGS": 1,
+        "PRODUCER_WARPS": 0,
+        "CTA_MULT": 2,
     },
 }
 
