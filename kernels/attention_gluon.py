@@ -56,10 +56,10 @@ GLUON_DEFAULTS: dict[str, int] = {
 
 # Opt-in shared memory of one block on sm_90 (227 KiB) and the register file of one SM.
 _SMEM_LIMIT = 232448
+_REGS_PER_SM = 65536
 # Shared memory of one SM on sm_90 (a block may take _SMEM_LIMIT of it; each block reserves 1 KiB).
 _SMEM_PER_SM = 233472
 _SMEM_RESERVED_PER_BLOCK = 1024
-_REGS_PER_SM = 65536
 _LOG2E = 1.0 / math.log(2.0)
 _DTYPES = ("float16", "bfloat16")
 _HEAD_DIMS = (64, 128)

@@ -177,7 +177,7 @@ def test_a_persistent_grid_has_no_more_ctas_than_the_sms_hold_at_once() -> None:
     assert producer.ctas_per_sm == 1
     assert _grid(producer, 10_000, 132) == 132
     assert _grid(producer, 100, 132) == 100
-    # Inline loads at D64 (64 x 64 Q, two 128 x 64 K/V stages: 74,080 bytes) fit three a SM.
+    # Inline loads at D64 (64 x 64 Q, two 128 x 64 K/V stages: 74,080 bytes) fit three an SM.
     inline = {**two_wgs, "BLOCK_M": 64, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0, "KV_STAGES": 2}
     assert resolve_gluon_config({**inline, "CTA_MULT": 4}, 64).ctas_per_sm == 3
     assert _grid(resolve_gluon_config({**inline, "CTA_MULT": 4}, 64), 10_000, 132) == 396
