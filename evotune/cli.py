@@ -446,6 +446,13 @@ def landscape_merge(
     parts: Annotated[
         list[Path], typer.Argument(help="Landscape files of one shape, GPU and kernel source.")
     ],
+    across_kernel_sources: Annotated[
+        bool,
+        typer.Option(
+            help="Allow parts of different kernel sources (new knob values recorded alone); "
+            "the result lists every source hash."
+        ),
+    ] = False,
 ) -> None:
     """Join landscapes recorded in parts (sub-spaces, sessions) into one file."""
     from evotune.landscape import (
@@ -458,7 +465,7 @@ def landscape_merge(
 
     loaded = [load_landscape(path) for path in parts]
     try:
-        merged = merge_landscapes(loaded, load_space(loaded[0].kernel))
+        merged = merge_landscapes(loaded, load_space(loaded[0].kernel), across_kernel_sources)
     except ValueError as exc:
         raise LandscapeFileError(f"cannot merge: {exc}") from None
     save_landscape(merged, output)

@@ -221,13 +221,19 @@ class Landscape:
         return cls(kernel, shape, dict(environment), space_size, trials, restrict)
 
 
-def merge_landscapes(parts: Sequence[Landscape], space: SearchSpace) -> Landscape:
+def merge_landscapes(
+    parts: Sequence[Landscape], space: SearchSpace, across_kernel_sources: bool = False
+) -> Landscape:
     """One landscape from parts recorded separately (sub-spaces, or sessions of one GPU).
 
     The parts must be of `space`'s kernel and of one shape and environment
     (`_SAME_ENVIRONMENT`); a config recorded in two parts keeps its first record. The result
     covers the union of the parts' sub-spaces, and its `space_size` counts the valid configs
     of that union in `space`. Raises ValueError naming what does not match.
+
+    `across_kernel_sources` lets the kernel source differ between parts (a space that gained
+    knob values, recorded for the new configs only, where the old configs run the same code);
+    the result then lists every part's source hash under `kernel_source_hashes`.
     """
     # Imported here: evotune.search pulls in the strategies (Optuna), which replay never needs.
     from evotune.search.grid import valid_configs
@@ -243,6 +249,8 @@ def merge_landscapes(parts: Sequence[Landscape], space: SearchSpace) -> Landscap
                 f"part {i} is of shape {part.shape.dims}, part 1 of {first.shape.dims}"
             )
         for key in _SAME_ENVIRONMENT:
+            if across_kernel_sources and key == "kernel_source_hash":
+                continue
             if part.environment.get(key) != first.environment.get(key):
                 raise ValueError(
                     f"part {i} was recorded with {key} {part.environment.get(key)!r}, "
@@ -257,10 +265,21 @@ def merge_landscapes(parts: Sequence[Landscape], space: SearchSpace) -> Landscap
     for part in parts:
         for trial in part.trials:
             trials.setdefault(config_hash(trial.config), trial)
+    environment = dict(first.environment)
+    sources = list(
+        dict.fromkeys(
+            h
+            for part in parts
+            for h in part.environment.get("kernel_source_hashes")
+            or [part.environment.get("kernel_source_hash")]
+        )
+    )
+    if len(sources) > 1:
+        environment["kernel_source_hashes"] = sources
     return Landscape(
         kernel=first.kernel,
         shape=first.shape,
-        environment=dict(first.environment),
+        environment=environment,
         space_size=len(valid_configs(space.restricted(restrict), first.shape.dims)),
         trials=list(trials.values()),
         restrict=restrict,

@@ -6,9 +6,10 @@
 Device code only; the launcher and the support checks live in `kernels/attention_gluon.py`.
 
 Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
-- consumer warpgroup 0 is the default partition (4 warps); with CONSUMER_WGS == 2 a second
-  consumer warpgroup is a worker partition. Each consumer owns BM_WG = BLOCK_M / CONSUMER_WGS
-  query rows and runs QK^T and PV on wgmma with the online softmax in registers.
+- consumer warpgroup 0 is the default partition (4 warps); with CONSUMER_WGS == 2 or 3 the
+  others are worker partitions. Each consumer owns BM_WG = BLOCK_M / CONSUMER_WGS query rows
+  (BLOCK_M 192 = three consumers of 64 rows, as FlashAttention-3 at D64) and runs QK^T and PV
+  on wgmma with the online softmax in registers.
 - the producer is a worker partition of PRODUCER_WARPS warps that issues TMA loads of Q and of
   K/V tiles into a ring of KV_STAGES shared-memory stages, synchronised by mbarriers
   (ready: TMA bytes landed; empty: every consumer finished reading the stage).
@@ -16,9 +17,9 @@ Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
 
 Inside a consumer the KV loop is software-pipelined as in FlashAttention-3: QK^T of block j and
 PV of block j-1 are issued together, and the softmax of block j runs while PV(j-1) is still on the
-tensor cores. With CONSUMER_WGS == 2 the two consumers take turns to issue their wgmmas
-(ping-pong, two mbarriers; PP=0 lets them issue freely), so one warpgroup's softmax overlaps the
-other's matrix work. K and V stages are released separately (K right after its QK^T).
+tensor cores. With two or three consumers they take turns to issue their wgmmas (round robin
+on one mbarrier each; PP=0 lets them issue freely), so one warpgroup's softmax overlaps the
+others' matrix work. K and V stages are released separately (K right after its QK^T).
 
 Between tiles (derived by the launcher, not knobs): a persistent CTA double-buffers Q where shared
 memory allows (QBUFS), so the next tile's Q and K/V arrive while this tile finishes; and O leaves
@@ -212,16 +213,19 @@ def _softmax_block(
 
 
 @gluon.jit
-def _turn_wait(turn_bars, rnd, WG: gl.constexpr, PINGPONG: gl.constexpr):
-    if PINGPONG:
-        # WG0 starts (a fresh barrier passes a wait on parity 1); then the two alternate.
-        mbarrier.wait(turn_bars.index(WG), (rnd & 1) ^ (1 - WG))
+def _turn_wait(turn_bars, rnd, WG: gl.constexpr, TURNS: gl.constexpr):
+    if TURNS:
+        # WG0 starts (a fresh barrier passes a wait on parity 1); the turn then goes round.
+        if WG == 0:
+            mbarrier.wait(turn_bars.index(WG), (rnd & 1) ^ 1)
+        else:
+            mbarrier.wait(turn_bars.index(WG), rnd & 1)
 
 
 @gluon.jit
-def _turn_pass(turn_bars, WG: gl.constexpr, PINGPONG: gl.constexpr):
-    if PINGPONG:
-        mbarrier.arrive(turn_bars.index(1 - WG), count=1)
+def _turn_pass(turn_bars, WG: gl.constexpr, TURNS: gl.constexpr):
+    if TURNS:
+        mbarrier.arrive(turn_bars.index((WG + 1) % TURNS), count=1)
 
 
 @gluon.jit
@@ -266,7 +270,7 @@ def _kv_step(
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
     FAST_EXP: gl.constexpr,
-    PINGPONG: gl.constexpr,
+    TURNS: gl.constexpr,
     INLINE_LOADS: gl.constexpr,
     MASK: gl.constexpr,
     EARLY_P: gl.constexpr,
@@ -285,14 +289,14 @@ def _kv_step(
     prev = cur - 1
     stage = cur % STAGES
     pstage = prev % STAGES
-    _turn_wait(turn_bars, rnd, WG, PINGPONG)
+    _turn_wait(turn_bars, rnd, WG, TURNS)
     mbarrier.wait(k_ready.index(stage), (cur // STAGES) & 1)
     s_tok = warpgroup_mma(
         q_buf, k_smem.index(stage).permute((1, 0)), zero_s, use_acc=False, is_async=True
     )
     mbarrier.wait(v_ready.index(pstage), (prev // STAGES) & 1)
     acc_tok = warpgroup_mma(p, v_smem.index(pstage), acc, is_async=True)
-    _turn_pass(turn_bars, WG, PINGPONG)
+    _turn_pass(turn_bars, WG, TURNS)
     # S_j is the older group: it is complete once at most one group is outstanding.
     s = warpgroup_mma_wait(1, deps=(s_tok,))
     _release_k(
@@ -362,7 +366,7 @@ def _kv_range(
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
     FAST_EXP: gl.constexpr,
-    PINGPONG: gl.constexpr,
+    TURNS: gl.constexpr,
     INLINE_LOADS: gl.constexpr,
     MASK: gl.constexpr,
     PBUF: gl.constexpr,
@@ -409,7 +413,7 @@ def _kv_range(
                 STAGES,
                 CAUSAL,
                 FAST_EXP,
-                PINGPONG,
+                TURNS,
                 INLINE_LOADS,
                 MASK,
                 True,
@@ -448,7 +452,7 @@ def _kv_range(
                 STAGES,
                 CAUSAL,
                 FAST_EXP,
-                PINGPONG,
+                TURNS,
                 INLINE_LOADS,
                 MASK,
                 True,
@@ -489,7 +493,7 @@ def _kv_range(
                 STAGES,
                 CAUSAL,
                 FAST_EXP,
-                PINGPONG,
+                TURNS,
                 INLINE_LOADS,
                 MASK,
                 False,
@@ -532,7 +536,7 @@ def _kv_range(
                 STAGES,
                 CAUSAL,
                 FAST_EXP,
-                PINGPONG,
+                TURNS,
                 INLINE_LOADS,
                 MASK,
                 False,
@@ -696,7 +700,7 @@ def _consumer(
     STAGES: gl.constexpr,
     CAUSAL: gl.constexpr,
     FAST_EXP: gl.constexpr,
-    PINGPONG: gl.constexpr,
+    TURNS: gl.constexpr,
     INLINE_LOADS: gl.constexpr,
     PBUF: gl.constexpr,
     PIN: gl.constexpr,
@@ -765,12 +769,12 @@ def _consumer(
 
         # Prologue: S_0 = Q K_0^T.
         stage = it % STAGES
-        _turn_wait(turn_bars, rnd, WG, PINGPONG)
+        _turn_wait(turn_bars, rnd, WG, TURNS)
         mbarrier.wait(k_ready.index(stage), (it // STAGES) & 1)
         s_tok = warpgroup_mma(
             q_buf, k_smem.index(stage).permute((1, 0)), zero_s, use_acc=False, is_async=True
         )
-        _turn_pass(turn_bars, WG, PINGPONG)
+        _turn_pass(turn_bars, WG, TURNS)
         rnd += 1
         s = warpgroup_mma_wait(0, deps=(s_tok,))
         _release_k(
@@ -844,7 +848,7 @@ def _consumer(
             STAGES,
             CAUSAL,
             FAST_EXP,
-            PINGPONG,
+            TURNS,
             INLINE_LOADS,
             False,
             PBUF,
@@ -884,7 +888,7 @@ def _consumer(
             STAGES,
             CAUSAL,
             FAST_EXP,
-            PINGPONG,
+            TURNS,
             INLINE_LOADS,
             True,
             PBUF,
@@ -905,10 +909,10 @@ def _consumer(
         # Epilogue: O += P_last V_last.
         last = it + n_kv - 1
         stage = last % STAGES
-        _turn_wait(turn_bars, rnd, WG, PINGPONG)
+        _turn_wait(turn_bars, rnd, WG, TURNS)
         mbarrier.wait(v_ready.index(stage), (last // STAGES) & 1)
         acc_tok = warpgroup_mma(p, v_smem.index(stage), acc, is_async=True)
-        _turn_pass(turn_bars, WG, PINGPONG)
+        _turn_pass(turn_bars, WG, TURNS)
         rnd += 1
         acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
         if not INLINE_LOADS:
@@ -983,7 +987,8 @@ def gluon_attn_fwd(
     v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     # kv_empty[s]: K of stage s is free; kv_empty[STAGES + s]: V of stage s is free.
     kv_empty = gl.allocate_shared_memory(gl.int64, [2 * STAGES, 1], mbarrier.MBarrierLayout())
-    turn_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    # turn_bars[w]: consumer w may issue (round robin, see _turn_wait).
+    turn_bars = gl.allocate_shared_memory(gl.int64, [3, 1], mbarrier.MBarrierLayout())
     # Row sums of each consumer, stored every KV step only to order the softmax before the PV
     # wait in the scheduled code (see _kv_step); never read.
     pin_smem = gl.allocate_shared_memory(
@@ -997,10 +1002,11 @@ def gluon_attn_fwd(
         mbarrier.init(v_ready.index(i), count=1)
         mbarrier.init(kv_empty.index(i), count=WGS)
         mbarrier.init(kv_empty.index(STAGES + i), count=WGS)
-    for i in gl.static_range(2):
+    for i in gl.static_range(3):
         mbarrier.init(turn_bars.index(i), count=1)
 
-    PINGPONG: gl.constexpr = (WGS == 2) and (PP == 1)
+    # Consumer warpgroups that take turns to issue their wgmmas (0: each issues freely).
+    TURNS: gl.constexpr = WGS if (WGS > 1 and PP == 1) else 0
     if PRODUCER_WARPS == 0:
         _consumer(
             q_desc,
@@ -1078,7 +1084,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             FAST_EXP,
-                            PINGPONG,
+                            TURNS,
                             False,
                             PBUF,
                             PIN,
@@ -1122,7 +1128,7 @@ def gluon_attn_fwd(
                 [PRODUCER_WARPS],
                 [PRODUCER_REGS],
             )
-        else:
+        elif WGS == 2:
             gl.warp_specialize(
                 [
                     (
@@ -1157,7 +1163,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             FAST_EXP,
-                            PINGPONG,
+                            TURNS,
                             False,
                             PBUF,
                             PIN,
@@ -1229,7 +1235,7 @@ def gluon_attn_fwd(
                             STAGES,
                             CAUSAL,
                             FAST_EXP,
-                            PINGPONG,
+                            TURNS,
                             False,
                             PBUF,
                             PIN,
@@ -1242,4 +1248,167 @@ def gluon_attn_fwd(
                 ],
                 [PRODUCER_WARPS, 4],
                 [PRODUCER_REGS, CONSUMER_REGS],
+            )
+        else:
+            gl.warp_specialize(
+                [
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            o_desc,
+                            qk_scale,
+                            S,
+                            BH,
+                            head_group,
+                            n_m,
+                            sched,
+                            0,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            TURNS,
+                            False,
+                            PBUF,
+                            PIN,
+                            TILE_ORDER,
+                            SCHEDULED,
+                            QBUFS,
+                            O_TMA,
+                        ),
+                    ),
+                    (
+                        _producer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            S,
+                            BH,
+                            head_group,
+                            n_m,
+                            sched,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            WGS,
+                            STAGES,
+                            CAUSAL,
+                            TILE_ORDER,
+                            SCHEDULED,
+                            QBUFS,
+                        ),
+                    ),
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            o_desc,
+                            qk_scale,
+                            S,
+                            BH,
+                            head_group,
+                            n_m,
+                            sched,
+                            1,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            TURNS,
+                            False,
+                            PBUF,
+                            PIN,
+                            TILE_ORDER,
+                            SCHEDULED,
+                            QBUFS,
+                            O_TMA,
+                        ),
+                    ),
+                    (
+                        _consumer,
+                        (
+                            q_desc,
+                            k_desc,
+                            v_desc,
+                            q_smem,
+                            k_smem,
+                            v_smem,
+                            q_ready,
+                            q_empty,
+                            k_ready,
+                            v_ready,
+                            kv_empty,
+                            turn_bars,
+                            pin_smem,
+                            o_ptr,
+                            o_desc,
+                            qk_scale,
+                            S,
+                            BH,
+                            head_group,
+                            n_m,
+                            sched,
+                            2,
+                            BLOCK_M,
+                            BLOCK_N,
+                            BM_WG,
+                            HEAD_DIM,
+                            STAGES,
+                            CAUSAL,
+                            FAST_EXP,
+                            TURNS,
+                            False,
+                            PBUF,
+                            PIN,
+                            TILE_ORDER,
+                            SCHEDULED,
+                            QBUFS,
+                            O_TMA,
+                        ),
+                    ),
+                ],
+                [PRODUCER_WARPS, 4, 4],
+                [PRODUCER_REGS, CONSUMER_REGS, CONSUMER_REGS],
             )

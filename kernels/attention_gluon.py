@@ -135,8 +135,8 @@ def _import_error() -> str | None:
 
 
 def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
-    """Fill defaults and derive the register split and the Q buffers; raises ValueError on
-    malformed values."""
+    """Fill defaults and derive the register split, the softmax pin's default and the Q buffers;
+    raises ValueError on malformed values."""
     merged = {**GLUON_DEFAULTS, **{k: v for k, v in config.items() if k in GLUON_DEFAULTS}}
     vals = {k: int(v) for k, v in merged.items()}
     wgs = vals["CONSUMER_WGS"]
@@ -148,7 +148,7 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         # Registers are handed out per warpgroup: the producer's warps take one warpgroup slot.
         slots = wgs + 1
         maxnreg = min(255, _REGS_PER_SM // (slots * 128)) // 8 * 8
-        # The second consumer (a worker partition) gets what the producer leaves, like the default one.
+        # The other consumers (worker partitions) get what the producer leaves, like the default one.
         consumer_regs = min(240, (maxnreg * slots - vals["PRODUCER_REGS"]) // wgs // 8 * 8)
     launch = GluonLaunch(
         block_m=vals["BLOCK_M"],
@@ -167,6 +167,10 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         pin_softmax=vals["PIN_SOFTMAX"],
         tile_order=vals["TILE_ORDER"],
     )
+    # Pinning the softmax keeps two P tiles live, more than three consumers' 160 registers hold
+    # at BLOCK_N 128 (it spilled): with three consumers PIN_SOFTMAX defaults to off.
+    if "PIN_SOFTMAX" not in config and wgs == 3:
+        launch = dataclasses.replace(launch, pin_softmax=0)
     # A persistent CTA with a producer loads the next tile's Q into a second buffer while the
     # consumers finish this tile (with one buffer, Q and the K/V behind it wait for this tile's
     # last QK^T, and every tile starts with a load latency), where shared memory allows it.
@@ -178,26 +182,32 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
 
 def smem_bytes(launch: GluonLaunch, elem_bytes: int = 2) -> int:
     """Shared memory the kernel allocates: Q per consumer (and buffer), the K/V ring, the softmax
-    pin (fp32 row sums), barriers (Q ready/empty, K/V ready, K/V empty, two turn barriers)."""
+    pin (fp32 row sums), barriers (Q ready/empty, K/V ready, K/V empty, three turn barriers)."""
     q = launch.q_buffers * launch.block_m * launch.head_dim * elem_bytes
     kv = 2 * launch.stages * launch.block_n * launch.head_dim * elem_bytes
-    pin = launch.block_m * 4
-    bars = 8 * (2 * launch.q_buffers * launch.wgs + 4 * launch.stages + 2)
+    pin = launch.block_m * 4 if launch.pin_softmax else 0  # unused, so not allocated, when off
+    bars = 8 * (2 * launch.q_buffers * launch.wgs + 4 * launch.stages + 3)
     return q + kv + pin + bars
 
 
 def _consumer_regs_needed(launch: GluonLaunch) -> int:
     """Live fp32/packed registers of one consumer thread in the pipelined loop, plus overhead.
 
-    acc (BM_WG x D fp32), S (BM_WG x BN fp32), two P tiles (16-bit, packed in pairs), over the
-    128 threads of the warpgroup; ~40 for addresses, row statistics and masks. Calibrated on
-    sm_90a compiles (Triton 3.6): 232 ran spill-free under 240, 256 and 320 spilled.
+    Over the 128 threads of the warpgroup: acc (BM_WG x D fp32), S (BM_WG x BN fp32), the P
+    operand of the PV in flight (16-bit, packed in pairs) and, with PIN_SOFTMAX or P_BUFFERS=2,
+    the next P too (the softmax is pinned ahead of the PV wait, or P is double-buffered); ~32 for
+    addresses, row statistics and masks, 40 with the pin (its row-sum store stays live).
+    Calibrated on sm_90a compiles (Triton 3.6, cuobjdump): 232 ran spill-free under 240 (two
+    consumers, pinned) and 160 under 160 (three consumers, D64, BN128, no pin); the same three
+    pinned (200) and 256 or more under 240 spilled.
     """
-    per_thread = launch.bm_wg * (launch.head_dim + launch.block_n + launch.block_n) // 128
+    p_tiles = 2 if launch.pin_softmax or launch.p_buffers == 2 else 1
+    per_thread = launch.bm_wg * (launch.head_dim + launch.block_n) // 128
+    per_thread += p_tiles * launch.bm_wg * launch.block_n // 256
     if launch.p_buffers == 2:
         # The unrolled pair keeps a second score tile live: D64/BN128 and BM_WG=128 spilled.
         per_thread += launch.bm_wg * launch.block_n // 128
-    return per_thread + 40
+    return per_thread + (40 if launch.pin_softmax else 32)
 
 
 def gluon_unsupported(
@@ -226,8 +236,8 @@ def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | N
         launch = resolve_gluon_config(config, head_dim)
     except (TypeError, ValueError) as exc:
         return f"malformed gluon config: {exc}"
-    if launch.wgs not in (1, 2):
-        return f"CONSUMER_WGS must be 1 or 2, not {launch.wgs}"
+    if launch.wgs not in (1, 2, 3):
+        return f"CONSUMER_WGS must be 1, 2 or 3, not {launch.wgs}"
     if launch.block_m % (64 * launch.wgs) != 0 or launch.bm_wg > 128:
         return (
             f"BLOCK_M={launch.block_m} with CONSUMER_WGS={launch.wgs}: each consumer warpgroup needs "
@@ -258,9 +268,9 @@ def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | N
     if launch.cta_mult < 0:
         return f"CTA_MULT must be >= 0, not {launch.cta_mult}"
     if launch.maxnreg is not None:
-        # After setmaxnreg each consumer warpgroup runs with consumer_regs (two consumers) or
+        # After setmaxnreg each consumer warpgroup runs with consumer_regs (two or three consumers) or
         # 240 (one consumer; seen in the PTX Triton 3.6 emits), not with the launch cap.
-        budget = launch.consumer_regs if launch.wgs == 2 else 240
+        budget = launch.consumer_regs if launch.wgs > 1 else 240
         if launch.producer_regs > launch.maxnreg:
             return f"PRODUCER_REGS={launch.producer_regs} exceeds the per-thread budget {launch.maxnreg}"
     else:

@@ -160,6 +160,22 @@ def test_merge_keeps_the_first_record_of_a_config() -> None:
     assert merge_landscapes([first, _part("b", None)], toy_space()).restrict is None
 
 
+def test_merge_across_kernel_sources_lists_every_source() -> None:
+    first, second = _part("a", "impl == 'a'"), _part("b", "impl == 'b'", kernel_source_hash="k2")
+    merged = merge_landscapes([first, second], toy_space(), across_kernel_sources=True)
+    assert len(merged) == merged.space_size == len(toy_landscape())
+    assert merged.environment["kernel_source_hash"] == "k1"
+    assert merged.environment["kernel_source_hashes"] == ["k1", "k2"]
+    # Merged again with a third source, the list grows; one source needs no list.
+    third = _part("b", "impl == 'b'", kernel_source_hash="k3")
+    again = merge_landscapes([merged, third], toy_space(), across_kernel_sources=True)
+    assert again.environment["kernel_source_hashes"] == ["k1", "k2", "k3"]
+    same = merge_landscapes([first, _part("b", "impl == 'b'")], toy_space(), True)
+    assert "kernel_source_hashes" not in same.environment
+    with pytest.raises(ValueError, match="gpu"):
+        merge_landscapes([first, _part("b", None, gpu="H100")], toy_space(), True)
+
+
 @pytest.mark.parametrize(
     ("other", "message"),
     [

@@ -186,6 +186,8 @@ def test_sm_scale_is_applied() -> None:
         ({"sm_scale": -1.0}, "^sm_scale must be a positive"),
         ({"sm_scale": float("nan")}, "^sm_scale"),
         ({"config": {"BLOCK_M": 48}}, "^config: BLOCK_M"),
+        # 192 rows are three Gluon consumer warpgroups; the tl-level kernel tiles by powers of two
+        ({"config": {"BLOCK_M": 192}}, "^config: BLOCK_M must be a power of two"),
         ({"config": {"BLOCK_N": 512}}, "^config: BLOCK_N"),
         ({"config": {"num_warps": 3}}, "^config: num_warps"),
         ({"config": {"FAST_EXP": 3}}, "^config: FAST_EXP"),

@@ -69,6 +69,11 @@ def test_interpreter_and_other_gpus_are_refused_with_reason() -> None:
         # two score tiles live in the unrolled pair: spilled when compiled (sm_90a, Triton 3.6)
         ({"P_BUFFERS": 2, "BLOCK_N": 128, "BLOCK_M": 128, "CONSUMER_WGS": 2}, D64, "registers"),
         ({"BLOCK_M": 256, "CONSUMER_WGS": 2, "BLOCK_N": 128}, D128, "registers"),
+        ({"BLOCK_M": 128, "CONSUMER_WGS": 3}, D64, "64 or 128 query rows"),
+        ({"BLOCK_M": 256, "CONSUMER_WGS": 4}, D64, "CONSUMER_WGS"),
+        # three consumers get 160 registers: the pinned softmax spilled (sm_90a, Triton 3.6)
+        ({"BLOCK_M": 192, "CONSUMER_WGS": 3, "BLOCK_N": 128, "PIN_SOFTMAX": 1}, D64, "registers"),
+        ({"BLOCK_M": 192, "CONSUMER_WGS": 3, "BLOCK_N": 128}, D128, "registers"),
     ],
 )
 def test_unsupported_combinations_name_the_reason(
@@ -94,7 +99,7 @@ def test_the_search_space_prunes_what_the_kernel_refuses_for_its_structure() -> 
     assert len(grid) > 100
     for knobs in grid:
         config = {"impl": "gluon", "BLOCK_M": 128, "BLOCK_N": 64, "FAST_EXP": 0, "CTA_MULT": 0}
-        for bm in (64, 128, 256):
+        for bm in (64, 128, 192, 256):
             full = gluon.normalize({**config, **knobs, "BLOCK_M": bm})
             reason = gluon_unsupported(full, D64, H100) or ""
             refused = any(needle in reason for needle in structural)
@@ -110,6 +115,17 @@ def test_register_split_matches_tritons_warpgroup_allocation() -> None:
     one = resolve_gluon_config({"CONSUMER_WGS": 1, "BLOCK_M": 64}, 64)
     assert one.maxnreg == 248
     assert resolve_gluon_config({"PRODUCER_WARPS": 0, "CONSUMER_WGS": 1}, 64).maxnreg is None
+    # Four warpgroups: 128 at launch, 24 to the producer, 160 to each of three consumers.
+    three = resolve_gluon_config({"CONSUMER_WGS": 3, "BLOCK_M": 192, "BLOCK_N": 64}, 64)
+    assert (three.maxnreg, three.consumer_regs, three.bm_wg) == (128, 160, 64)
+
+
+def test_three_consumers_leave_the_softmax_pin_off_unless_told() -> None:
+    # 64 x 128 scores, a 64 x 64 accumulator and two P tiles need more than 160 registers.
+    three = {"CONSUMER_WGS": 3, "BLOCK_M": 192, "BLOCK_N": 128}
+    assert resolve_gluon_config(three, 64).pin_softmax == 0
+    assert resolve_gluon_config({**three, "PIN_SOFTMAX": 1}, 64).pin_softmax == 1
+    assert resolve_gluon_config({"BLOCK_N": 128}, 128).pin_softmax == 1
 
 
 def test_knobs_that_compile_spill_free_are_accepted() -> None:
@@ -119,6 +135,7 @@ def test_knobs_that_compile_spill_free_are_accepted() -> None:
         ({"BLOCK_M": 256, "BLOCK_N": 64, "KV_STAGES": 3, "TILE_ORDER": 1}, D64),
         ({"PINGPONG": 0, "PIN_SOFTMAX": 0, "CTA_MULT": 1}, D128),
         ({"CONSUMER_WGS": 1, "BLOCK_M": 64, "PRODUCER_WARPS": 0}, D128),
+        ({"CONSUMER_WGS": 3, "BLOCK_M": 192, "BLOCK_N": 128}, {**D64, "causal": False}),
     ):
         assert gluon_unsupported(config, dims, H100) is None, config
 
@@ -209,17 +226,23 @@ print(json.dumps({
 """
 
 
-def test_ahead_of_time_compile_for_sm90() -> None:
+@pytest.mark.parametrize(
+    ("config", "dims"),
+    [
+        ({"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "KV_STAGES": 2}, {**D64, "S": 333}),
+        ({"BLOCK_M": 192, "BLOCK_N": 128, "CONSUMER_WGS": 3}, {**D64, "causal": False}),
+    ],
+)
+def test_ahead_of_time_compile_for_sm90(config: dict[str, int], dims: dict[str, Any]) -> None:
     """The kernel compiles without a GPU to sm_90a with wgmma (HGMMA) and no register spills.
 
     Runs in a subprocess without TRITON_INTERPRET: the interpreter replaces Triton's own jit
     helpers that Gluon code calls, so Gluon cannot compile inside an interpreted process.
     """
-    config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "PRODUCER_WARPS": 1, "KV_STAGES": 2}
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-c", _AOT_SCRIPT, json.dumps(config), json.dumps({**D64, "S": 333})],
+        [sys.executable, "-c", _AOT_SCRIPT, json.dumps(config), json.dumps(dims)],
         capture_output=True,
         text=True,
         env=env,
@@ -261,6 +284,15 @@ GPU_CONFIGS: dict[str, dict[str, int]] = {
         "KV_STAGES": 3,
         "CTA_MULT": 1,
         "FAST_EXP": 2,
+    },
+    # Three consumers take turns; 64-row tiles of the third overhang S at every shape here.
+    "ws3": {"BLOCK_M": 192, "BLOCK_N": 64, "CONSUMER_WGS": 3, "KV_STAGES": 3},
+    "ws3_persistent": {
+        "BLOCK_M": 192,
+        "BLOCK_N": 128,
+        "CONSUMER_WGS": 3,
+        "CTA_MULT": 1,
+        "TILE_ORDER": 1,
     },
 }
 NAMED_SHAPES = {
@@ -361,6 +393,7 @@ PERSISTENT_CONFIGS: dict[str, dict[str, int]] = {
         "PRODUCER_WARPS": 0,
         "CTA_MULT": 1,
     },
+    "three_consumers": {"BLOCK_M": 192, "BLOCK_N": 64, "CONSUMER_WGS": 3, "CTA_MULT": 1},
     # Two CTAs an SM (three fit at D64 with two stages; at D128 shared memory caps it at one).
     "inline_loads_two_a_sm": {
         "BLOCK_M": 64,
