@@ -198,10 +198,17 @@ def _softmax_block(
     sequence-end mask.
     """
     if MASK:
-        cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-        valid = cols[None, :] < S
         if CAUSAL:
-            valid = valid & (cols[None, :] <= rows[:, None])
+            # Columns relative to the block against one bound a row: one compare a score (two
+            # compares, an AND and a column add before; llama-d128 4 % faster, H200).
+            offs = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+            last = gl.minimum(rows, S - 1) - j * BLOCK_N
+            valid = offs[None, :] <= last[:, None]
+        else:
+            # (The relative form here compiled to a 3 % slower stage1-noncausal with three
+            # consumers, same loop instructions in another order: ptxas, not the mask.)
+            cols = j * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+            valid = cols[None, :] < S
         s = gl.where(valid, s, float("-inf"))
     # Scores stay unscaled; the scale is folded into one FMA per element (log2 domain).
     m_new = gl.maximum(m_i, gl.max(s, axis=1) * qk_scale)
