@@ -120,6 +120,24 @@ def test_landscape_merge_rebuilds_a_landscape_recorded_in_parts(tmp_path: Path) 
     assert merged.best_p50_us == whole.best_p50_us
 
 
+def test_landscape_merge_across_kernel_sources_only_when_asked(tmp_path: Path) -> None:
+    whole = load_landscape("tests/data/landscapes/mission-triton.json")
+    parts = []
+    for source, small in (("old", True), ("new", False)):
+        trials = [t for t in whole.trials if (t.config["BLOCK_M"] == 64) == small]
+        environment = {**whole.environment, "kernel_source_hash": source}
+        part = Landscape(whole.kernel, whole.shape, environment, 0, trials, whole.restrict)
+        parts.append(str(save_landscape(part, tmp_path / f"{source}.json")))
+    out = tmp_path / "merged.json"
+    refused = evotune("landscape", "merge", str(out), *parts)
+    assert refused.returncode == 2 and "kernel_source_hash 'new'" in refused.stderr
+    result = evotune("landscape", "merge", "--across-kernel-sources", str(out), *parts)
+    assert result.returncode == 0, result.stderr
+    merged = load_landscape(out)
+    assert len(merged) == len(whole)
+    assert merged.environment["kernel_source_hashes"] == ["old", "new"]
+
+
 def test_landscape_merge_refuses_other_shapes_in_one_line(tmp_path: Path) -> None:
     result = evotune(
         "landscape",
