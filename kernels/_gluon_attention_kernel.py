@@ -38,6 +38,8 @@ TILE_ORDER (0 query-block-major, 1 groups of heads for K/V reuse in L2).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
@@ -78,6 +80,32 @@ mov.b32 $3, pb;
 def _mma_layout(n: int) -> gl.NVMMADistributedLayout:
     """Accumulator layout of one warpgroup's wgmma with instruction N = n."""
     return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, n, 16])
+
+
+class _Consts(NamedTuple):
+    """The compile-time knobs the partitions share (one constexpr instead of sixteen)."""
+
+    BLOCK_M: int
+    BLOCK_N: int
+    BM_WG: int
+    HEAD_DIM: int
+    WGS: int
+    STAGES: int
+    CAUSAL: bool
+    FAST_EXP: int
+    TURNS: int
+    INLINE_LOADS: bool
+    PBUF: int
+    PIN: int
+    TILE_ORDER: int
+    SCHEDULED: bool
+    QBUFS: int
+    O_TMA: bool
+
+
+@gluon.constexpr_function
+def _consts(*values) -> _Consts:
+    return _Consts(*values)
 
 
 @gluon.jit
@@ -602,67 +630,44 @@ def _release_v(
 
 
 @gluon.jit
-def _producer(
-    q_desc,
-    k_desc,
-    v_desc,
-    q_smem,
-    k_smem,
-    v_smem,
-    q_ready,
-    q_empty,
-    k_ready,
-    v_ready,
-    kv_empty,
-    S,
-    BH,
-    head_group,
-    n_m,
-    sched,
-    BLOCK_M: gl.constexpr,
-    BLOCK_N: gl.constexpr,
-    BM_WG: gl.constexpr,
-    WGS: gl.constexpr,
-    STAGES: gl.constexpr,
-    CAUSAL: gl.constexpr,
-    TILE_ORDER: gl.constexpr,
-    SCHEDULED: gl.constexpr,
-    QBUFS: gl.constexpr,
-):
+def _producer(io, bufs, C: gl.constexpr):
     """TMA producer partition: Q of each tile, then the K/V blocks through the stage ring.
 
     With QBUFS == 2 (persistent grid) a tile's Q goes to the buffer the tile before last used:
     the producer loads it, and the K/V behind it, while the consumers still work on this tile.
     """
+    q_desc, k_desc, v_desc, _o_ptr, _o_desc, _qk_scale, S, BH, head_group, n_m, sched = io
+    q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, _turns, _pin = bufs
+    WGS: gl.constexpr = C.WGS  # (an attribute of a constexpr is a plain int: not a static range)
     it = 0
     tcount = 0
     # (Names unused elsewhere in the loop body: scf.for would carry a reassigned bound.)
-    sched_first, sched_end, entry = _schedule_start(sched, SCHEDULED)
+    sched_first, sched_end, entry = _schedule_start(sched, C.SCHEDULED)
     for sched_k in range(sched_first, sched_end):
         m_block, bh, entry = _schedule_next(
-            sched, sched_k, sched_end, entry, n_m, BH, head_group, TILE_ORDER, SCHEDULED
+            sched, sched_k, sched_end, entry, n_m, BH, head_group, C.TILE_ORDER, C.SCHEDULED
         )
         row_base = bh * S
         for w in gl.static_range(WGS):
-            slot = (tcount % QBUFS) * WGS + w
-            mbarrier.wait(q_empty.index(slot), ((tcount // QBUFS) & 1) ^ 1)
+            slot = (tcount % C.QBUFS) * WGS + w
+            mbarrier.wait(q_empty.index(slot), ((tcount // C.QBUFS) & 1) ^ 1)
             mbarrier.expect(q_ready.index(slot), q_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(
                 q_desc,
-                [row_base + m_block * BLOCK_M + w * BM_WG, 0],
+                [row_base + m_block * C.BLOCK_M + w * C.BM_WG, 0],
                 q_ready.index(slot),
                 q_smem.index(slot),
             )
-        n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
+        n_kv = _kv_blocks(m_block, S, C.BLOCK_M, C.BLOCK_N, C.CAUSAL)
         for j in range(n_kv):
-            stage = it % STAGES
-            free_phase = ((it // STAGES) & 1) ^ 1
+            stage = it % C.STAGES
+            free_phase = ((it // C.STAGES) & 1) ^ 1
             # K and V have their own "empty" barriers: K is free once QK^T is done, a whole
             # softmax earlier than V, so the next K load starts sooner.
             mbarrier.wait(kv_empty.index(stage), free_phase)
-            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + j * BLOCK_N)
-            mbarrier.wait(kv_empty.index(STAGES + stage), free_phase)
-            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + j * BLOCK_N)
+            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + j * C.BLOCK_N)
+            mbarrier.wait(kv_empty.index(C.STAGES + stage), free_phase)
+            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + j * C.BLOCK_N)
             it += 1
         tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
 
@@ -677,53 +682,32 @@ def _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM: gl.constexpr, o_layout: g
 
 
 @gluon.jit
-def _consumer(
-    q_desc,
-    k_desc,
-    v_desc,
-    q_smem,
-    k_smem,
-    v_smem,
-    q_ready,
-    q_empty,
-    k_ready,
-    v_ready,
-    kv_empty,
-    turn_bars,
-    pin_smem,
-    o_ptr,
-    o_desc,
-    qk_scale,
-    S,
-    BH,
-    head_group,
-    n_m,
-    sched,
-    WG: gl.constexpr,
-    BLOCK_M: gl.constexpr,
-    BLOCK_N: gl.constexpr,
-    BM_WG: gl.constexpr,
-    HEAD_DIM: gl.constexpr,
-    STAGES: gl.constexpr,
-    CAUSAL: gl.constexpr,
-    FAST_EXP: gl.constexpr,
-    TURNS: gl.constexpr,
-    INLINE_LOADS: gl.constexpr,
-    PBUF: gl.constexpr,
-    PIN: gl.constexpr,
-    TILE_ORDER: gl.constexpr,
-    SCHEDULED: gl.constexpr,
-    QBUFS: gl.constexpr,
-    O_TMA: gl.constexpr,
-):
+def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
     """One consumer warpgroup: BM_WG query rows of every tile this CTA owns."""
+    q_desc, k_desc, v_desc, o_ptr, o_desc, qk_scale, S, BH, head_group, n_m, sched = io
+    q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, turn_bars, pin_smem = bufs
+    BLOCK_M: gl.constexpr = C.BLOCK_M
+    BLOCK_N: gl.constexpr = C.BLOCK_N
+    BM_WG: gl.constexpr = C.BM_WG
+    HEAD_DIM: gl.constexpr = C.HEAD_DIM
+    STAGES: gl.constexpr = C.STAGES
+    CAUSAL: gl.constexpr = C.CAUSAL
+    FAST_EXP: gl.constexpr = C.FAST_EXP
+    TURNS: gl.constexpr = C.TURNS
+    INLINE_LOADS: gl.constexpr = C.INLINE_LOADS
+    PBUF: gl.constexpr = C.PBUF
+    PIN: gl.constexpr = C.PIN
+    TILE_ORDER: gl.constexpr = C.TILE_ORDER
+    SCHEDULED: gl.constexpr = C.SCHEDULED
+    QBUFS: gl.constexpr = C.QBUFS
+    O_TMA: gl.constexpr = C.O_TMA
     s_layout: gl.constexpr = _mma_layout(BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(HEAD_DIM)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
     orow_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
     dtype: gl.constexpr = q_smem.dtype
-    WGS: gl.constexpr = BLOCK_M // BM_WG
+    WGS: gl.constexpr = C.WGS
     # Two Q buffers: the O store staged in one drains while the next tile starts in the other.
     DEFER_O_WAIT: gl.constexpr = O_TMA and QBUFS == 2
 
@@ -1014,408 +998,66 @@ def gluon_attn_fwd(
 
     # Consumer warpgroups that take turns to issue their wgmmas (0: each issues freely).
     TURNS: gl.constexpr = WGS if (WGS > 1 and PP == 1) else 0
+    C: gl.constexpr = _consts(
+        BLOCK_M,
+        BLOCK_N,
+        BM_WG,
+        HEAD_DIM,
+        WGS,
+        STAGES,
+        CAUSAL,
+        FAST_EXP,
+        TURNS,
+        PRODUCER_WARPS == 0,
+        PBUF,
+        PIN,
+        TILE_ORDER,
+        SCHEDULED,
+        QBUFS,
+        O_TMA,
+    )
+    # Runtime values reach the partitions in two tuples, the knobs in one constexpr (a tuple
+    # built here would turn constexprs into tensors).
+    io = (q_desc, k_desc, v_desc, o_ptr, o_desc, qk_scale, S, BH, head_group, n_m, sched)
+    bufs = (
+        q_smem,
+        k_smem,
+        v_smem,
+        q_ready,
+        q_empty,
+        k_ready,
+        v_ready,
+        kv_empty,
+        turn_bars,
+        pin_smem,
+    )
+    # (The partition lists are literals: Gluon takes no list built in device code.)
     if PRODUCER_WARPS == 0:
-        _consumer(
-            q_desc,
-            k_desc,
-            v_desc,
-            q_smem,
-            k_smem,
-            v_smem,
-            q_ready,
-            q_empty,
-            k_ready,
-            v_ready,
-            kv_empty,
-            turn_bars,
-            pin_smem,
-            o_ptr,
-            o_desc,
-            qk_scale,
-            S,
-            BH,
-            head_group,
-            n_m,
-            sched,
-            0,
-            BLOCK_M,
-            BLOCK_N,
-            BM_WG,
-            HEAD_DIM,
-            STAGES,
-            CAUSAL,
-            FAST_EXP,
-            False,
-            True,
-            PBUF,
-            PIN,
-            TILE_ORDER,
-            SCHEDULED,
-            QBUFS,
-            O_TMA,
+        _consumer(io, bufs, 0, C)
+    elif WGS == 1:
+        gl.warp_specialize(
+            [(_consumer, (io, bufs, 0, C)), (_producer, (io, bufs, C))],
+            [PRODUCER_WARPS],
+            [PRODUCER_REGS],
+        )
+    elif WGS == 2:
+        gl.warp_specialize(
+            [
+                (_consumer, (io, bufs, 0, C)),
+                (_producer, (io, bufs, C)),
+                (_consumer, (io, bufs, 1, C)),
+            ],
+            [PRODUCER_WARPS, 4],
+            [PRODUCER_REGS, CONSUMER_REGS],
         )
     else:
-        # Tuples are spelled out: concatenating them in device code turns constexprs into tensors.
-        if WGS == 1:
-            gl.warp_specialize(
-                [
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            0,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                    (
-                        _producer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            WGS,
-                            STAGES,
-                            CAUSAL,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                        ),
-                    ),
-                ],
-                [PRODUCER_WARPS],
-                [PRODUCER_REGS],
-            )
-        elif WGS == 2:
-            gl.warp_specialize(
-                [
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            0,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                    (
-                        _producer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            WGS,
-                            STAGES,
-                            CAUSAL,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                        ),
-                    ),
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            1,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                ],
-                [PRODUCER_WARPS, 4],
-                [PRODUCER_REGS, CONSUMER_REGS],
-            )
-        else:
-            gl.warp_specialize(
-                [
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            0,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                    (
-                        _producer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            WGS,
-                            STAGES,
-                            CAUSAL,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                        ),
-                    ),
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            1,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                    (
-                        _consumer,
-                        (
-                            q_desc,
-                            k_desc,
-                            v_desc,
-                            q_smem,
-                            k_smem,
-                            v_smem,
-                            q_ready,
-                            q_empty,
-                            k_ready,
-                            v_ready,
-                            kv_empty,
-                            turn_bars,
-                            pin_smem,
-                            o_ptr,
-                            o_desc,
-                            qk_scale,
-                            S,
-                            BH,
-                            head_group,
-                            n_m,
-                            sched,
-                            2,
-                            BLOCK_M,
-                            BLOCK_N,
-                            BM_WG,
-                            HEAD_DIM,
-                            STAGES,
-                            CAUSAL,
-                            FAST_EXP,
-                            TURNS,
-                            False,
-                            PBUF,
-                            PIN,
-                            TILE_ORDER,
-                            SCHEDULED,
-                            QBUFS,
-                            O_TMA,
-                        ),
-                    ),
-                ],
-                [PRODUCER_WARPS, 4, 4],
-                [PRODUCER_REGS, CONSUMER_REGS, CONSUMER_REGS],
-            )
+        gl.warp_specialize(
+            [
+                (_consumer, (io, bufs, 0, C)),
+                (_producer, (io, bufs, C)),
+                (_consumer, (io, bufs, 1, C)),
+                (_consumer, (io, bufs, 2, C)),
+            ],
+            [PRODUCER_WARPS, 4, 4],
+            [PRODUCER_REGS, CONSUMER_REGS, CONSUMER_REGS],
+        )
