@@ -104,8 +104,8 @@ class _Consts(NamedTuple):
 
 
 @gluon.constexpr_function
-def _consts(*values) -> _Consts:
-    return _Consts(*values)
+def _consts(**knobs) -> _Consts:
+    return _Consts(**knobs)
 
 
 @gluon.jit
@@ -999,22 +999,22 @@ def gluon_attn_fwd(
     # Consumer warpgroups that take turns to issue their wgmmas (0: each issues freely).
     TURNS: gl.constexpr = WGS if (WGS > 1 and PP == 1) else 0
     C: gl.constexpr = _consts(
-        BLOCK_M,
-        BLOCK_N,
-        BM_WG,
-        HEAD_DIM,
-        WGS,
-        STAGES,
-        CAUSAL,
-        FAST_EXP,
-        TURNS,
-        PRODUCER_WARPS == 0,
-        PBUF,
-        PIN,
-        TILE_ORDER,
-        SCHEDULED,
-        QBUFS,
-        O_TMA,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BM_WG=BM_WG,
+        HEAD_DIM=HEAD_DIM,
+        WGS=WGS,
+        STAGES=STAGES,
+        CAUSAL=CAUSAL,
+        FAST_EXP=FAST_EXP,
+        TURNS=TURNS,
+        INLINE_LOADS=PRODUCER_WARPS == 0,
+        PBUF=PBUF,
+        PIN=PIN,
+        TILE_ORDER=TILE_ORDER,
+        SCHEDULED=SCHEDULED,
+        QBUFS=QBUFS,
+        O_TMA=O_TMA,
     )
     # Runtime values reach the partitions in two tuples, the knobs in one constexpr (a tuple
     # built here would turn constexprs into tensors).
