@@ -14,6 +14,9 @@ Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
   K/V tiles into a ring of KV_STAGES shared-memory stages, synchronised by mbarriers
   (ready: TMA bytes landed; empty: every consumer finished reading the stage).
 - PRODUCER_WARPS == 0 turns warp specialisation off: the single consumer issues its own loads.
+- causal: each consumer runs the KV blocks its own rows need (_own_kv_blocks): with BLOCK_M 192
+  two of three consumers end a block before the tile's diagonal every other tile. The blocks it
+  skips it still takes its turns for and releases (_pass_unused_blocks).
 
 Inside a consumer the KV loop is software-pipelined as in FlashAttention-3: QK^T of block j and
 PV of block j-1 are issued together, and the softmax of block j runs while PV(j-1) is still on the
@@ -181,6 +184,46 @@ def _kv_blocks(m_block, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL:
 
 
 @gluon.jit
+def _own_kv_blocks(row0, n_kv, S, BM_WG: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
+    """KV blocks one consumer's rows need (of the tile's n_kv).
+
+    Causal: its rows may end a block or more before the tile's diagonal (BLOCK_M 192: two of
+    the three consumers, one block every other tile). A consumer whose rows all lie past S (the
+    tail tile) runs one block, whose result is never stored.
+    """
+    if CAUSAL:  # noqa: SIM108
+        n = gl.cdiv(gl.minimum(S, row0 + BM_WG), BLOCK_N)
+    else:
+        n = n_kv
+    past_end = (row0 >= S).to(gl.int32)
+    return n - past_end * (n - 1)
+
+
+@gluon.jit
+def _pass_unused_blocks(
+    k_ready, v_ready, kv_empty, turn_bars, rnd, it, lo, hi, WG: gl.constexpr, C: gl.constexpr
+):
+    """Release KV blocks lo..hi-1 of the tile that this consumer does not compute.
+
+    Each still takes its turn (the round robin counts every consumer's steps) and waits for the
+    block to land before its release: an arrive on a stage still in its previous phase would
+    count toward that phase and free the stage under another consumer's reads.
+    """
+    for j in range(lo, hi):
+        _turn_wait(turn_bars, rnd, WG, C.TURNS)
+        _turn_pass(turn_bars, WG, C.TURNS)
+        rnd += 1
+        cur = it + j
+        stage = cur % C.STAGES
+        phase = (cur // C.STAGES) & 1
+        mbarrier.wait(k_ready.index(stage), phase)
+        mbarrier.arrive(kv_empty.index(stage), count=1)
+        mbarrier.wait(v_ready.index(stage), phase)
+        mbarrier.arrive(kv_empty.index(C.STAGES + stage), count=1)
+    return rnd
+
+
+@gluon.jit
 def _exp2(x, FAST_EXP: gl.constexpr, dtype: gl.constexpr):
     """exp2 of a float32 tile; returns (p as computed, p in float32 for the row sum).
 
@@ -202,6 +245,39 @@ def _exp2(x, FAST_EXP: gl.constexpr, dtype: gl.constexpr):
     else:
         p = gl.exp2(x)
         return p, p
+
+
+@gluon.jit
+def _pv_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
+    """P as the register operand of the PV wgmma.
+
+    From float32 one cvt rounds two neighbouring columns into one register. With the plain cast
+    ptxas packed each pair high-low and swapped the halves back by a PRMT before every PV:
+    32 a KV step at BLOCK_N 128, 7 % of the loop (SASS, sm_90a). Three consumers, bound by
+    instruction issue, ran stage1 in 321 us instead of 355 (H200, two device calls).
+    """
+    if p.dtype == gl.float32:
+        if dtype == gl.float16:
+            p = gl.inline_asm_elementwise(
+                "cvt.rn.f16x2.f32 $0, $2, $1;",
+                "=r,r,r",
+                [p],
+                dtype=gl.float16,
+                is_pure=True,
+                pack=2,
+            )
+        else:
+            p = gl.inline_asm_elementwise(
+                "cvt.rn.bf16x2.f32 $0, $2, $1;",
+                "=r,r,r",
+                [p],
+                dtype=gl.bfloat16,
+                is_pure=True,
+                pack=2,
+            )
+    else:
+        p = p.to(dtype)
+    return gl.convert_layout(p, p_layout)
 
 
 @gluon.jit
@@ -341,7 +417,7 @@ def _kv_step(
         s, m_i, l_i, j, MASK, rows, S, qk_scale, BLOCK_N, CAUSAL, FAST_EXP, dtype, s_layout
     )
     if EARLY_P:
-        p_next = gl.convert_layout(p_op.to(dtype), p_layout)
+        p_next = _pv_operand(p_op, dtype, p_layout)
     # ptxas keeps shared-memory stores and wgmma waits in program order but floats arithmetic,
     # and it likes to issue the wait early. Storing the new row sums (they depend on every
     # exponential of the block) before the wait pins the softmax ahead of it.
@@ -366,7 +442,7 @@ def _kv_step(
     if not EARLY_P:
         # Only now write the PV operand registers: with a single P buffer ptxas gives the new P
         # the registers of the P that the PV in flight reads.
-        p_next = gl.convert_layout(p_op.to(dtype), p_layout)
+        p_next = _pv_operand(p_op, dtype, p_layout)
     return acc, p_next, m_i, l_i
 
 
@@ -725,6 +801,10 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         row_base = bh * S
         row0 = m_block * BLOCK_M + WG * BM_WG
         n_kv = _kv_blocks(m_block, S, BLOCK_M, BLOCK_N, CAUSAL)
+        if WGS > 1:  # noqa: SIM108
+            n_own = _own_kv_blocks(row0, n_kv, S, BM_WG, BLOCK_N, CAUSAL)
+        else:
+            n_own = n_kv
         # Blocks before n_full need no mask (wholly below the diagonal and inside S).
         if CAUSAL:  # noqa: SIM108
             n_full = gl.minimum((row0 + 1) // BLOCK_N, S // BLOCK_N)
@@ -796,7 +876,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
             dtype,
             s_layout,
         )
-        p = gl.convert_layout(p_op.to(dtype), p_layout)
+        p = _pv_operand(p_op, dtype, p_layout)
         if DEFER_O_WAIT:  # noqa: SIM102 - a constexpr branch around a runtime one
             # The previous tile's O store had this prologue to read its Q buffer: only now wait
             # for it and hand that buffer to the producer (it holds the tile after this one).
@@ -808,7 +888,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         # every iteration free of branches between the wgmma issue and its wait. ptxas closes the
         # wgmma pipeline (waits for everything) at control-flow joins, which would serialise the
         # softmax after PV instead of overlapping it.
-        n_split = gl.maximum(gl.minimum(n_full, n_kv), 1)
+        n_split = gl.maximum(gl.minimum(n_full, n_own), 1)
         acc, p, m_i, l_i, rnd = _kv_range(
             q_buf,
             k_desc,
@@ -868,7 +948,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
             rnd,
             it,
             n_split,
-            n_kv,
+            n_own,
             n_kv,
             row_base,
             rows,
@@ -898,7 +978,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
             mbarrier.arrive(q_empty.index(q_slot), count=1)
 
         # Epilogue: O += P_last V_last.
-        last = it + n_kv - 1
+        last = it + n_own - 1
         stage = last % STAGES
         _turn_wait(turn_bars, rnd, WG, TURNS)
         mbarrier.wait(v_ready.index(stage), (last // STAGES) & 1)
@@ -908,7 +988,6 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
         if not INLINE_LOADS:
             mbarrier.arrive(kv_empty.index(STAGES + stage), count=1)
-        it += n_kv
         tcount += 1  # noqa: SIM113 - runtime loop over tiles; enumerate is not device code
 
         o = (acc / gl.convert_layout(l_i, orow_layout)[:, None]).to(dtype)
@@ -928,6 +1007,11 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
                 mbarrier.arrive(q_empty.index(q_slot), count=1)
         else:
             _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
+        if WGS > 1:
+            rnd = _pass_unused_blocks(
+                k_ready, v_ready, kv_empty, turn_bars, rnd, it, n_own, n_kv, WG, C
+            )
+        it += n_kv
     if DEFER_O_WAIT:
         # The CTA's shared memory must outlive the last store's reads.
         tma.store_wait(0)

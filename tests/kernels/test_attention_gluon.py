@@ -204,7 +204,7 @@ def test_a_persistent_grid_has_no_more_ctas_than_the_sms_hold_at_once() -> None:
 
 
 _AOT_SCRIPT = """
-import json, subprocess, sys, tempfile
+import json, re, subprocess, sys, tempfile
 from pathlib import Path
 import triton
 from kernels.attention_gluon import gluon_compile
@@ -222,6 +222,7 @@ print(json.dumps({
     "target": ".target sm_90a" in ptx, "wgmma": "wgmma.mma_async" in ptx, "setmaxnreg": "setmaxnreg" in ptx,
     "shared": kernel.metadata.shared, "sass": bool(sass), "hgmma": "HGMMA" in sass,
     "spills": sass.count("STL") + sass.count("LDL"),
+    "half_swaps": len(re.findall(r"PRMT R[0-9]+, R[0-9]+, 0x5432, R[0-9]+", sass)),
 }))
 """
 
@@ -234,7 +235,9 @@ print(json.dumps({
     ],
 )
 def test_ahead_of_time_compile_for_sm90(config: dict[str, int], dims: dict[str, Any]) -> None:
-    """The kernel compiles without a GPU to sm_90a with wgmma (HGMMA) and no register spills.
+    """The kernel compiles without a GPU to sm_90a with wgmma (HGMMA) and no register spills,
+    and P reaches the PV wgmma without PRMTs that swap the halves of its registers (there were
+    384 before _pv_operand rounded the pairs itself: 7 % of a KV step's instructions).
 
     Runs in a subprocess without TRITON_INTERPRET: the interpreter replaces Triton's own jit
     helpers that Gluon code calls, so Gluon cannot compile inside an interpreted process.
@@ -257,6 +260,7 @@ def test_ahead_of_time_compile_for_sm90(config: dict[str, int], dims: dict[str, 
     if info["sass"]:
         assert info["hgmma"]
         assert info["spills"] == 0
+        assert info["half_swaps"] == 0
 
 
 # ----------------------------------------------------------------------------- GPU
