@@ -452,8 +452,9 @@ def _shootout_and_publish(
 def _seed_configs(
     session: Any, space: SearchSpace, shape: Shape, environment_id: int
 ) -> list[Config]:
-    """The space default first, then the best configs of the nearest tuned shapes."""
-    seeds = [space.default_config()]
+    """The space default first, then the space's seeds that fit the shape, then the best
+    configs of the nearest tuned shapes."""
+    seeds = [space.default_config(), *space.seed_configs(shape.dims)]
     tuned = repository.best_configs_of_kernel(session, space.kernel, environment_id)
 
     def distance(dims: dict[str, Any]) -> float:

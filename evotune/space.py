@@ -2,7 +2,8 @@
 
 A space declares the kernel's shape dimensions, its tunable parameters (some active only
 under a condition), constraints over parameters and dims, per-dtype tolerances, the default
-config and named shapes. Everything else in evotune reads kernels through this.
+config, seed configs every search starts from, and named shapes. Everything else in evotune
+reads kernels through this.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "Constraint",
     "Parameter",
     "SearchSpace",
+    "Seed",
     "Shape",
     "Tolerance",
     "available_kernels",
@@ -100,6 +102,15 @@ class Tolerance(_Strict):
     rtol: float = Field(default=0.0, ge=0)
 
 
+class Seed(_Strict):
+    """A config every search starts from beside the default: a family that measured fastest
+    somewhere, so that a search need not find it again by chance. Missing parameters take
+    their defaults; a seed that breaks a shape's constraints is left out for that shape."""
+
+    config: dict[str, Any]
+    why: str
+
+
 @dataclass(frozen=True)
 class Shape:
     """An input shape: a name (None for ad-hoc shapes) and its dims."""
@@ -128,6 +139,7 @@ class SearchSpace(_Strict):
     constraints: list[Constraint] = Field(default_factory=list)
     tolerances: dict[str, Tolerance]
     shapes: dict[str, dict[str, Any]]
+    seeds: list[Seed] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
@@ -152,6 +164,18 @@ class SearchSpace(_Strict):
             self._check_dims(dims, f"shapes.{shape_name}")
         if not self.is_valid_structure(self.default_config()):
             raise ValueError("the parameters' defaults do not form a config of this space")
+        for i, seed in enumerate(self.seeds):
+            problems = [f"unknown parameter {k!r}" for k in seed.config if k not in self.parameters]
+            problems += self.structural_problems(self.normalize(seed.config))
+            # A key the seed sets that its own values make inactive would be dropped silently.
+            active = self.active_names(seed.config)
+            problems += [
+                f"{k!r} does not apply here"
+                for k in seed.config
+                if k in self.parameters and k not in active
+            ]
+            if problems:
+                raise ValueError(f"seeds.{i}: {'; '.join(problems)}")
         return self
 
     def _check_dims(self, dims: Mapping[str, Any], where: str) -> None:
@@ -209,6 +233,11 @@ class SearchSpace(_Strict):
     def default_config(self) -> Config:
         """The space's default config, with inactive parameters left out."""
         return self.normalize({name: p.default for name, p in self.parameters.items()})
+
+    def seed_configs(self, dims: Mapping[str, Any]) -> list[Config]:
+        """The declared seeds that are valid configs for a shape with these dims."""
+        configs = [self.normalize(seed.config) for seed in self.seeds]
+        return [config for config in configs if not self.violations(config, dims)]
 
     def active_names(
         self, config: Mapping[str, Any], dims: Mapping[str, Any] | None = None

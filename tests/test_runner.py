@@ -214,6 +214,21 @@ def test_best_configs_stored_under_an_older_space_file_still_seed_nearby_shapes(
         assert current in [t.config for t in trials if t.operator == "seed"]
 
 
+def test_a_search_starts_from_the_default_and_the_space_seeds(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+    space = load_space("attention")
+    shape = space.shape("mission")
+    db = open_database(f"sqlite:///{tmp_path / 'seeds.db'}")
+    summary = run_search(
+        db, space, shape, _CountingEvaluator(landscape), SearchOptions(budget=12, seed=3)
+    )
+    expected = [space.default_config(), *space.seed_configs(shape.dims)]
+    assert len(expected) == 4
+    with db.session() as s:
+        trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
+        seeded = [t.config for t in trials if t.operator == "seed"]
+    assert sorted(map(config_hash, seeded)) == sorted(map(config_hash, expected))
+
+
 def _count_finished(db_path: Path) -> int:
     import sqlite3
 

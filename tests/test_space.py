@@ -125,6 +125,19 @@ def test_unknown_kernel(tmp_path: Path) -> None:
         (lambda d: d.update(kernel="other"), "kernel: is 'other', but the file is named 'toy'"),
         (lambda d: d.pop("tolerances"), "tolerances: Field required"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
+        (
+            lambda d: d.update(seeds=[{"config": {"BLOCK": 48}, "why": "x"}]),
+            "seeds.0: BLOCK=48 is not one of [16, 32, 64]",
+        ),
+        (
+            lambda d: d.update(seeds=[{"config": {"TILE": 16}, "why": "x"}]),
+            "seeds.0: unknown parameter 'TILE'",
+        ),
+        (
+            lambda d: d.update(seeds=[{"config": {"impl": "a", "depth": 3}, "why": "x"}]),
+            "seeds.0: 'depth' does not apply here",
+        ),
+        (lambda d: d.update(seeds=[{"config": {"BLOCK": 16}}]), "seeds.0.why: Field required"),
     ],
 )
 def test_broken_file_gives_one_line_naming_file_and_key(
@@ -141,6 +154,31 @@ def test_broken_file_gives_one_line_naming_file_and_key(
     assert "\n" not in text
     assert "toy.yaml" in text
     assert message in text
+
+
+def test_seeds_fill_defaults_and_leave_out_those_a_shape_rules_out(tmp_path: Path) -> None:
+    data = {
+        **MINIMAL,
+        "seeds": [
+            {"config": {"impl": "b", "BLOCK": 64}, "why": "fastest on big inputs"},
+            {"config": {"BLOCK": 16}, "why": "fastest on small ones"},
+        ],
+    }
+    space = load_space("toy", write_space(tmp_path, data))
+    wide = {"impl": "b", "BLOCK": 64, "FAST": False, "depth": 2}
+    narrow = {"impl": "a", "BLOCK": 16, "FAST": False}
+    assert space.seed_configs({"N": 1024, "dtype": "float16"}) == [wide, narrow]
+    # BLOCK 64 breaks `BLOCK <= N` at N = 32.
+    assert space.seed_configs({"N": 32, "dtype": "float16"}) == [narrow]
+    # A restricted sub-space keeps only the seeds inside it.
+    assert space.restricted("impl == 'b'").seed_configs({"N": 1024, "dtype": "float16"}) == [wide]
+
+
+def test_attention_seeds_fit_the_shapes_they_were_measured_at() -> None:
+    space = load_space("attention")
+    for name in ("stage1", "long", "llama-d128"):
+        impls = [c["impl"] for c in space.seed_configs(space.shape(name).dims)]
+        assert impls.count("gluon") == 2, name
 
 
 def test_not_yaml(tmp_path: Path) -> None:
