@@ -247,6 +247,13 @@ def _exp2(x, FAST_EXP: gl.constexpr, dtype: gl.constexpr):
         return p, p
 
 
+@gluon.constexpr_function
+def _round_pairs_asm(dtype) -> str:
+    """PTX that rounds two float32 values into one register of two 16-bit ones (low first)."""
+    kind = "bf16x2" if dtype == gl.bfloat16 else "f16x2"
+    return f"cvt.rn.{kind}.f32 $0, $2, $1;"
+
+
 @gluon.jit
 def _pv_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
     """P as the register operand of the PV wgmma.
@@ -257,24 +264,12 @@ def _pv_operand(p, dtype: gl.constexpr, p_layout: gl.constexpr):
     instruction issue, ran stage1 in 321 us instead of 355 (H200, two device calls).
     """
     if p.dtype == gl.float32:
-        if dtype == gl.float16:
-            p = gl.inline_asm_elementwise(
-                "cvt.rn.f16x2.f32 $0, $2, $1;",
-                "=r,r,r",
-                [p],
-                dtype=gl.float16,
-                is_pure=True,
-                pack=2,
-            )
-        else:
-            p = gl.inline_asm_elementwise(
-                "cvt.rn.bf16x2.f32 $0, $2, $1;",
-                "=r,r,r",
-                [p],
-                dtype=gl.bfloat16,
-                is_pure=True,
-                pack=2,
-            )
+        # (The asm's result type is spelled out: a constexpr dtype is not taken there. The
+        # bitcast to bfloat16 is free.)
+        p = gl.inline_asm_elementwise(
+            _round_pairs_asm(dtype), "=r,r,r", [p], dtype=gl.float16, is_pure=True, pack=2
+        )
+        p = p.to(dtype, bitcast=True)
     else:
         p = p.to(dtype)
     return gl.convert_layout(p, p_layout)
