@@ -348,16 +348,10 @@ def _issue_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, stage, row):
 
 @gluon.jit
 def _kv_step(
+    io,
+    bufs,
     q_buf,
-    k_desc,
-    v_desc,
-    k_smem,
-    v_smem,
-    k_ready,
-    v_ready,
-    kv_empty,
-    turn_bars,
-    pin_smem,
+    pin_buf,
     acc,
     p,
     m_i,
@@ -369,71 +363,52 @@ def _kv_step(
     n_kv,
     row_base,
     rows,
-    S,
-    qk_scale,
     WG: gl.constexpr,
-    BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr,
-    CAUSAL: gl.constexpr,
-    FAST_EXP: gl.constexpr,
-    TURNS: gl.constexpr,
-    INLINE_LOADS: gl.constexpr,
+    C: gl.constexpr,
     MASK: gl.constexpr,
     EARLY_P: gl.constexpr,
-    PIN: gl.constexpr,
-    dtype: gl.constexpr,
-    s_layout: gl.constexpr,
-    p_layout: gl.constexpr,
-    orow_layout: gl.constexpr,
 ):
     """One pipelined KV step: issue QK^T(j) and PV(j-1), softmax of block j under PV(j-1).
 
     EARLY_P writes the new P operand before the PV wait; only safe for overlap when the caller
     double-buffers P (see _kv_range), otherwise ptxas gives it the registers of the P in flight.
     """
+    _q_desc, _k_desc, _v_desc, _o_ptr, _o_desc, qk_scale, S, _bh, _group, _n_m, _sched = io
+    _q, k_smem, v_smem, _q_ready, _q_empty, k_ready, v_ready, _empty, turn_bars, _pin = bufs
+    STAGES: gl.constexpr = C.STAGES
+    dtype: gl.constexpr = q_buf.dtype
+    s_layout: gl.constexpr = _mma_layout(C.BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(C.HEAD_DIM)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     cur = it + j
     prev = cur - 1
     stage = cur % STAGES
     pstage = prev % STAGES
-    _turn_wait(turn_bars, rnd, WG, TURNS)
+    _turn_wait(turn_bars, rnd, WG, C.TURNS)
     mbarrier.wait(k_ready.index(stage), (cur // STAGES) & 1)
     s_tok = warpgroup_mma(
         q_buf, k_smem.index(stage).permute((1, 0)), zero_s, use_acc=False, is_async=True
     )
     mbarrier.wait(v_ready.index(pstage), (prev // STAGES) & 1)
     acc_tok = warpgroup_mma(p, v_smem.index(pstage), acc, is_async=True)
-    _turn_pass(turn_bars, WG, TURNS)
+    _turn_pass(turn_bars, WG, C.TURNS)
     # S_j is the older group: it is complete once at most one group is outstanding.
     s = warpgroup_mma_wait(1, deps=(s_tok,))
-    _release_k(
-        k_desc, k_smem, k_ready, kv_empty, stage, j, n_kv, row_base, BLOCK_N, STAGES, INLINE_LOADS
-    )
+    _release_k(io, bufs, stage, j, n_kv, row_base, C)
     p_op, alpha, m_i, l_i = _softmax_block(
-        s, m_i, l_i, j, MASK, rows, S, qk_scale, BLOCK_N, CAUSAL, FAST_EXP, dtype, s_layout
+        s, m_i, l_i, j, MASK, rows, S, qk_scale, C.BLOCK_N, C.CAUSAL, C.FAST_EXP, dtype, s_layout
     )
     if EARLY_P:
         p_next = _pv_operand(p_op, dtype, p_layout)
     # ptxas keeps shared-memory stores and wgmma waits in program order but floats arithmetic,
     # and it likes to issue the wait early. Storing the new row sums (they depend on every
     # exponential of the block) before the wait pins the softmax ahead of it.
-    if PIN:
-        pin_smem.store(l_i)
+    if C.PIN:
+        pin_buf.store(l_i)
     # p, the register operand of the PV in flight, must stay live until that wgmma completes.
     acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
-    _release_v(
-        v_desc,
-        v_smem,
-        v_ready,
-        kv_empty,
-        pstage,
-        j - 1,
-        n_kv,
-        row_base,
-        BLOCK_N,
-        STAGES,
-        INLINE_LOADS,
-    )
-    acc = acc * gl.convert_layout(alpha, orow_layout)[:, None]
+    _release_v(io, bufs, pstage, j - 1, n_kv, row_base, C)
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
     if not EARLY_P:
         # Only now write the PV operand registers: with a single P buffer ptxas gives the new P
         # the registers of the P that the PV in flight reads.
@@ -443,16 +418,10 @@ def _kv_step(
 
 @gluon.jit
 def _kv_range(
+    io,
+    bufs,
     q_buf,
-    k_desc,
-    v_desc,
-    k_smem,
-    v_smem,
-    k_ready,
-    v_ready,
-    kv_empty,
-    turn_bars,
-    pin_smem,
+    pin_buf,
     acc,
     p,
     m_i,
@@ -465,239 +434,66 @@ def _kv_range(
     n_kv,
     row_base,
     rows,
-    S,
-    qk_scale,
     WG: gl.constexpr,
-    BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr,
-    CAUSAL: gl.constexpr,
-    FAST_EXP: gl.constexpr,
-    TURNS: gl.constexpr,
-    INLINE_LOADS: gl.constexpr,
+    C: gl.constexpr,
     MASK: gl.constexpr,
-    PBUF: gl.constexpr,
-    PIN: gl.constexpr,
-    dtype: gl.constexpr,
-    s_layout: gl.constexpr,
-    p_layout: gl.constexpr,
-    orow_layout: gl.constexpr,
 ):
-    """KV steps lo..hi-1. PBUF == 2 unrolls by two with two P tiles (pa, pb) so that the new P
-    never shares registers with the P the PV in flight reads, letting ptxas keep the softmax
-    between the two wgmma waits."""
-    if PBUF == 2:
+    """KV steps lo..hi-1. P_BUFFERS 2 (C.PBUF) unrolls by two with two P tiles (pa, pb) so that
+    the new P never shares registers with the P the PV in flight reads, letting ptxas keep the
+    softmax between the two wgmma waits."""
+    if C.PBUF == 2:
         n = hi - lo
         pa = p
         for jj in range(0, n // 2):
             j = lo + 2 * jj
             acc, pb, m_i, l_i = _kv_step(
-                q_buf,
-                k_desc,
-                v_desc,
-                k_smem,
-                v_smem,
-                k_ready,
-                v_ready,
-                kv_empty,
-                turn_bars,
-                pin_smem,
-                acc,
-                pa,
-                m_i,
-                l_i,
-                zero_s,
-                rnd,
-                it,
-                j,
-                n_kv,
-                row_base,
-                rows,
-                S,
-                qk_scale,
-                WG,
-                BLOCK_N,
-                STAGES,
-                CAUSAL,
-                FAST_EXP,
-                TURNS,
-                INLINE_LOADS,
-                MASK,
-                True,
-                PIN,
-                dtype,
-                s_layout,
-                p_layout,
-                orow_layout,
-            )
+                io, bufs, q_buf, pin_buf, acc, pa, m_i, l_i, zero_s, rnd, it, j, n_kv,
+                row_base, rows, WG, C, MASK, True,
+            )  # fmt: skip
             acc, pa, m_i, l_i = _kv_step(
-                q_buf,
-                k_desc,
-                v_desc,
-                k_smem,
-                v_smem,
-                k_ready,
-                v_ready,
-                kv_empty,
-                turn_bars,
-                pin_smem,
-                acc,
-                pb,
-                m_i,
-                l_i,
-                zero_s,
-                rnd + 1,
-                it,
-                j + 1,
-                n_kv,
-                row_base,
-                rows,
-                S,
-                qk_scale,
-                WG,
-                BLOCK_N,
-                STAGES,
-                CAUSAL,
-                FAST_EXP,
-                TURNS,
-                INLINE_LOADS,
-                MASK,
-                True,
-                PIN,
-                dtype,
-                s_layout,
-                p_layout,
-                orow_layout,
-            )
+                io, bufs, q_buf, pin_buf, acc, pb, m_i, l_i, zero_s, rnd + 1, it, j + 1, n_kv,
+                row_base, rows, WG, C, MASK, True,
+            )  # fmt: skip
             rnd += 2
         if n % 2 == 1:
             acc, pa, m_i, l_i = _kv_step(
-                q_buf,
-                k_desc,
-                v_desc,
-                k_smem,
-                v_smem,
-                k_ready,
-                v_ready,
-                kv_empty,
-                turn_bars,
-                pin_smem,
-                acc,
-                pa,
-                m_i,
-                l_i,
-                zero_s,
-                rnd,
-                it,
-                hi - 1,
-                n_kv,
-                row_base,
-                rows,
-                S,
-                qk_scale,
-                WG,
-                BLOCK_N,
-                STAGES,
-                CAUSAL,
-                FAST_EXP,
-                TURNS,
-                INLINE_LOADS,
-                MASK,
-                False,
-                PIN,
-                dtype,
-                s_layout,
-                p_layout,
-                orow_layout,
-            )
+                io, bufs, q_buf, pin_buf, acc, pa, m_i, l_i, zero_s, rnd, it, hi - 1, n_kv,
+                row_base, rows, WG, C, MASK, False,
+            )  # fmt: skip
             rnd += 1
         p = pa
     else:
         for j in range(lo, hi):
             acc, p, m_i, l_i = _kv_step(
-                q_buf,
-                k_desc,
-                v_desc,
-                k_smem,
-                v_smem,
-                k_ready,
-                v_ready,
-                kv_empty,
-                turn_bars,
-                pin_smem,
-                acc,
-                p,
-                m_i,
-                l_i,
-                zero_s,
-                rnd,
-                it,
-                j,
-                n_kv,
-                row_base,
-                rows,
-                S,
-                qk_scale,
-                WG,
-                BLOCK_N,
-                STAGES,
-                CAUSAL,
-                FAST_EXP,
-                TURNS,
-                INLINE_LOADS,
-                MASK,
-                False,
-                PIN,
-                dtype,
-                s_layout,
-                p_layout,
-                orow_layout,
-            )
+                io, bufs, q_buf, pin_buf, acc, p, m_i, l_i, zero_s, rnd, it, j, n_kv,
+                row_base, rows, WG, C, MASK, False,
+            )  # fmt: skip
             rnd += 1
     return acc, p, m_i, l_i, rnd
 
 
 @gluon.jit
-def _release_k(
-    k_desc,
-    k_smem,
-    k_ready,
-    kv_empty,
-    stage,
-    j,
-    n_kv,
-    row_base,
-    BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr,
-    INLINE_LOADS: gl.constexpr,
-):
+def _release_k(io, bufs, stage, j, n_kv, row_base, C: gl.constexpr):
     """K of block j (in `stage`) has been read by its QK^T: hand the stage back (or refill it)."""
-    if INLINE_LOADS:
-        if j + STAGES < n_kv:
-            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + (j + STAGES) * BLOCK_N)
+    k_desc = io[1]
+    _q, k_smem, _v, _q_ready, _q_empty, k_ready, _v_ready, kv_empty, _turns, _pin = bufs
+    if C.INLINE_LOADS:
+        if j + C.STAGES < n_kv:
+            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + (j + C.STAGES) * C.BLOCK_N)
     else:
         mbarrier.arrive(kv_empty.index(stage), count=1)
 
 
 @gluon.jit
-def _release_v(
-    v_desc,
-    v_smem,
-    v_ready,
-    kv_empty,
-    stage,
-    j,
-    n_kv,
-    row_base,
-    BLOCK_N: gl.constexpr,
-    STAGES: gl.constexpr,
-    INLINE_LOADS: gl.constexpr,
-):
+def _release_v(io, bufs, stage, j, n_kv, row_base, C: gl.constexpr):
     """V of block j (in `stage`) has been read by its PV: hand the stage back (or refill it)."""
-    if INLINE_LOADS:
-        if j + STAGES < n_kv:
-            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + (j + STAGES) * BLOCK_N)
+    v_desc = io[2]
+    _q, _k, v_smem, _q_ready, _q_empty, _k_ready, v_ready, kv_empty, _turns, _pin = bufs
+    if C.INLINE_LOADS:
+        if j + C.STAGES < n_kv:
+            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + (j + C.STAGES) * C.BLOCK_N)
     else:
-        mbarrier.arrive(kv_empty.index(STAGES + stage), count=1)
+        mbarrier.arrive(kv_empty.index(C.STAGES + stage), count=1)
 
 
 @gluon.jit
@@ -766,8 +562,6 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
     FAST_EXP: gl.constexpr = C.FAST_EXP
     TURNS: gl.constexpr = C.TURNS
     INLINE_LOADS: gl.constexpr = C.INLINE_LOADS
-    PBUF: gl.constexpr = C.PBUF
-    PIN: gl.constexpr = C.PIN
     TILE_ORDER: gl.constexpr = C.TILE_ORDER
     SCHEDULED: gl.constexpr = C.SCHEDULED
     QBUFS: gl.constexpr = C.QBUFS
@@ -843,19 +637,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         _turn_pass(turn_bars, WG, TURNS)
         rnd += 1
         s = warpgroup_mma_wait(0, deps=(s_tok,))
-        _release_k(
-            k_desc,
-            k_smem,
-            k_ready,
-            kv_empty,
-            stage,
-            0,
-            n_kv,
-            row_base,
-            BLOCK_N,
-            STAGES,
-            INLINE_LOADS,
-        )
+        _release_k(io, bufs, stage, 0, n_kv, row_base, C)
         p_op, _alpha0, m_i, l_i = _softmax_block(
             s,
             m_i,
@@ -885,85 +667,13 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         # softmax after PV instead of overlapping it.
         n_split = gl.maximum(gl.minimum(n_full, n_own), 1)
         acc, p, m_i, l_i, rnd = _kv_range(
-            q_buf,
-            k_desc,
-            v_desc,
-            k_smem,
-            v_smem,
-            k_ready,
-            v_ready,
-            kv_empty,
-            turn_bars,
-            pin_buf,
-            acc,
-            p,
-            m_i,
-            l_i,
-            zero_s,
-            rnd,
-            it,
-            1,
-            n_split,
-            n_kv,
-            row_base,
-            rows,
-            S,
-            qk_scale,
-            WG,
-            BLOCK_N,
-            STAGES,
-            CAUSAL,
-            FAST_EXP,
-            TURNS,
-            INLINE_LOADS,
-            False,
-            PBUF,
-            PIN,
-            dtype,
-            s_layout,
-            p_layout,
-            orow_layout,
-        )
+            io, bufs, q_buf, pin_buf, acc, p, m_i, l_i, zero_s, rnd, it, 1, n_split, n_kv,
+            row_base, rows, WG, C, False,
+        )  # fmt: skip
         acc, p, m_i, l_i, rnd = _kv_range(
-            q_buf,
-            k_desc,
-            v_desc,
-            k_smem,
-            v_smem,
-            k_ready,
-            v_ready,
-            kv_empty,
-            turn_bars,
-            pin_buf,
-            acc,
-            p,
-            m_i,
-            l_i,
-            zero_s,
-            rnd,
-            it,
-            n_split,
-            n_own,
-            n_kv,
-            row_base,
-            rows,
-            S,
-            qk_scale,
-            WG,
-            BLOCK_N,
-            STAGES,
-            CAUSAL,
-            FAST_EXP,
-            TURNS,
-            INLINE_LOADS,
-            True,
-            PBUF,
-            PIN,
-            dtype,
-            s_layout,
-            p_layout,
-            orow_layout,
-        )
+            io, bufs, q_buf, pin_buf, acc, p, m_i, l_i, zero_s, rnd, it, n_split, n_own, n_kv,
+            row_base, rows, WG, C, True,
+        )  # fmt: skip
 
         # With O_TMA this tile's Q buffer stages O for a TMA store: the producer needs it only
         # for the tile after next (two buffers), or not at all (one tile a CTA).
