@@ -394,7 +394,7 @@ def _kv_step(
     _turn_pass(turn_bars, WG, C.TURNS)
     # S_j is the older group: it is complete once at most one group is outstanding.
     s = warpgroup_mma_wait(1, deps=(s_tok,))
-    _release_k(io, bufs, stage, j, n_kv, row_base, C)
+    _release(io, bufs, False, stage, j, n_kv, row_base, C)
     p_op, alpha, m_i, l_i = _softmax_block(
         s, m_i, l_i, j, MASK, rows, S, qk_scale, C.BLOCK_N, C.CAUSAL, C.FAST_EXP, dtype, s_layout
     )
@@ -407,7 +407,7 @@ def _kv_step(
         pin_buf.store(l_i)
     # p, the register operand of the PV in flight, must stay live until that wgmma completes.
     acc, p = warpgroup_mma_wait(0, deps=(acc_tok, p))
-    _release_v(io, bufs, pstage, j - 1, n_kv, row_base, C)
+    _release(io, bufs, True, pstage, j - 1, n_kv, row_base, C)
     acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
     if not EARLY_P:
         # Only now write the PV operand registers: with a single P buffer ptxas gives the new P
@@ -473,27 +473,18 @@ def _kv_range(
 
 
 @gluon.jit
-def _release_k(io, bufs, stage, j, n_kv, row_base, C: gl.constexpr):
-    """K of block j (in `stage`) has been read by its QK^T: hand the stage back (or refill it)."""
-    k_desc = io[1]
-    _q, k_smem, _v, _q_ready, _q_empty, k_ready, _v_ready, kv_empty, _turns, _pin = bufs
+def _release(io, bufs, V: gl.constexpr, stage, j, n_kv, row_base, C: gl.constexpr):
+    """Block j's K (V False: read by its QK^T) or V (V True: read by its PV) in `stage` is done
+    with: hand the stage back (or refill it)."""
+    desc = io[1 + V]  # k_desc, v_desc
+    smem = bufs[1 + V]  # k_smem, v_smem
+    ready = bufs[5 + V]  # k_ready, v_ready
+    kv_empty = bufs[7]
     if C.INLINE_LOADS:
         if j + C.STAGES < n_kv:
-            _issue_tile(k_desc, k_smem, k_ready, stage, row_base + (j + C.STAGES) * C.BLOCK_N)
+            _issue_tile(desc, smem, ready, stage, row_base + (j + C.STAGES) * C.BLOCK_N)
     else:
-        mbarrier.arrive(kv_empty.index(stage), count=1)
-
-
-@gluon.jit
-def _release_v(io, bufs, stage, j, n_kv, row_base, C: gl.constexpr):
-    """V of block j (in `stage`) has been read by its PV: hand the stage back (or refill it)."""
-    v_desc = io[2]
-    _q, _k, v_smem, _q_ready, _q_empty, _k_ready, v_ready, kv_empty, _turns, _pin = bufs
-    if C.INLINE_LOADS:
-        if j + C.STAGES < n_kv:
-            _issue_tile(v_desc, v_smem, v_ready, stage, row_base + (j + C.STAGES) * C.BLOCK_N)
-    else:
-        mbarrier.arrive(kv_empty.index(C.STAGES + stage), count=1)
+        mbarrier.arrive(kv_empty.index(V * C.STAGES + stage), count=1)
 
 
 @gluon.jit
@@ -637,7 +628,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         _turn_pass(turn_bars, WG, TURNS)
         rnd += 1
         s = warpgroup_mma_wait(0, deps=(s_tok,))
-        _release_k(io, bufs, stage, 0, n_kv, row_base, C)
+        _release(io, bufs, False, stage, 0, n_kv, row_base, C)
         p_op, _alpha0, m_i, l_i = _softmax_block(
             s,
             m_i,
