@@ -15,8 +15,8 @@ Layout of one CTA (one or more query tiles, see CTA_MULT in the launcher):
   (ready: TMA bytes landed; empty: every consumer finished reading the stage).
 - PRODUCER_WARPS == 0 turns warp specialisation off: the single consumer issues its own loads.
 - causal: each consumer runs the KV blocks its own rows need (_own_kv_blocks): with BLOCK_M 192
-  two of three consumers end a block before the tile's diagonal every other tile. The blocks it
-  skips it still takes its turns for and releases (_pass_unused_blocks).
+  one or two of the three consumers end a block before the tile's diagonal. The blocks it skips
+  it still takes its turns for and releases (_pass_unused_blocks).
 
 Inside a consumer the KV loop is software-pipelined as in FlashAttention-3: QK^T of block j and
 PV of block j-1 are issued together, and the softmax of block j runs while PV(j-1) is still on the
@@ -187,8 +187,8 @@ def _kv_blocks(m_block, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL:
 def _own_kv_blocks(row0, n_kv, S, BM_WG: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr):
     """KV blocks one consumer's rows need (of the tile's n_kv).
 
-    Causal: its rows may end a block or more before the tile's diagonal (BLOCK_M 192: two of
-    the three consumers, one block every other tile). A consumer whose rows all lie past S (the
+    Causal: its rows may end a block or more before the tile's diagonal (BLOCK_M 192, BLOCK_N
+    128: two of the three consumers on even query tiles, one on odd ones). A consumer whose rows all lie past S (the
     tail tile) runs one block, whose result is never stored.
     """
     if CAUSAL:  # noqa: SIM108
@@ -200,15 +200,14 @@ def _own_kv_blocks(row0, n_kv, S, BM_WG: gl.constexpr, BLOCK_N: gl.constexpr, CA
 
 
 @gluon.jit
-def _pass_unused_blocks(
-    k_ready, v_ready, kv_empty, turn_bars, rnd, it, lo, hi, WG: gl.constexpr, C: gl.constexpr
-):
+def _pass_unused_blocks(bufs, rnd, it, lo, hi, WG: gl.constexpr, C: gl.constexpr):
     """Release KV blocks lo..hi-1 of the tile that this consumer does not compute.
 
     Each still takes its turn (the round robin counts every consumer's steps) and waits for the
     block to land before its release: an arrive on a stage still in its previous phase would
     count toward that phase and free the stage under another consumer's reads.
     """
+    _q, _k, _v, _q_ready, _q_empty, k_ready, v_ready, kv_empty, turn_bars, _pin = bufs
     for j in range(lo, hi):
         _turn_wait(turn_bars, rnd, WG, C.TURNS)
         _turn_pass(turn_bars, WG, C.TURNS)
@@ -704,9 +703,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         else:
             _store_rows(o_ptr, o, row_base, row0, S, HEAD_DIM, o_layout)
         if WGS > 1:
-            rnd = _pass_unused_blocks(
-                k_ready, v_ready, kv_empty, turn_bars, rnd, it, n_own, n_kv, WG, C
-            )
+            rnd = _pass_unused_blocks(bufs, rnd, it, n_own, n_kv, WG, C)
         it += n_kv
     if DEFER_O_WAIT:
         # The CTA's shared memory must outlive the last store's reads.
