@@ -165,15 +165,9 @@ class SearchSpace(_Strict):
         if not self.is_valid_structure(self.default_config()):
             raise ValueError("the parameters' defaults do not form a config of this space")
         for i, seed in enumerate(self.seeds):
-            problems = [f"unknown parameter {k!r}" for k in seed.config if k not in self.parameters]
-            problems += self.structural_problems(self.normalize(seed.config))
-            # A key the seed sets that its own values make inactive would be dropped silently.
-            active = self.active_names(seed.config)
-            problems += [
-                f"{k!r} does not apply here"
-                for k in seed.config
-                if k in self.parameters and k not in active
-            ]
+            # Defaults fill what the seed leaves out; its own keys stay to be checked (unknown,
+            # out of domain, or made inactive by its other values: dropped silently otherwise).
+            problems = self.structural_problems({**self.normalize(seed.config), **seed.config})
             if problems:
                 raise ValueError(f"seeds.{i}: {'; '.join(problems)}")
         return self
