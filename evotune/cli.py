@@ -181,21 +181,37 @@ def best(
     kernel: KernelOpt = "attention",
     db: DbOpt = None,
     gpu: Annotated[str | None, typer.Option(help="Only configs measured on this GPU name.")] = None,
+    stale: Annotated[
+        bool,
+        typer.Option(
+            "--stale", help="Also a config measured under another kernel source (says so)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The published best config of a shape (GPU-measured first; interpreted ones on a CPU host)."""
+    """The published best config of a shape (GPU-measured first; interpreted ones on a CPU
+    host), measured under the kernel source installed here unless --stale."""
     from evotune.evaluators import cuda_device_count
+    from evotune.source_hash import kernel_source_hash
     from evotune.storage import open_database, repository
 
-    _, target = _space_and_shape(kernel, shape)
+    space, target = _space_and_shape(kernel, shape)
+    installed = kernel_source_hash(space.module)
+    source = None if stale else installed
     database = open_database(db)
     with database.session() as session:
-        row = repository.best_config(session, kernel, target.key, gpu=gpu)
+        row = repository.best_config(
+            session, kernel, target.key, gpu=gpu, kernel_source_hash=source
+        )
         if row is None and gpu is None and cuda_device_count() == 0:
-            row = repository.best_config(session, kernel, target.key, include_interpreted=True)
+            row = repository.best_config(
+                session, kernel, target.key, include_interpreted=True, kernel_source_hash=source
+            )
         if row is None:
-            _fail(
-                f"nothing tuned for kernel {kernel!r} shape {shape!r}; run `evotune search --shape {shape}`"
+            older = "" if stale else " (with --stale: also configs of older kernel sources)"
+            raise UserError(
+                f"nothing tuned for kernel {kernel!r} shape {shape!r} under the installed kernel "
+                f"source; run `evotune search --shape {shape}`{older}"
             )
         data = {
             "kernel": kernel,
@@ -212,10 +228,17 @@ def best(
             "gpu": row.environment.gpu,
             "interpreted": row.environment.interpreted,
             "fingerprint": row.environment.fingerprint_hash,
+            "kernel_source_hash": row.environment.kernel_source_hash,
+            "stale": row.environment.kernel_source_hash != installed,
         }
     if as_json:
         _print_json(data)
         return
+    if data["stale"]:
+        console.print(
+            f"[yellow]stale: measured under kernel source {data['kernel_source_hash']}, the "
+            f"installed one is {installed}; re-tune[/yellow]"
+        )
     table = Table(title=f"best config: {kernel} / {shape}")
     table.add_column("field")
     table.add_column("value")
@@ -386,12 +409,18 @@ def bench(
             raise UserError(f"--config is not valid for shape {shape!r}: {'; '.join(problems)}")
         configs["given"] = merged
     if use_best:
+        from evotune.source_hash import kernel_source_hash
         from evotune.storage import open_database, repository
 
         with open_database(db).session() as session:
-            row = repository.best_config(session, kernel, target.key)
+            row = repository.best_config(
+                session, kernel, target.key, kernel_source_hash=kernel_source_hash(space.module)
+            )
             if row is None:
-                raise UserError(f"--best: nothing tuned on a GPU for shape {shape!r}")
+                raise UserError(
+                    f"--best: nothing tuned on a GPU for shape {shape!r} under the installed "
+                    "kernel source"
+                )
             configs["best"] = dict(row.config)
     rows = bench_table(space, target, configs, seed=seed)
     if as_json:

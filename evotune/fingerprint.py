@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from evotune.plugin import kernel_source_hash
+from evotune.source_hash import kernel_source_hash
 
 __all__ = ["FINGERPRINT_KEYS", "driver_version", "environment", "fingerprint_hash"]
 

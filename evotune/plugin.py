@@ -8,27 +8,33 @@ module-level functions (see `kernels/attention.py` for the reference plug-in):
 - `run(inputs, out, config) -> None`: launch the kernel with a config, writing into `out`.
 - `reference(inputs) -> Tensor`: the float32 (or better) reference output.
 - `flops(dims) -> float`: useful floating-point operations of one call (for TFLOPS).
+- optional `bytes(dims) -> float`: the fewest bytes one call must move (inputs read once,
+  outputs written once); with `flops` it gives the physical floor a p50 may not beat
+  (evotune/worker/hardware.py).
 - `unsupported(config, dims, device) -> str | None`: why this config cannot run on this
   device at all (e.g. a Hopper-only implementation in the interpreter), else None.
 - optional `compile_only(dims, config, device) -> None`: compile without launching, so a
   pool of CPU processes can fill Triton's cache ahead of the GPU worker.
-- optional `SOURCE_FILES: list[Path]`: extra files whose text defines the kernel.
+- optional `baselines(inputs) -> dict[str, Callable[[], Tensor]]`: what `evotune bench`
+  compares the kernel with (label -> a call on these inputs that returns its output).
+
+`run` must not keep device memory alive after it returns: a trial that leaves more behind
+than it found fails as a leak (evotune/worker/hygiene.py). The kernel source hash covers
+the plug-in module and whatever it imports from its own package (evotune/source_hash.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, cast
 
 from evotune.errors import SpaceFileError
 from evotune.records import Config, Dims
 
-__all__ = ["DeviceInfo", "KernelPlugin", "kernel_source_hash", "load_plugin"]
+__all__ = ["DeviceInfo", "KernelPlugin", "load_plugin"]
 
 
 @dataclass(frozen=True)
@@ -64,17 +70,6 @@ def load_plugin(module_name: str) -> KernelPlugin:
     if missing:
         raise SpaceFileError(f"kernel module {module_name!r} lacks {', '.join(missing)}")
     return cast(KernelPlugin, module)
-
-
-def kernel_source_hash(module_name: str) -> str:
-    """Hash of the text of a plug-in's module and its SOURCE_FILES: part of the fingerprint."""
-    module = _import(module_name)
-    files = [Path(str(module.__file__))] + [Path(p) for p in getattr(module, "SOURCE_FILES", [])]
-    digest = hashlib.sha256()
-    for path in sorted(set(files)):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _import(module_name: str) -> ModuleType:

@@ -101,10 +101,8 @@ def render_summary(summary: SearchSummary) -> Table:
     table.add_row(
         "outcomes", ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items()))
     )
-    if summary.interrupted_trials:
-        table.add_row(
-            "interrupted", f"{summary.interrupted_trials} trial(s) lost by an earlier stop"
-        )
+    if summary.rerun_trials:
+        table.add_row("re-run", f"{summary.rerun_trials} trial(s) an earlier stop left in flight")
     if summary.best_config is None:
         table.add_row("best", "no trial succeeded")
         return table

@@ -68,8 +68,6 @@ class TrialRequest:
     # stops after time_budget_s of wall time even if the median is not yet stable.
     compile_timeout_s: float | None = None
     time_budget_s: float = 1.0
-    # Rotate several input sets during timing when one set fits in the L2 cache.
-    rotate_inputs: bool = True
 
 
 @dataclass

@@ -60,7 +60,7 @@ class SearchSummary:
     best_shootout_p50_us: float | None
     best_tflops: float | None
     default_p50_us: float | None
-    interrupted_trials: int
+    rerun_trials: int  # left in flight by an earlier, stopped run; measured again by this one
     state: str
     # The whole run: warm-up, measuring phase, shoot-out (not the evaluator's start).
     wall_s: float = 0.0
@@ -188,11 +188,31 @@ def run_search(
         else:
             study.budget = options.budget
         study.state = "running"
-        interrupted = repository.mark_interrupted(session, study)
+        rerun, _gave_up = repository.claim_interrupted(session, study)
         history = repository.study_trials(session, study)
         seeds = _seed_configs(session, space, shape, env_row.id)
         study_id, study_seed, settings = study.id, study.seed, dict(study.settings)
         observer.started(study, resumed, len(history), options.budget)
+        best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
+        rerun_requests = [
+            _request(space, shape, t, tolerance, _run_timeout(best_p50, options)) for t in rerun
+        ]
+
+    run_started = time.monotonic()
+    _warm_up(evaluator, space, shape, study_seed, tolerance, options)
+    started_at = time.monotonic()
+    trials_run = 0
+    busy_s = 0.0
+    # Trials an earlier, stopped run left in flight are measured first, as they were asked.
+    for result in evaluator.evaluate(rerun_requests) if rerun_requests else ():
+        trial = _store_result(db, result)
+        trials_run += 1
+        busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
+        if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
+            best_p50 = trial.p50_us
+        observer.trial_finished(trial, best_p50)
+    if rerun_requests:
+        history = _finished_trials(db, study_id)
 
     # `restrict` describes the study's sub-space (already applied to `space`), not the strategy.
     strategy_settings = {k: v for k, v in settings.items() if k != "restrict"}
@@ -201,15 +221,9 @@ def run_search(
     )
     strategy.restore([_observation(t) for t in history])
     pipeline = _pipeline(strategy, evaluator, options.pipeline_depth)
-    run_started = time.monotonic()
-    _warm_up(evaluator, space, shape, study_seed, tolerance, options)
     measured = {t.config_hash for t in history}
     number = len(history)
-    best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
     batch_size = strategy.generation_size
-    started_at = time.monotonic()
-    trials_run = 0
-    busy_s = 0.0
     state = "running"
 
     def stop_reason() -> str | None:
@@ -277,7 +291,7 @@ def run_search(
             observer.shootout_started(options.finalists)
             _shootout_and_publish(db, study_id, space, shape, evaluator, options, tolerance)
     _set_state(db, study_id, state)
-    summary = summarize(db, study_id, space, shape, resumed, trials_run, interrupted)
+    summary = summarize(db, study_id, space, shape, resumed, trials_run, len(rerun_requests))
     summary.wall_s = time.monotonic() - run_started
     summary.search_s = search_s
     summary.worker_busy_s = busy_s
@@ -343,9 +357,7 @@ def _store_batch(
     out (never compiled). Returns the requests to measure and the invalid trials."""
     requests: list[TrialRequest] = []
     finished: list[Trial] = []
-    timeout = options.timeout_floor_s
-    if best_p50 is not None:
-        timeout = max(options.timeout_floor_s, best_p50 * 1e-6 * options.timeout_factor)
+    timeout = _run_timeout(best_p50, options)
     with db.session() as session:
         study = repository.get_study(session, study_id)
         for offset, cand in enumerate(candidates):
@@ -371,18 +383,34 @@ def _store_batch(
                 )
                 finished.append(trial)
                 continue
-            requests.append(
-                TrialRequest(
-                    trial_id=trial.id,
-                    kernel=space.kernel,
-                    dims=dict(shape.dims),
-                    config=dict(cand.config),
-                    seed=trial.seed,
-                    tolerance=tolerance,
-                    timeout_s=timeout,
-                )
-            )
+            requests.append(_request(space, shape, trial, tolerance, timeout))
     return requests, finished
+
+
+def _run_timeout(best_p50: float | None, options: SearchOptions) -> float:
+    """Seconds a trial may run (gate and timing): a multiple of the best p50 so far."""
+    if best_p50 is None:
+        return options.timeout_floor_s
+    return max(options.timeout_floor_s, best_p50 * 1e-6 * options.timeout_factor)
+
+
+def _request(
+    space: SearchSpace, shape: Shape, trial: Trial, tolerance: dict[str, float], timeout: float
+) -> TrialRequest:
+    return TrialRequest(
+        trial_id=trial.id,
+        kernel=space.kernel,
+        dims=dict(shape.dims),
+        config=dict(trial.config),
+        seed=trial.seed,
+        tolerance=tolerance,
+        timeout_s=timeout,
+    )
+
+
+def _finished_trials(db: Database, study_id: int) -> list[Trial]:
+    with db.session() as session:
+        return repository.study_trials(session, repository.get_study(session, study_id))
 
 
 def _store_result(db: Database, result: TrialResult) -> Trial:
@@ -509,7 +537,7 @@ def summarize(
     shape: Shape,
     resumed: bool = False,
     trials_run: int = 0,
-    interrupted: int = 0,
+    rerun: int = 0,
 ) -> SearchSummary:
     """A study's outcome: counts, best, speedup over the space's default config."""
     default_hash = config_hash(space.default_config())
@@ -537,6 +565,6 @@ def summarize(
             best_shootout_p50_us=best.shootout_p50_us if best else None,
             best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 else None,
             default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
-            interrupted_trials=interrupted,
+            rerun_trials=rerun,
             state=study.state,
         )

@@ -16,7 +16,6 @@ import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,9 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "SOURCE_FILES",
     "SUPPORTED_HEAD_DIMS",
     "attention",
+    "baselines",
+    "bytes",
     "compile_only",
     "device_limits",
     "empty_output",
@@ -59,17 +59,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
-# Everything that defines what a config computes, the Gluon implementation included.
-SOURCE_FILES = [
-    path
-    for name in (
-        "_attention_kernel.py",
-        "attention_gluon.py",
-        "_gluon_attention_kernel.py",
-        "tile_order.py",
-    )
-    if (path := Path(__file__).with_name(name)).is_file()
-]
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _LOG2E = 1.4426950408889634  # log2(e): exp(x) = 2^(x log2 e)
@@ -419,6 +408,35 @@ def flops(dims: Mapping[str, Any]) -> float:
     """4 B H S^2 D (two matrix products), halved when causal."""
     total = 4.0 * dims["B"] * dims["H"] * dims["S"] ** 2 * dims["D"]
     return total / 2 if dims["causal"] else total
+
+
+def bytes(dims: Mapping[str, Any]) -> float:
+    """The fewest bytes a call moves: q, k and v read once, o written once."""
+    itemsize = _DTYPES[str(dims["dtype"])].itemsize
+    return 4.0 * dims["B"] * dims["H"] * dims["S"] * dims["D"] * itemsize
+
+
+def baselines(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """torch's scaled_dot_product_attention, one backend each, on the same inputs: what
+    `evotune bench` compares the kernel with. A backend without a kernel for these inputs
+    raises when called (its row then says why)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    causal, scale = bool(inputs["causal"]), inputs.get("sm_scale")
+
+    def backend_call(backend: Any) -> Any:
+        def call() -> torch.Tensor:
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+        return call
+
+    return {
+        f"sdpa:{name}": backend_call(getattr(SDPBackend, f"{name.upper()}_ATTENTION"))
+        for name in ("flash", "cudnn", "efficient")
+    }
 
 
 def unsupported(

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
@@ -23,20 +22,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GLUON_DEFAULTS",
-    "SOURCE_FILES",
     "GluonLaunch",
     "compile_only",
     "gluon_attention",
     "gluon_compile",
     "gluon_unsupported",
     "resolve_gluon_config",
-]
-
-SOURCE_FILES: list[Path] = [
-    Path(__file__),
-    Path(__file__).with_name("_gluon_attention_kernel.py"),
-    Path(__file__).with_name("tile_order.py"),
-    Path(__file__).with_name("tile_schedule.py"),
 ]
 
 GLUON_DEFAULTS: dict[str, int] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -213,6 +214,14 @@ def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> No
     assert fresh["study_id"] != summary["study_id"]
     studies = json.loads(evotune("studies", "--json", db=db).stdout)
     assert {s["id"] for s in studies} == {summary["study_id"], fresh["study_id"]}
+
+    # Once the kernel source changes, its old configs are served only when asked for.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE environments SET kernel_source_hash = 'an-older-source'")
+    refused = evotune("best", "--shape", "tiny", "--json", db=db)
+    assert refused.returncode == 2 and "--stale" in refused.stderr
+    stale = json.loads(evotune("best", "--shape", "tiny", "--stale", "--json", db=db).stdout)
+    assert stale["stale"] is True and stale["kernel_source_hash"] == "an-older-source"
 
 
 def test_population_sets_the_batch_of_a_strategy_without_one(tmp_path: Path) -> None:

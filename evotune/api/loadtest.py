@@ -41,7 +41,7 @@ ENVIRONMENT = {
     "cuda": "0",
     "torch": "0",
     "triton": "0",
-    "kernel_source_hash": "loadtest",
+    "kernel_source_hash": "loadtest",  # replaced by the installed one in seed_database
     "interpreted": False,
 }
 
@@ -52,10 +52,13 @@ ENVIRONMENT = {
 def seed_database(url: str, kernel: str = KERNEL) -> dict[str, Any]:
     """A study per named shape with one published best; returns the queries to fire."""
     from evotune.records import TrialResult, TrialStatus, config_hash
+    from evotune.source_hash import kernel_source_hash
     from evotune.space import load_space
     from evotune.storage import Study, open_database, repository
 
     space = load_space(kernel)
+    # Measured under the installed kernel source, or the service would not serve it as current.
+    environment = {**ENVIRONMENT, "kernel_source_hash": kernel_source_hash(space.module)}
     database = open_database(url)
     queries: list[str] = []
     study_id = 0
@@ -65,7 +68,7 @@ def seed_database(url: str, kernel: str = KERNEL) -> dict[str, Any]:
             with database.session() as s:
                 kernel_row = repository.get_or_create_kernel(s, kernel)
                 shape_row = repository.get_or_create_shape(s, kernel_row, shape)
-                env = repository.get_or_create_environment(s, ENVIRONMENT)
+                env = repository.get_or_create_environment(s, environment)
                 study = Study(
                     kernel_id=kernel_row.id,
                     shape_id=shape_row.id,

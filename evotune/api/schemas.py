@@ -130,6 +130,14 @@ class BestOut(_Out):
     study_id: int
     measured_at: UtcDatetime
     environment: EnvironmentOut
+    stale: bool = Field(
+        description="measured under another kernel source than the one asked for (only "
+        "served with stale=true): the kernel changed since; re-tune"
+    )
+    kernel_source_hash: str | None = Field(
+        description="the kernel source asked for: the client's, or the one installed beside "
+        "the service; null when neither is known"
+    )
 
 
 class TrialOut(_Out):
@@ -269,7 +277,9 @@ def shape_ref(row: ShapeRow | Shape) -> ShapeRef:
     return ShapeRef(name=row.name, key=row.key, dims=dict(row.dims))
 
 
-def best_out(kernel: str, shape: Shape, row: BestConfig, env: EnvironmentOut) -> BestOut:
+def best_out(
+    kernel: str, shape: Shape, row: BestConfig, env: EnvironmentOut, source_hash: str | None
+) -> BestOut:
     return BestOut(
         kernel=kernel,
         shape=shape_ref(shape),
@@ -282,6 +292,8 @@ def best_out(kernel: str, shape: Shape, row: BestConfig, env: EnvironmentOut) ->
         study_id=row.study_id,
         measured_at=row.measured_at,
         environment=env,
+        stale=env.kernel_source_hash != source_hash,
+        kernel_source_hash=source_hash,
     )
 
 

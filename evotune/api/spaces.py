@@ -1,6 +1,7 @@
 """Search spaces as the service sees them: parsed once per process, then served from memory.
 
-A space file that changes on disk is picked up when the service restarts.
+A space file that changes on disk is picked up when the service restarts, and so is the
+installed kernels' source hash (which configs it serves without `stale=true`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from evotune.errors import KernelNotFoundError
+from evotune.errors import KernelNotFoundError, SpaceFileError
+from evotune.source_hash import kernel_source_hash
 from evotune.space import SearchSpace, available_kernels, load_space
 
 __all__ = ["SpaceCatalog"]
@@ -20,6 +22,7 @@ class SpaceCatalog:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
         self._spaces: dict[str, SearchSpace] = {}
+        self._source_hashes: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
     def kernels(self) -> list[str]:
@@ -40,3 +43,14 @@ class SpaceCatalog:
                     space = load_space(kernel, self._directory)
                     self._spaces[kernel] = space
         return space
+
+    def source_hash(self, kernel: str) -> str | None:
+        """The source hash of the kernel's plug-in as installed beside the service (read,
+        not imported); None when its module is not installed here."""
+        if kernel not in self._source_hashes:
+            module = self.get(kernel).module
+            try:
+                self._source_hashes[kernel] = kernel_source_hash(module)
+            except SpaceFileError:
+                self._source_hashes[kernel] = None
+        return self._source_hashes[kernel]

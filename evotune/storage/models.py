@@ -144,6 +144,8 @@ class Trial(Base):
     operator: Mapped[str] = mapped_column(String(50), default="seed")
     seed: Mapped[int] = mapped_column(Integer)
     shootout_p50_us: Mapped[float | None] = mapped_column(Float)
+    # Times it was dispatched: a trial in flight when its search stopped is measured again.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

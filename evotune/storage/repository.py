@@ -27,6 +27,7 @@ __all__ = [
     "add_running_trial",
     "best_config",
     "best_configs_of_kernel",
+    "claim_interrupted",
     "count_trials",
     "fingerprint_hash",
     "finish_trial",
@@ -36,13 +37,16 @@ __all__ = [
     "get_study",
     "list_studies",
     "list_trials",
-    "mark_interrupted",
     "publish_best",
     "resumable_study",
     "study_trials",
 ]
 
-INTERRUPTED_ERROR = "the search process stopped while this trial was in flight"
+MAX_ATTEMPTS = 2
+INTERRUPTED_ERROR = (
+    "the search process stopped while this trial was in flight, {attempts} times: "
+    "not measured again"
+)
 
 _Row = TypeVar("_Row")
 
@@ -182,16 +186,25 @@ def count_trials(session: Session, study_id: int, status: str | None = None) -> 
     return int(session.scalar(query) or 0)
 
 
-def mark_interrupted(session: Session, study: Study) -> int:
-    """Trials left `running` by a dead search become `crashed`; returns how many."""
+def claim_interrupted(session: Session, study: Study) -> tuple[list[Trial], int]:
+    """Trials left `running` by a search that stopped: each is to be measured again (its
+    attempts counted), except one that was in flight `MAX_ATTEMPTS` times already, which
+    becomes `crashed` (it may be what stopped the search). Returns (to re-run, given up)."""
     stale = session.scalars(
-        select(Trial).where(Trial.study_id == study.id, Trial.status == TrialStatus.RUNNING.value)
+        select(Trial)
+        .where(Trial.study_id == study.id, Trial.status == TrialStatus.RUNNING.value)
+        .order_by(Trial.number)
     ).all()
+    rerun: list[Trial] = []
     for trial in stale:
-        trial.status = TrialStatus.CRASHED.value
-        trial.error = INTERRUPTED_ERROR
-        trial.finished_at = utcnow()
-    return len(stale)
+        if trial.attempts >= MAX_ATTEMPTS:
+            trial.status = TrialStatus.CRASHED.value
+            trial.error = INTERRUPTED_ERROR.format(attempts=trial.attempts)
+            trial.finished_at = utcnow()
+        else:
+            trial.attempts += 1
+            rerun.append(trial)
+    return rerun, len(stale) - len(rerun)
 
 
 def add_running_trial(
@@ -279,8 +292,10 @@ def best_config(
     fingerprint: str | None = None,
     gpu: str | None = None,
     include_interpreted: bool = False,
+    kernel_source_hash: str | None = None,
 ) -> BestConfig | None:
-    """The served best for a shape: for one fingerprint, else the fastest on that GPU kind."""
+    """The served best for a shape: for one fingerprint, else the newest (then fastest) on
+    that GPU kind; only measured under `kernel_source_hash` when one is given."""
     query = (
         select(BestConfig)
         .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
@@ -292,6 +307,8 @@ def best_config(
         query = query.where(Environment.fingerprint_hash == fingerprint)
     if gpu is not None:
         query = query.where(Environment.gpu == gpu)
+    if kernel_source_hash is not None:
+        query = query.where(Environment.kernel_source_hash == kernel_source_hash)
     if not include_interpreted:
         query = query.where(Environment.interpreted.is_(False))
     ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)

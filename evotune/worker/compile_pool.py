@@ -26,13 +26,12 @@ from evotune.records import TrialRequest, TrialResult, TrialStatus
 from evotune.worker.process import (
     apply_env,
     child_env,
-    classify_exception,
-    describe_exception,
     describe_exit,
     kill_process,
     spawn_process,
     tie_to_parent,
 )
+from evotune.worker.statuses import classify_exception, describe_exception
 
 __all__ = ["CompileOutcome", "CompilePool", "CompileSpec", "compile_main", "drain"]
 

@@ -1,17 +1,20 @@
-"""Honest measurement inside the worker: the correctness oracle and the timing loop.
+"""The timing loop and the correctness oracle it checks timed runs with.
 
-Correctness comes first (DESIGN.md "Measuring honestly"): the output buffer starts as NaN,
-so an element the kernel never wrote stays NaN and fails the check. Timing uses CUDA events
-around each run with the L2 cache flushed in between, and runs until the running median
-is stable. Imported only inside worker processes (it imports torch).
+Every timed run is a launch of a `Subject` (a kernel config, or a baseline, over a few input
+sets). Around chosen runs, outside the timed interval, the timer poisons the run's output
+buffer with NaN before it and queues a check of what the run wrote after it; the checks are
+read once the batch has synchronized (`Subject.settle`), so a config that is right on its
+first launch and wrong or idle on later ones is caught on the very runs that were timed
+(docs/measuring.md). Imported only where torch runs: the worker processes and `evotune bench`.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,10 +24,13 @@ import torch
 __all__ = [
     "Check",
     "CudaEventTimer",
+    "PendingCheck",
+    "Subject",
     "Timer",
     "Timing",
     "WallTimer",
     "check_output",
+    "checked_runs",
     "measure",
     "median_is_stable",
     "rotation_sets",
@@ -32,7 +38,11 @@ __all__ = [
     "tensor_bytes",
 ]
 
-Launch = Callable[[int], None]
+# GPU work queued before each batch, so that the host enqueues the batch ahead of the GPU and
+# host launch overhead never shows up as idle time between a start event and its kernel.
+HEAD_START_CYCLES = 2_000_000
+WARMUP_S = 0.05  # GPU warm-up before timing: lets clocks settle after compiling or idling
+BATCH = 10  # runs per timed batch on a GPU (one host head start, one synchronize)
 
 
 # --- correctness ------------------------------------------------------------------------
@@ -61,24 +71,35 @@ class Check:
         return "; ".join(parts)
 
 
+class PendingCheck:
+    """A check queued on the output's device: the counts stay device tensors until
+    `result()`, so checking a timed run costs no synchronization inside the batch."""
+
+    def __init__(self, out: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float) -> None:
+        if tuple(out.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}"
+            )
+        o = out.detach().float()
+        r = ref.detach().to(device=o.device, dtype=torch.float32)
+        err = (o - r).abs()
+        self._numel = o.numel()
+        self._n_nan = torch.isnan(o).sum()
+        # NaN compares False with everything, so NaN elements are counted apart from n_over.
+        self._n_over = (err > atol + rtol * r.abs()).sum()
+        self._max = err.max() if err.numel() else None
+
+    def result(self) -> Check:
+        n_nan = int(self._n_nan.item())
+        max_error = 0.0 if self._max is None else float(self._max.item())
+        if n_nan:
+            max_error = math.inf
+        return Check(self._numel, n_nan, int(self._n_over.item()), max_error)
+
+
 def check_output(out: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float) -> Check:
     """Compare a kernel's output with the float32 reference: |out - ref| <= atol + rtol |ref|."""
-    if tuple(out.shape) != tuple(ref.shape):
-        raise ValueError(f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
-    o = out.detach().float()
-    r = ref.detach().to(device=o.device, dtype=torch.float32)
-    err = (o - r).abs()
-    nan = torch.isnan(o)
-    n_nan = int(nan.sum().item())
-    # NaN compares False with everything, so NaN elements are counted apart from n_over.
-    n_over = int((err > atol + rtol * r.abs()).sum().item())
-    if n_nan:
-        max_error = math.inf
-    elif err.numel():
-        max_error = float(err.max().item())
-    else:
-        max_error = 0.0
-    return Check(numel=o.numel(), n_nan=n_nan, n_over=n_over, max_error=max_error)
+    return PendingCheck(out, ref, atol, rtol).result()
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -119,90 +140,127 @@ def median_is_stable(samples: Sequence[float], target_rel_spread: float, window:
     return (max(medians) - min(medians)) / last <= target_rel_spread
 
 
+# --- what is timed ------------------------------------------------------------------------
+
+
+class Subject(Protocol):
+    """Something a timer runs: `launch(i)` runs it on input set i mod k. `poison(i)` and
+    `verify(i)` surround a run chosen for checking, outside its timed interval; `settle()`,
+    called once the batch has synchronized, raises if a checked run was wrong."""
+
+    def launch(self, i: int) -> None: ...
+    def poison(self, i: int) -> None: ...
+    def verify(self, i: int) -> None: ...
+    def settle(self) -> None: ...
+
+
 # --- timers ---------------------------------------------------------------------------------
 
 
 class Timer(Protocol):
-    def batch(self, launch: Launch, first: int, n: int) -> list[float]:
-        """Run launch(first), ..., launch(first + n - 1); return each run's time in µs."""
+    def batch(self, subject: Subject, first: int, n: int, checked: frozenset[int]) -> list[float]:
+        """Run subject.launch(first), ..., launch(first + n - 1); return each run's time in
+        µs. Runs whose index is in `checked` are poisoned before and verified after, outside
+        their timed interval. Ends with the batch's work finished (and settled)."""
         ...
 
 
 class WallTimer:
     """perf_counter around each call: for the interpreter, where a call runs synchronously."""
 
-    def batch(self, launch: Launch, first: int, n: int) -> list[float]:
+    def batch(self, subject: Subject, first: int, n: int, checked: frozenset[int]) -> list[float]:
         samples = []
         for i in range(first, first + n):
+            if i in checked:
+                subject.poison(i)
             t0 = time.perf_counter()
-            launch(i)
+            subject.launch(i)
             samples.append((time.perf_counter() - t0) * 1e6)
+            if i in checked:
+                subject.verify(i)
+        subject.settle()
         return samples
 
 
 class CudaEventTimer:
-    """CUDA events around each run, with the L2 cache flushed before each one.
+    """CUDA events around each run, with the L2 cache flushed before each one (a write of
+    twice its size) and a spin kernel queued before each batch as the host's head start."""
 
-    The flush writes a buffer of twice the L2 size. A short spin kernel queued before each
-    batch lets the host enqueue the batch ahead of the GPU, so that host launch overhead
-    never shows up as idle time between a start event and its kernel.
-    """
-
-    def __init__(self, l2_bytes: int, head_start_cycles: int = 2_000_000) -> None:
+    def __init__(self, l2_bytes: int, head_start_cycles: int = HEAD_START_CYCLES) -> None:
         self.flush_bytes = max(2 * l2_bytes, 8 << 20)
         self._flush = torch.empty(self.flush_bytes, dtype=torch.int8, device="cuda")
         self._head_start = head_start_cycles
 
-    def batch(self, launch: Launch, first: int, n: int) -> list[float]:
+    def batch(self, subject: Subject, first: int, n: int, checked: frozenset[int]) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         sleep = getattr(torch.cuda, "_sleep", None)
         if sleep is not None and self._head_start > 0:
             sleep(self._head_start)
         for k in range(n):
+            i = first + k
+            if i in checked:
+                subject.poison(i)  # before the flush: the poisoned lines leave the L2 too
             self._flush.zero_()
             starts[k].record()
-            launch(first + k)
+            subject.launch(i)
             ends[k].record()
-        ends[-1].synchronize()
+            if i in checked:
+                subject.verify(i)
+        torch.cuda.synchronize()
+        subject.settle()
         return [s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends, strict=True)]
 
 
+def checked_runs(first: int, n: int) -> frozenset[int]:
+    """The runs of a batch whose output is verified: the last one, and one more drawn from
+    the batch (seeded by its position, so a run repeats), so that a config that goes wrong
+    only every few launches cannot line up with the last run of each batch."""
+    if n <= 0:
+        return frozenset()
+    other = first + random.Random(first).randrange(n)
+    return frozenset({first + n - 1, other})
+
+
 def measure(
-    launch: Launch,
+    subject: Subject,
     timer: Timer,
     *,
+    first: int = 0,
     min_runs: int,
     max_runs: int,
     target_rel_spread: float,
     budget_s: float,
     warmup_s: float = 0.0,
-    batch: int = 10,
-) -> Timing:
+    batch: int = BATCH,
+) -> tuple[Timing, int]:
     """Warm up for `warmup_s`, then time batches until the running median is stable (after
-    at least `min_runs`), `max_runs` are done, or `budget_s` of wall time is spent."""
+    at least `min_runs`), `max_runs` are done, or `budget_s` of wall time is spent. Every
+    batch, warm-up included, has its `checked_runs` verified. Returns the timing and the
+    next run index (runs are numbered on from `first`)."""
     min_runs = max(1, min_runs)
     max_runs = max(min_runs, max_runs)
     batch = max(1, batch)
-    index = 0
+    index = first
     if warmup_s > 0:
         warm_end = time.perf_counter() + warmup_s
         while True:
-            timer.batch(launch, index, min(batch, 3))
-            index += min(batch, 3)
+            n = min(batch, 3)
+            timer.batch(subject, index, n, checked_runs(index, n))
+            index += n
             if time.perf_counter() >= warm_end:
                 break
     start = time.perf_counter()
     samples: list[float] = []
     while len(samples) < max_runs:
         n = min(batch, max_runs - len(samples))
-        samples += timer.batch(launch, index, n)
+        samples += timer.batch(subject, index, n, checked_runs(index, n))
         index += n
         if len(samples) >= min_runs and (
             median_is_stable(samples, target_rel_spread) or time.perf_counter() - start >= budget_s
         ):
             break
-    return summarize(samples)
+    return summarize(samples), index
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -220,8 +278,9 @@ def tensor_bytes(obj: Any) -> int:
 
 
 def rotation_sets(working_set_bytes: int, l2_bytes: int, max_sets: int = 8) -> int:
-    """How many input sets to rotate through while timing: one when a set overflows the L2,
-    else enough that the sets together span twice the L2 (capped)."""
+    """How many input sets timing rotates through: at least two (so that a config must be
+    right on more than the inputs it first saw), and where a set fits in the L2, enough that
+    the sets together span twice the L2 (capped)."""
     if working_set_bytes <= 0 or l2_bytes <= 0 or working_set_bytes > l2_bytes:
-        return 1
+        return 2
     return max(2, min(max_sets, math.ceil(2 * l2_bytes / working_set_bytes)))

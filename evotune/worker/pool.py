@@ -4,8 +4,9 @@ optional compile pool; implements the `Evaluator` protocol (evotune/worker/evalu
 The pool owns every failure a config can cause: a worker that dies is replaced and its
 trial is `crashed`; one that outlasts the compile timeout (before its first call returned)
 or the request's run timeout (after it) is killed with its process group and replaced,
-and the trial is `timeout`; after a `cuda_error` the worker is replaced before the next
-trial. Workers die with the pool's process (see process.tie_to_parent).
+and the trial is `timeout`; a worker that says a trial left it unfit (a broken CUDA context,
+out of memory, a leak, a wrong result: evotune/worker/process.py) is replaced before the
+next trial. Workers die with the pool's process (see process.tie_to_parent).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class WorkerPool:
                     if msg[0] == "results":
                         slot.state = "idle"
                         results: list[TrialResult] = msg[1]
-                        if any(r.status is TrialStatus.CUDA_ERROR for r in results):
+                        if msg[2] is not None:
                             self._restart(slot)
                         return results
                     continue
@@ -417,8 +418,8 @@ class WorkerPool:
                 elif kind == "result" and slot.request is not None:
                     result: TrialResult = msg[1]
                     slot.state, slot.request = "idle", None
-                    if result.status is TrialStatus.CUDA_ERROR:
-                        self._restart(slot)  # the context is ruined: fresh worker first
+                    if msg[2] is not None:  # the worker is unfit for the next config
+                        self._restart(slot)
                     return [result]
         except (EOFError, OSError):
             eof = True

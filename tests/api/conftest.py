@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from evotune.api import create_app
 from evotune.records import Config, TrialResult, TrialStatus, config_hash
+from evotune.source_hash import kernel_source_hash
 from evotune.space import SearchSpace, Shape, load_space
 from evotune.storage import Database, Study, Trial, open_database, repository
 
@@ -35,9 +36,12 @@ H100 = {
     "cuda": "12.8",
     "torch": "2.11.0",
     "triton": "3.6.0",
-    "kernel_source_hash": "5be0c7d9a1f2e3b4",
+    # The kernel source installed here: the service serves only configs measured on it.
+    "kernel_source_hash": kernel_source_hash("kernels.attention"),
     "interpreted": False,
 }
+# The same GPU and versions, an older kernel source: its configs are stale.
+H100_OLD_SOURCE = {**H100, "kernel_source_hash": "0123456789abcdef"}
 H200 = {**H100, "gpu": "NVIDIA H200", "driver": "580.82.07"}
 INTERPRETER = {
     **H100,

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
+from evotune.api import create_app
 from evotune.space import load_space
-from tests.api.conftest import ADHOC_DIMS, H100, H200, KERNEL, SampleData
+from evotune.storage import open_database
+from tests.api.conftest import (
+    ADHOC_DIMS,
+    H100,
+    H100_OLD_SOURCE,
+    H200,
+    KERNEL,
+    T0,
+    SampleData,
+    _add_study,
+)
 
 
 def _best(client: TestClient, **params: object) -> tuple[int, dict]:
@@ -114,3 +128,36 @@ def test_adhoc_dims_are_validated_by_type_and_completeness(client: TestClient) -
     assert code == 422 and "missing S, D, causal, dtype" in body["detail"][0]["msg"]
     code, body = _best(client, shape="mission", B=1)
     assert code == 422 and "not both" in body["detail"][0]["msg"]
+
+
+def test_only_configs_of_the_installed_kernel_source_are_served_unless_stale(
+    tmp_path: Path,
+) -> None:
+    """mission: a current best and a newer one of an older kernel source; stage1: only an
+    old one. The current is served; the old only with stale=true, and marked so."""
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    db = open_database(url)
+    space = load_space(KERNEL)
+    current = _add_study(db, space, space.shape("mission"), H100, seed=1, generations=1,
+                         per_generation=6)  # fmt: skip
+    newer_old = _add_study(db, space, space.shape("mission"), H100_OLD_SOURCE, seed=2,
+                           generations=1, per_generation=6, measured_at=T0 + timedelta(days=1))  # fmt: skip
+    only_old = _add_study(db, space, space.shape("stage1"), H100_OLD_SOURCE, seed=3,
+                          generations=2, per_generation=12)  # fmt: skip
+    db.dispose()
+    assert None not in (current.best_trial_id, newer_old.best_trial_id, only_old.best_trial_id)
+    with TestClient(create_app(url, job_log_dir=tmp_path / "jobs")) as client:
+        code, body = _best(client, shape="mission")
+        assert code == 200 and body["study_id"] == current.id and body["stale"] is False
+        assert body["kernel_source_hash"] == H100["kernel_source_hash"]
+        code, body = _best(client, shape="stage1")
+        assert code == 404 and "stale=true" in body["detail"]
+        code, body = _best(client, shape="stage1", stale="true")
+        assert code == 200 and body["study_id"] == only_old.id and body["stale"] is True
+        assert body["environment"]["kernel_source_hash"] == H100_OLD_SOURCE["kernel_source_hash"]
+        code, body = _best(client, shape="mission", stale="true")  # the newest of any source
+        assert code == 200 and body["study_id"] == newer_old.id and body["stale"] is True
+        # A client that runs the old source asks for its own.
+        old = H100_OLD_SOURCE["kernel_source_hash"]
+        code, body = _best(client, shape="mission", kernel_source_hash=old)
+        assert code == 200 and body["study_id"] == newer_old.id and body["stale"] is False

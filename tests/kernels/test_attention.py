@@ -335,7 +335,7 @@ def test_plugin_interface_is_complete() -> None:
 
     plugin = load_plugin("kernels.attention")
     assert plugin is attn
-    assert all(p.is_file() for p in attn.SOURCE_FILES)
+    assert callable(attn.bytes) and callable(attn.baselines)
 
 
 # --- the FMA-pipe exp2 ----------------------------------------------------------------------

@@ -101,17 +101,22 @@ def test_failed_trials_store_no_latency(db: Database) -> None:
         assert trial.p50_us is None
 
 
-def test_interrupted_running_trials_become_crashed(db: Database) -> None:
+def test_interrupted_running_trials_are_claimed_for_a_rerun_once(db: Database) -> None:
     study_id = _study(db)
     with db.session() as s:
         study = repository.get_study(s, study_id)
         repository.add_running_trial(s, study, 0, {"BLOCK": 1}, "h0", 0, 0, [], "seed")
     with db.session() as s:
-        assert repository.mark_interrupted(s, repository.get_study(s, study_id)) == 1
+        rerun, gave_up = repository.claim_interrupted(s, repository.get_study(s, study_id))
+        assert [t.attempts for t in rerun] == [2] and gave_up == 0
+        assert rerun[0].status == "running"
+    with db.session() as s:  # stopped again while it ran: the second stop gives it up
+        rerun, gave_up = repository.claim_interrupted(s, repository.get_study(s, study_id))
+        assert rerun == [] and gave_up == 1
     with db.session() as s:
         (trial,) = repository.list_trials(s, study_id)
         assert trial.status == "crashed"
-        assert "in flight" in (trial.error or "")
+        assert "in flight, 2 times" in (trial.error or "")
 
 
 def test_best_config_is_per_fingerprint_and_never_interpreted_by_default(db: Database) -> None:

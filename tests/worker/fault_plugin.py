@@ -10,12 +10,23 @@ fails at compile time); out_of_resources (a layout change of a 256x256 fp32 tile
 256 KiB of shared memory); nan, unwritten, wrong (the output is wrong in those ways);
 illegal_address (stores through a null pointer); device_assert (tl.device_assert fails).
 The last three of the GPU-only faults are `unsupported` in the interpreter.
+
+Faults that pass a check of the first call only (what timed-run verification must catch):
+stale_queue (a persistent-style kernel takes its blocks from a global atomic counter that is
+never reset: launch 1 is right, every later launch finds the queue empty and does nothing);
+every_nth (every `nth`-th launch, 4 by default, writes a wrong output); first_inputs_only
+(reads the input tensor it saw first for this size, as a stale cache of pointers would).
+Faults of worker hygiene: leak (keeps `leak_mb` of memory alive per call: on the GPU, 1 GiB
+by default, so that the device runs out; under the interpreter host memory, 64 MiB);
+oom (asks for more device memory than there is: CUDA out of memory); flood (prints 40 MB to
+stdout and stderr on its first call, otherwise correct).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,14 +48,23 @@ FAULTS = (
     "wrong",
     "illegal_address",
     "device_assert",
+    "stale_queue",
+    "every_nth",
+    "first_inputs_only",
+    "leak",
+    "oom",
+    "flood",
 )
-GPU_ONLY = ("out_of_resources", "illegal_address", "device_assert")
+GPU_ONLY = ("out_of_resources", "illegal_address", "device_assert", "oom")
 _MODES = {"none": 0, "nan": 1, "unwritten": 2, "wrong": 3, "illegal_address": 4}
 _MODES.update({"compile_error": 5, "hang": 6})
 _SPIN_LIMIT_NS = 30_000_000_000
 _HOG_BLOCK, _HOG_WARPS = 256, 32
 _MAX_SHARED = {(9, 0): 232448, (8, 0): 166912, (8, 6): 101376, (8, 9): 101376}
 _calls: dict[str, int] = {}
+_queues: dict[str, torch.Tensor] = {}  # device -> the work counter nobody resets
+_first_inputs: dict[int, torch.Tensor] = {}  # size -> the input seen first
+_kept: list[torch.Tensor] = []  # what `leak` keeps alive
 
 
 @triton.jit
@@ -71,6 +91,17 @@ def _scale_kernel(x_ptr, y_ptr, flag_ptr, n, spin_ns, BLOCK: tl.constexpr, MODE:
         tl.store(bad, y, mask=mask)
     else:
         tl.store(y_ptr + off, y, mask=mask)
+
+
+@triton.jit
+def _queue_kernel(x_ptr, y_ptr, counter_ptr, n, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
+    # Each program takes the next block from the counter, as a persistent kernel's work queue
+    # does; the bug is that nothing resets the counter after a launch.
+    block = tl.atomic_add(counter_ptr, 1)
+    off = block * BLOCK + tl.arange(0, BLOCK)
+    mask = (off < n) & (block < tl.cdiv(n, BLOCK))
+    x = tl.load(x_ptr + off, mask=mask, other=1.0)
+    tl.store(y_ptr + off, x * 2.0, mask=mask)
 
 
 @triton.jit(debug=True)
@@ -120,6 +151,10 @@ def flops(dims: Mapping[str, Any]) -> float:
     return float(dims["N"])
 
 
+def bytes(dims: Mapping[str, Any]) -> float:
+    return 8.0 * dims["N"]  # x read, y written, fp32
+
+
 def unsupported(config: Mapping[str, Any], dims: Mapping[str, Any], device: Any) -> str | None:
     fault = config.get("fault", "none")
     if fault not in FAULTS:
@@ -129,21 +164,48 @@ def unsupported(config: Mapping[str, Any], dims: Mapping[str, Any], device: Any)
     return None
 
 
+def _count_call(config: Mapping[str, Any]) -> int:
+    key = repr(sorted(config.items()))
+    _calls[key] = _calls.get(key, 0) + 1
+    return _calls[key]
+
+
 def run(inputs: Mapping[str, Any], out: torch.Tensor, config: Mapping[str, Any]) -> None:
     fault = config.get("fault", "none")
     block = int(config.get("BLOCK", 1024))
     x, n = inputs["x"], inputs["x"].numel()
+    if fault == "stale_queue":
+        counter = _queues.setdefault(
+            str(x.device), torch.zeros(1, device=x.device, dtype=torch.int32)
+        )
+        _queue_kernel[(triton.cdiv(n, block),)](x, out, counter, n, BLOCK=block)
+        return
+    if fault == "first_inputs_only":
+        x = _first_inputs.setdefault(n, x)
+    if fault == "leak":
+        mb = int(config.get("leak_mb", 64 if _interpreted() else 1024))
+        _kept.append(torch.ones(mb << 18, device=x.device, dtype=torch.float32))
+    if fault == "oom":
+        total = torch.cuda.mem_get_info()[1]
+        _kept.append(torch.empty(total + (1 << 30), device=x.device, dtype=torch.uint8))
+    if fault == "flood" and _count_call(config) == 1:
+        line = "evotune flood test " * 50 + "\n"
+        for stream in (sys.stdout, sys.stderr):
+            stream.write(line * (20_000_000 // len(line)))
+            stream.flush()
+    if fault == "every_nth" and _count_call(config) % int(config.get("nth", 4)) == 0:
+        _scale_kernel[(triton.cdiv(n, block),)](
+            x, out, inputs["flag"], n, _SPIN_LIMIT_NS, BLOCK=block, MODE=_MODES["wrong"]
+        )
+        return
     if fault == "segfault":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif fault == "abort":
         os.abort()
     elif fault == "compile_hang":
         _sleep_forever()
-    elif fault == "hang" and _interpreted():
-        key = repr(sorted(config.items()))
-        _calls[key] = _calls.get(key, 0) + 1
-        if _calls[key] > 1:  # the first call (the "compile") returns; timing hangs
-            _sleep_forever()
+    elif fault == "hang" and _interpreted() and _count_call(config) > 1:
+        _sleep_forever()  # the first call (the "compile") returns; timing hangs
     if fault == "device_assert":
         _assert_kernel[(triton.cdiv(n, block),)](x, out, n, BLOCK=block)
     elif fault == "out_of_resources":
@@ -163,8 +225,8 @@ def compile_only(dims: Mapping[str, Any], config: Mapping[str, Any], device: Any
     fault = config.get("fault", "none")
     if fault == "compile_hang":
         _sleep_forever()
-    if _interpreted() or fault in ("segfault", "abort"):
-        return
+    if _interpreted() or fault in ("segfault", "abort", "stale_queue", "leak", "oom"):
+        return  # nothing to compile ahead (or a kernel of its own, compiled by the worker)
     block, n = int(config.get("BLOCK", 1024)), int(dims["N"])
     if fault == "device_assert":
         kernel, sig, const, opts = (

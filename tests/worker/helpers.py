@@ -23,3 +23,18 @@ def fault_request(trial_id: int, fault: str, **overrides: Any) -> TrialRequest:
         tolerance=dict(TOLERANCE),
         **fields,
     )
+
+
+def attention_request(trial_id: int, dims: dict[str, Any], **overrides: Any) -> TrialRequest:
+    """The attention kernel's default config at fp16 `dims` (dtype filled in)."""
+    fields: dict[str, Any] = {"timeout_s": 60.0}
+    fields.update(overrides)
+    return TrialRequest(
+        trial_id=trial_id,
+        kernel="kernels.attention",
+        dims={"dtype": "float16", **dims},
+        config={},
+        seed=trial_id,
+        tolerance={"atol": 1e-2, "rtol": 1e-2},
+        **fields,
+    )

@@ -6,7 +6,7 @@ import torch
 import triton
 
 from evotune.fingerprint import FINGERPRINT_KEYS, driver_version, environment, fingerprint_hash
-from evotune.plugin import kernel_source_hash
+from evotune.source_hash import kernel_source_hash
 
 from .helpers import FAULT_MODULE
 

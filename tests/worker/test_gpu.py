@@ -11,7 +11,7 @@ from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialResult, TrialStatus
 from evotune.worker.pool import WorkerPool
 
-from .helpers import FAULT_MODULE, fault_request
+from .helpers import FAULT_MODULE, attention_request, fault_request
 
 pytestmark = pytest.mark.gpu
 
@@ -28,7 +28,16 @@ EXPECTED = {
     "wrong": S.WRONG_RESULT,
     "illegal_address": S.CUDA_ERROR,
     "device_assert": S.CUDA_ERROR,
+    # Right on the first launch only, and faults that leave the worker unfit:
+    "stale_queue": S.WRONG_RESULT,
+    "every_nth": S.WRONG_RESULT,
+    "first_inputs_only": S.WRONG_RESULT,
+    "leak": S.OUT_OF_RESOURCES,
+    "oom": S.OUT_OF_RESOURCES,
+    "flood": S.OK,
 }
+# After these the next config must run in a new worker process.
+RETIRE = {"stale_queue", "every_nth", "first_inputs_only", "leak", "oom", "nan", "wrong"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +77,55 @@ def test_every_fault_then_a_good_trial(gpu_pool: WorkerPool) -> None:
         if good.status is not S.OK:
             problems.append(f"after {fault}: {good.status.value} ({(good.error or '')[:300]})")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("fault", sorted(RETIRE))
+def test_the_config_after_a_fault_runs_on_a_fresh_worker(gpu_pool: WorkerPool, fault: str) -> None:
+    pid = gpu_pool.worker_pids[0]
+    bad, good = (
+        {r.trial_id: r for r in gpu_pool.evaluate([_fault(1, fault), fault_request(2, "none")])}[i]  # type: ignore[list-item]
+        for i in (1, 2)
+    )
+    assert bad.status is EXPECTED[fault], bad.error
+    assert good.status is S.OK, good.error
+    assert gpu_pool.worker_pids[0] != pid
+
+
+def test_traps_say_which_launch_failed(gpu_pool: WorkerPool) -> None:
+    results = {
+        r.trial_id: r
+        for r in gpu_pool.evaluate(
+            [_fault(1, "stale_queue"), _fault(2, "every_nth"), _fault(3, "leak")]  # type: ignore[list-item]
+        )
+    }
+    assert "correct on launch 1, wrong on launch 2" in (results[1].error or "")
+    assert "correct on launch 1, wrong on launch" in (results[2].error or "")
+    assert "state carried between launches" in (results[2].error or "")
+    leak = results[3].error or ""
+    assert "leaked GPU memory" in leak or "out of memory" in leak.lower(), leak
+
+
+def test_the_device_knows_its_peaks_and_real_kernels_clear_the_floor() -> None:
+    from evotune.worker.hardware import floor_problem
+    from evotune.worker.trial import Device
+
+    device = Device.open(interpreted=False)
+    assert device.peaks is not None
+    assert device.peaks.bandwidth > 1e12 and device.peaks.flops > 1e14
+    result = None
+    with WorkerPool("kernels.attention", gpus=[0], compile_workers=0) as pool:
+        request = attention_request(1, {"B": 4, "H": 8, "S": 1024, "D": 64, "causal": True})
+        result = next(iter(pool.evaluate([request])))
+    assert result.status is S.OK, result.error
+    from kernels import attention
+
+    dims = request.dims
+    assert result.p50_us is not None
+    assert (
+        floor_problem(result.p50_us, attention.bytes(dims), attention.flops(dims), device.peaks)
+        is None
+    )
+    assert floor_problem(result.p50_us / 100, attention.bytes(dims), None, device.peaks)
 
 
 def test_timing_of_a_good_trial(gpu_pool: WorkerPool) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from evotune.errors import UserError
-from evotune.plugin import kernel_source_hash
 from evotune.records import TrialRequest, TrialResult, TrialStatus
 from evotune.runner import SearchOptions, run_search
+from evotune.source_hash import kernel_source_hash
 from evotune.space import load_space
 from evotune.storage import open_database, repository
 

@@ -32,36 +32,52 @@ def lookup_best(
     gpu: str | None,
     fingerprint: str | None,
     interpreted: bool,
+    source_hash: str | None,
+    stale: bool,
 ) -> CachedAnswer:
     """(status, JSON body) of one lookup: 200 with the best config, or 404 saying why not.
 
+    Only configs measured under `source_hash` (the kernel source asked for) are served,
+    unless `stale`; then the newest of any source, marked stale where it differs.
     `environments` memoizes environment rows by id: they never change once written (their
     id stands for a fingerprint hash), and it saves a query per lookup.
     """
     with database.session() as session:
-        row = repository.best_config(
-            session,
-            space.kernel,
-            target.key,
-            fingerprint=fingerprint,
-            gpu=gpu,
-            include_interpreted=interpreted,
-        )
+        row = None
+        if stale or source_hash is not None:
+            row = repository.best_config(
+                session,
+                space.kernel,
+                target.key,
+                fingerprint=fingerprint,
+                gpu=gpu,
+                include_interpreted=interpreted,
+                kernel_source_hash=None if stale else source_hash,
+            )
         if row is not None:
             env = environments.get(row.environment_id)
             if env is None:
                 env = environments[row.environment_id] = environment_out(row.environment)
-            body = best_out(space.kernel, target, row, env)
+            body = best_out(space.kernel, target, row, env, source_hash)
             return 200, body.model_dump_json().encode()
     where = "".join(
         f" {label} {value!r}"
         for label, value in (("on GPU", gpu), ("for fingerprint", fingerprint))
         if value is not None
     )
-    detail = (
-        f"no tuned config for {space.kernel} shape {target.label()}{where}; "
-        "run `evotune search` for it"
-    )
+    if source_hash is None and not stale:
+        detail = (
+            f"the source of kernel {space.kernel!r} is not installed beside the service, so "
+            "no config can be served as current; pass kernel_source_hash (yours) or "
+            "stale=true"
+        )
+    else:
+        source = "" if stale else f" under kernel source {source_hash}"
+        detail = (
+            f"no tuned config for {space.kernel} shape {target.label()}{where}{source}; "
+            "run `evotune search` for it"
+            + ("" if stale else " (stale=true also serves configs of older kernel sources)")
+        )
     return 404, ErrorOut(detail=detail).model_dump_json().encode()
 
 
@@ -105,8 +121,24 @@ async def get_best(
             "interpreter, whose timings say nothing about a GPU"
         ),
     ] = False,
+    kernel_source_hash: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the kernel source you run (evotune's kernel source hash); default: "
+            "the one installed beside the service",
+        ),
+    ] = None,
+    stale: Annotated[
+        bool,
+        Query(
+            description="also serve a config measured under another kernel source (the "
+            "answer then says stale: true)"
+        ),
+    ] = False,
 ) -> Response:
-    """The newest published best for the shape; GPU-measured only unless interpreted=true."""
+    """The newest published best for the shape, measured under the kernel source asked for;
+    GPU-measured only unless interpreted=true."""
     state = request.app.state
     cache: BestCache = state.best_cache
     key = request.scope["query_string"]  # the answer depends on it and the database only
@@ -114,6 +146,7 @@ async def get_best(
     if answer is None:
         space = resolve_kernel(state.spaces, kernel)  # 422s are raised here, never cached
         target = resolve_shape(space, shape, request.query_params)
+        source_hash = kernel_source_hash or state.spaces.source_hash(space.kernel)
         answer = await cache.single_flight(
             generation,
             key,
@@ -127,6 +160,8 @@ async def get_best(
                     gpu,
                     fingerprint,
                     interpreted,
+                    source_hash,
+                    stale,
                 ),
                 limiter=_lookup_limiter(),
             ),
