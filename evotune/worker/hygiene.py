@@ -1,12 +1,15 @@
 """Worker hygiene: what one trial leaves behind must not reach the next.
 
-`MemoryProbe` reads the memory a worker holds between trials (CUDA tensors and the rest of
-the device's use on a GPU, the resident set under the interpreter); a trial that leaves more
-behind than `leak_limit` leaked, and one that leaves other device memory in use gets its
-worker replaced. `OutputDrain` takes the worker's stdout and stderr (file descriptors 1 and
-2, so C and CUDA printf too) into a pipe that a thread empties, so a plug-in that prints tens
-of megabytes neither blocks the worker nor floods the search's terminal; the tail is kept for
-the error text of a failed trial.
+`MemoryProbe` reads the memory a worker holds between trials: CUDA tensors (PyTorch's
+allocator, this process only) on a GPU, the resident set under the interpreter. A trial
+that leaves more behind than `leak_limit` leaked: it fails, and its worker is replaced.
+Device memory a plug-in takes outside PyTorch's allocator is not read (the device-wide free
+memory also moves with the compile processes' contexts and other programs); what it does to
+the next config is covered by replacing the worker after an out-of-memory error.
+`OutputDrain` takes the worker's stdout and stderr (file descriptors 1 and 2, so C and CUDA
+printf too) into a pipe that a thread empties, so a plug-in that prints tens of megabytes
+neither blocks the worker nor floods the search's terminal; the tail is kept for the error
+text of a failed trial.
 """
 
 from __future__ import annotations
@@ -16,73 +19,47 @@ import gc
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Held", "MemoryProbe", "OutputDrain"]
+__all__ = ["MemoryProbe", "OutputDrain"]
 
 _MiB = 1 << 20
 # A trial may leave at most this much more in tensors than it found: more is a config that
 # keeps memory alive after its call returns (a leak, however small a call's share).
 GPU_TENSOR_LIMIT = 64 * _MiB
-# Device memory outside PyTorch's allocator (loaded kernel modules, library handles) grows a
-# little with every compiled config; more than this in one trial gets the worker replaced.
-GPU_OTHER_LIMIT = 512 * _MiB
 # The interpreter's resident set moves with Python's and numpy's own caches.
 HOST_LIMIT = 256 * _MiB
 
 
-@dataclass(frozen=True)
-class Held:
-    """Bytes a worker holds: in tensors, and otherwise on the device (0 on the CPU)."""
-
-    tensors: int
-    other: int = 0
-
-
 class MemoryProbe:
-    """Reads `Held` for a GPU worker (torch's allocator and the device's free memory) or for
-    the interpreter (the process's resident set)."""
+    """Bytes a worker holds in tensors (PyTorch's allocator), or its resident set under the
+    interpreter."""
 
     def __init__(self, torch: Any, interpreted: bool) -> None:
         self._torch = torch
         self.interpreted = interpreted
         self.leak_limit = HOST_LIMIT if interpreted else GPU_TENSOR_LIMIT
 
-    def read(self, collect: bool = False) -> Held:
+    def read(self, collect: bool = False) -> int:
         if collect:  # tensors that only a reference cycle keeps alive are not a leak
             gc.collect()
         if self.interpreted:
-            return Held(_resident_bytes())
-        cuda = self._torch.cuda
-        cuda.synchronize()
-        free, total = cuda.mem_get_info()
-        return Held(int(cuda.memory_allocated()), int(total - free - cuda.memory_reserved()))
+            return _resident_bytes()
+        self._torch.cuda.synchronize()
+        return int(self._torch.cuda.memory_allocated())
 
-    def check(self, before: Held) -> tuple[str | None, str | None]:
-        """(leak, retire) against a reading taken before the trial: the trial leaked (it
-        fails), or only left device memory in use that a fresh worker does not have (its
-        result stands; the worker is replaced)."""
-        after = self.read()
-        if after.tensors - before.tensors > self.leak_limit or (
-            after.other - before.other > GPU_OTHER_LIMIT
-        ):
-            after = self.read(collect=True)  # only then: a collection costs tens of ms
-        grown = after.tensors - before.tensors
+    def check(self, before: int) -> str | None:
+        """Why the trial leaked, against a reading taken before it (None: it did not)."""
+        grown = self.read() - before
+        if grown > self.leak_limit:
+            grown = self.read(collect=True) - before  # only then: a collection costs tens of ms
+        if grown <= self.leak_limit:
+            return None
         where = "host memory under the interpreter" if self.interpreted else "GPU memory"
-        leak = (
+        return (
             f"leaked {where}: holds {grown / _MiB:.0f} MiB more after the trial than before "
             f"(limit {self.leak_limit / _MiB:.0f} MiB)"
-            if grown > self.leak_limit
-            else None
         )
-        other = after.other - before.other
-        retire = (
-            f"device memory outside PyTorch grew by {other / _MiB:.0f} MiB"
-            if other > GPU_OTHER_LIMIT
-            else None
-        )
-        return leak, retire
 
 
 def _resident_bytes() -> int:

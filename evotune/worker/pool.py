@@ -91,6 +91,8 @@ class WorkerPool:
         self._ready: deque[TrialRequest] = deque()  # compiled (or not to be), waiting for a GPU
         self._outstanding = 0  # submitted, not yet collected
         self._closed = False
+        # (trial id, why) for each worker replaced because a trial left it unfit.
+        self.retirements: list[tuple[int, str]] = []
         try:
             for slot in self._slots:
                 self._start(slot)
@@ -252,6 +254,7 @@ class WorkerPool:
                         slot.state = "idle"
                         results: list[TrialResult] = msg[1]
                         if msg[2] is not None:
+                            self.retirements.append((-1, str(msg[2])))
                             self._restart(slot)
                         return results
                     continue
@@ -419,6 +422,7 @@ class WorkerPool:
                     result: TrialResult = msg[1]
                     slot.state, slot.request = "idle", None
                     if msg[2] is not None:  # the worker is unfit for the next config
+                        self.retirements.append((result.trial_id, str(msg[2])))
                         self._restart(slot)
                     return [result]
         except (EOFError, OSError):

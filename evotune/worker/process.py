@@ -277,7 +277,12 @@ class _TrialWorker:
         before = self.probe.read()
         verdict = self._measure(request, on_compiled)
         result, retire = verdict.result, verdict.retire
-        leak, other = self.probe.check(before)
+        if retire is not None:  # the worker goes anyway (and a broken context cannot be read)
+            return result, retire
+        try:
+            leak = self.probe.check(before)
+        except Exception as exc:  # e.g. an asynchronous CUDA error surfacing only now
+            return result, f"reading its memory after the trial failed: {exc}".splitlines()[0]
         if leak is not None:
             if result.status is TrialStatus.OK:
                 result = TrialResult(
@@ -289,7 +294,7 @@ class _TrialWorker:
                 )
             else:
                 result.error = f"{result.error or ''}; {leak}"
-        return result, retire or leak or other
+        return result, leak
 
     def _measure(self, request: TrialRequest, on_compiled: Callable[[float], None]) -> Any:
         prepared = self.trials.prepare(self.plugin, request, self.device, on_compiled)

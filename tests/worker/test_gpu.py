@@ -149,6 +149,7 @@ def test_warm_up_goes_through_every_process_then_the_pool_serves_trials() -> Non
         pool.warm_up(fault_request(-1, "none"))  # type: ignore[arg-type]
         first = next(iter(pool.evaluate([fault_request(1, "none")])))  # type: ignore[list-item]
         assert first.status is S.OK, first.error
+        assert pool.retirements == []
         # The worker's first-use costs were paid by the warm-up: its first trial only loads.
         assert first.compile_s is not None and first.compile_s < 0.5
         # A warm-up that kills its worker leaves a pool that still measures.
