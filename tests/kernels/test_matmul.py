@@ -37,7 +37,7 @@ CPU = DeviceInfo(interpreted=True, name="interpreter")
 HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H200", capability=(9, 0), sm_count=132)
 AMPERE = DeviceInfo(interpreted=False, name="NVIDIA A100", capability=(8, 0), sm_count=108)
 DEVICE = "cuda" if HAS_CUDA else "cpu"
-GPU_SHAPES = ("square", "square-bf16", "decode", "kv-proj", "odd")
+GPU_SHAPES = ("square", "square-bf16", "decode", "kv-proj", "odd", "gpt2-lm-head")
 
 interpreter_only = pytest.mark.skipif(HAS_CUDA, reason="CPU interpreter test (GPU tests below)")
 
@@ -375,13 +375,20 @@ def test_constraints_refuse_what_cannot_compile() -> None:
     assert refused({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_stages": 4})
     assert not refused({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 128, "num_stages": 3})
     # A persistent TMA store stages C beside the pipeline: 128x256x64 x 3 stages + C > 227 KiB.
-    big = {"BLOCK_M": 128, "BLOCK_N": 256, "num_warps": 8, "num_stages": 3, "TMA": True}
+    big = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+    big["TMA"] = True
     assert not refused(big) and not refused({**big, "num_stages": 4})
     assert refused({**big, "CTA_MULT": 1, "num_stages": 4})
     # Warp specialization: 4 warps only, BLOCK_N=256 fails its MMA lowering.
     ws = {"BLOCK_M": 64, "BLOCK_N": 128, "TMA": True, "WARP_SPECIALIZE": True}
     assert not refused(ws)
     assert refused({**ws, "num_warps": 8}) and refused({**ws, "BLOCK_N": 256})
+    # Rows 2-byte aligned only (odd N): B waits in registers; 64x128x64 on 4 warps spilled.
+    lm_head = space.shape("gpt2-lm-head").dims
+    tile = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}
+    assert space.violations(space.normalize(tile), lm_head)
+    assert not space.violations(space.normalize(tile), dims)
+    assert not space.violations(space.normalize({**tile, "BLOCK_K": 32}), lm_head)
     # Decode (M=16): at most 64-row tiles; split-K's workspace and K steps bounded.
     decode = space.shape("decode").dims
     assert space.violations(space.normalize({"BLOCK_M": 128}), decode)
@@ -540,31 +547,26 @@ def _smem_bound(config: dict[str, Any], dims: dict[str, Any]) -> int:
     return int(evaluate(rule.rsplit("<=", 1)[0], ns))
 
 
+def _tile(bm: int, bn: int, bk: int, warps: int, stages: int, **knobs: Any) -> dict[str, Any]:
+    return {
+        "BLOCK_M": bm,
+        "BLOCK_N": bn,
+        "BLOCK_K": bk,
+        "num_warps": warps,
+        "num_stages": stages,
+        **knobs,
+    }
+
+
 AOT_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "tma": ("square", {"BLOCK_M": 128, "BLOCK_N": 256, "num_warps": 8, "TMA": True}),
-    "tma-bf16": ("square-bf16", {"BLOCK_M": 128, "BLOCK_N": 256, "num_warps": 8, "TMA": True}),
-    "tma-persistent": (
-        "kv-proj",
-        {
-            "BLOCK_M": 128,
-            "BLOCK_N": 128,
-            "num_warps": 8,
-            "num_stages": 4,
-            "TMA": True,
-            "CTA_MULT": 1,
-        },
-    ),
-    "tma-ws": ("square", {"BLOCK_M": 128, "BLOCK_N": 128, "TMA": True, "WARP_SPECIALIZE": True}),
-    "tma-split-k": ("decode", {"BLOCK_K": 128, "SPLIT_K": 2, "TMA": True, "GROUP_M": 1}),
-    "pointers-persistent-split-k": (
-        "kv-proj",
-        {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "SPLIT_K": 2, "CTA_MULT": 2},
-    ),
-    "pointers-odd": ("odd", {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8}),
-    "decode-small-m": (
-        "decode",
-        {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128, "num_stages": 4, "SPLIT_K": 4},
-    ),
+    "tma": ("square", _tile(128, 256, 64, 8, 3, TMA=True)),
+    "tma-bf16": ("square-bf16", _tile(128, 256, 64, 8, 3, TMA=True)),
+    "tma-persistent": ("kv-proj", _tile(128, 128, 64, 8, 4, TMA=True, CTA_MULT=1)),
+    "tma-ws": ("square", _tile(128, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True)),
+    "tma-split-k": ("decode", _tile(64, 128, 128, 4, 3, TMA=True, SPLIT_K=2, GROUP_M=1)),
+    "pointers-persistent-split-k": ("kv-proj", _tile(128, 128, 64, 8, 3, SPLIT_K=2, CTA_MULT=2)),
+    "pointers-odd": ("odd", _tile(128, 128, 64, 8, 3)),
+    "decode-small-m": ("decode", _tile(16, 64, 128, 4, 4, SPLIT_K=4)),
 }
 
 
@@ -587,7 +589,9 @@ def test_ahead_of_time_compile_for_sm90() -> None:
         assert info["target"], label
         assert info["shared"] <= _smem_bound(config, dims) <= 232448, label
         if info["sass"]:
-            assert info["spills"] == 0, label
+            # A persistent loop may keep one value in local memory (one STL before the loop, one
+            # LDL a tile: seen at gpt2-lm-head); anything more is a real spill.
+            assert info["spills"] <= (2 if config["CTA_MULT"] else 0), label
             assert info["hgmma"] == info["wgmma"], label
         if config["BLOCK_M"] >= 64:
             assert info["wgmma"], label  # a warpgroup's 64 rows: Hopper's async MMA
@@ -642,29 +646,17 @@ def test_interpreted_search_stores_ok_trials_and_publishes_a_best(tmp_path: Path
 # --- GPU --------------------------------------------------------------------------------------
 
 GPU_VARIANTS: dict[str, dict[str, Any]] = {
-    "pointers": {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8},
-    "pointers-group1": {"BLOCK_M": 64, "BLOCK_N": 128, "GROUP_M": 1},
-    "persistent": {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "CTA_MULT": 1},
-    "split-k": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 4},
-    "persistent-split-k": {"BLOCK_M": 64, "BLOCK_N": 128, "SPLIT_K": 2, "CTA_MULT": 2},
-    "small-m-split-k": {
-        "BLOCK_M": 16,
-        "BLOCK_N": 64,
-        "BLOCK_K": 128,
-        "num_stages": 4,
-        "SPLIT_K": 4,
-    },
-    "tma": {"BLOCK_M": 128, "BLOCK_N": 256, "num_warps": 8, "TMA": True},
-    "tma-persistent": {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "TMA": True, "CTA_MULT": 1},
-    "tma-split-k": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "TMA": True, "SPLIT_K": 2},
-    "tma-ws": {"BLOCK_M": 128, "BLOCK_N": 128, "TMA": True, "WARP_SPECIALIZE": True},
-    "tma-ws-persistent": {
-        "BLOCK_M": 64,
-        "BLOCK_N": 128,
-        "TMA": True,
-        "WARP_SPECIALIZE": True,
-        "CTA_MULT": 1,
-    },
+    "pointers": _tile(128, 128, 64, 8, 3),
+    "pointers-group1": _tile(64, 128, 32, 4, 4, GROUP_M=1),
+    "persistent": _tile(128, 128, 64, 8, 3, CTA_MULT=1),
+    "split-k": _tile(64, 64, 64, 4, 3, SPLIT_K=4),
+    "persistent-split-k": _tile(64, 128, 32, 4, 4, SPLIT_K=2, CTA_MULT=2),
+    "small-m-split-k": _tile(16, 64, 128, 4, 4, SPLIT_K=4),
+    "tma": _tile(128, 256, 64, 8, 3, TMA=True),
+    "tma-persistent": _tile(128, 128, 64, 8, 4, TMA=True, CTA_MULT=1),
+    "tma-split-k": _tile(64, 128, 128, 4, 3, TMA=True, SPLIT_K=2),
+    "tma-ws": _tile(128, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True),
+    "tma-ws-persistent": _tile(64, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True, CTA_MULT=1),
 }
 # The named shapes at full size (a few ms each on an H200), fp16 and bf16; and odd sizes.
 GPU_DIMS: dict[str, tuple[int, int, int]] = {
@@ -672,6 +664,7 @@ GPU_DIMS: dict[str, tuple[int, int, int]] = {
     "decode": (16, 14336, 4096),
     "kv-proj": (8192, 1024, 8192),
     "odd": (3000, 5000, 1234),
+    "gpt2-lm-head": (4096, 50257, 768),
     "ragged": (77, 333, 517),
 }
 
