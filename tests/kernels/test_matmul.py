@@ -389,6 +389,10 @@ def test_constraints_refuse_what_cannot_compile() -> None:
     assert space.violations(space.normalize(tile), lm_head)
     assert not space.violations(space.normalize(tile), dims)
     assert not space.violations(space.normalize({**tile, "BLOCK_K": 32}), lm_head)
+    # fp32: FMA dots hold their operands in registers.
+    fp32 = {**dims, "dtype": "float32"}
+    assert space.violations(space.normalize({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 128}), fp32)
+    assert not space.violations(space.normalize({"BLOCK_M": 64, "BLOCK_N": 64}), fp32)
     # Decode (M=16): at most 64-row tiles; split-K's workspace and K steps bounded.
     decode = space.shape("decode").dims
     assert space.violations(space.normalize({"BLOCK_M": 128}), decode)
@@ -691,6 +695,26 @@ def test_gpu_variant_matches_fp32_matmul(variant: str, shape: str, dtype: str) -
     mm.run(inputs, out, config)
     torch.cuda.synchronize()
     assert not torch.isnan(out).any(), "NaN in the output (an element left unwritten)"
+    _check(out, inputs["a"], inputs["b"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", ["ragged", "odd"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        _tile(64, 64, 32, 4, 3),
+        _tile(64, 128, 64, 8, 3, SPLIT_K=2, CTA_MULT=1),
+        _tile(64, 64, 32, 4, 3, TMA=True),
+    ],
+)
+def test_gpu_float32_is_exact_fp32(config: dict[str, Any], shape: str) -> None:
+    # fp32 inputs take FMA dots (no TF32): within fp32 accumulation error of the reference.
+    if config.get("TMA") and not _hopper():
+        pytest.skip("TMA needs Hopper")
+    inputs = _gpu_inputs(shape, "float32")
+    out = mm.empty_output(inputs).fill_(float("nan"))
+    mm.run(inputs, out, config)
     _check(out, inputs["a"], inputs["b"])
 
 
