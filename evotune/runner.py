@@ -16,7 +16,7 @@ from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
-from evotune.storage import Database, Study, Trial, repository
+from evotune.storage import Database, Study, Trial, heartbeat, repository
 from evotune.worker.evaluator import Evaluator
 
 __all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
@@ -193,6 +193,7 @@ def run_search(
         seeds = _seed_configs(session, space, shape, env_row.id)
         study_id, study_seed, settings = study.id, study.seed, dict(study.settings)
         observer.started(study, resumed, len(history), options.budget)
+    _heartbeat = heartbeat.start(db, study_id)  # "running" means alive while this call runs
 
     # `restrict` describes the study's sub-space (already applied to `space`), not the strategy.
     strategy_settings = {k: v for k, v in settings.items() if k != "restrict"}

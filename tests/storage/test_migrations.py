@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from evotune.storage import open_database
+from evotune.storage.engine import head_revision
 from evotune.storage.models import Base
 
 
@@ -34,5 +35,6 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     db = open_database(url)
     with db.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == head_revision()
         )
