@@ -15,12 +15,14 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
+async def index(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "index.html", {"page": "index"})
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(request: Request, study_id: Annotated[int, Path(ge=1, le=2**62)]) -> HTMLResponse:
+async def study_page(
+    request: Request, study_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> HTMLResponse:
     return templates.TemplateResponse(
         request, "study.html", {"page": "study", "study_id": study_id}
     )
