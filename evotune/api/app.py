@@ -22,7 +22,7 @@ from evotune.api.dashboard import STATIC_DIR
 from evotune.api.database import DatabaseGate, open_service_database
 from evotune.api.errors import install_error_handlers
 from evotune.api.limits import DbLimits, HttpLimits
-from evotune.api.middleware import BodyLimit, SecurityHeaders
+from evotune.api.middleware import BodyLimit, SecurityHeaders, ShedWhenBusy
 from evotune.api.openapi import install_openapi
 from evotune.api.routes import (
     best,
@@ -117,7 +117,7 @@ def create_app(
     guard.on_replaced(app.state.best_cache.reset)
     guard.on_replaced(app.state.environments.clear)
     guard.on_replaced(app.state.importance_cache.clear)
-    # Outermost last: security headers on everything, then the body bound, then the cache.
+    # Outermost last: security headers on everything, shedding, the body bound, the cache.
     app.add_middleware(
         BestCacheMiddleware,
         cache=app.state.best_cache,
@@ -125,6 +125,11 @@ def create_app(
     )
     app.add_middleware(
         BodyLimit, max_bytes=http_limits.max_body_bytes, timeout_s=http_limits.body_timeout_s
+    )
+    app.add_middleware(
+        ShedWhenBusy,
+        saturated=app.state.gate.gate.saturated,
+        prefixes=("/v1/studies", "/v1/shapes", "/v1/overview"),
     )
     app.add_middleware(SecurityHeaders)
     for module in (health, kernels, shapes, best, overview, studies, importance, jobs, dashboard):

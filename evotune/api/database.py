@@ -14,24 +14,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from anyio import CapacityLimiter, fail_after, to_thread
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from evotune.api.errors import ServiceUnavailable
+from evotune.api.gate import Gate
 from evotune.api.limits import DbLimits
 from evotune.storage import Database
 from evotune.storage.engine import head_revision, make_engine, normalize_url
@@ -210,63 +209,21 @@ def describe(exc: SQLAlchemyError) -> str:
 # --- the gate -------------------------------------------------------------------------------
 
 
-class _LoopSlots:
-    """A gate's slots on one event loop (a test client runs several loops; uvicorn one)."""
-
-    def __init__(self, slots: int) -> None:
-        self.free = asyncio.Semaphore(slots)
-        self.threads = CapacityLimiter(slots)
-        self.waiting = 0
-
-
 class DatabaseGate:
-    """Runs database work in a few threads, with bounded waits and a deadline per call."""
+    """Database work through a `Gate`, with the guard checked first and a deadline per call."""
 
     def __init__(self, database: Database, guard: DatabaseGuard, limits: DbLimits) -> None:
         self.database = database
         self.guard = guard
         self.limits = limits
-        self.rejected = 0
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSlots] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _slots(self) -> _LoopSlots:
-        loop = asyncio.get_running_loop()
-        slots = self._loops.get(loop)
-        if slots is None:
-            slots = self._loops[loop] = _LoopSlots(self.limits.slots)
-        return slots
-
-    def _busy(self) -> ServiceUnavailable:
-        self.rejected += 1
-        return ServiceUnavailable(
-            "the service is busy: too many database requests at once; retry shortly",
-            code="busy",
-        )
+        self.gate = Gate(limits.slots, limits.queue, limits.wait_s, "database requests")
 
     async def call(self, fn: Callable[[], T]) -> T:
         """`fn()` in a worker thread under the call's deadline; 503 when it cannot be run."""
         problem = self.guard.problem()
         if problem is not None:
             raise ServiceUnavailable(problem, code="database_unavailable", retry_after=5)
-        slots = self._slots()
-        if slots.waiting >= self.limits.queue:
-            raise self._busy()
-        slots.waiting += 1
-        try:
-            # A cancel scope, not asyncio.wait_for: on Python 3.11 wait_for can lose a permit
-            # that was granted just as it timed out, and the slots would leak away.
-            with fail_after(self.limits.wait_s):
-                await slots.free.acquire()
-        except TimeoutError:
-            raise self._busy() from None
-        finally:
-            slots.waiting -= 1
-        try:
-            return await to_thread.run_sync(self._run, fn, limiter=slots.threads)
-        finally:
-            slots.free.release()
+        return await self.gate.run(partial(self._run, fn))
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """`fn(session)` in one short session, as `call` runs it."""

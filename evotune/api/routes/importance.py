@@ -6,17 +6,16 @@ The trials are read through the database gate; the evaluation runs in a thread o
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections import OrderedDict
+from functools import partial
 from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from sqlalchemy.orm import Session
 
 from evotune.api.deps import GateDep, SpacesDep
 from evotune.api.errors import error_responses
+from evotune.api.gate import Gate
 from evotune.api.importance import MIN_TRIALS, available_evaluators, param_importances
 from evotune.api.params import bad_query
 from evotune.api.responses import JSONBytes, dump
@@ -27,17 +26,8 @@ from evotune.storage import repository
 router = APIRouter(prefix="/v1", tags=["studies"])
 
 _CACHE_SIZE = 64
-_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _limiter() -> CapacityLimiter:
-    loop = asyncio.get_running_loop()
-    limiter = _LIMITERS.get(loop)
-    if limiter is None:
-        limiter = _LIMITERS[loop] = CapacityLimiter(1)
-    return limiter
+# One evaluation at a time (CPU work, the GIL); a few may wait, briefly: then 503 busy.
+_EVALUATIONS = Gate(slots=1, queue=4, wait_s=2.0, what="importance evaluations")
 
 
 @router.get(
@@ -84,9 +74,7 @@ async def study_importance(
     cache: OrderedDict[tuple[int, str, int], bytes] = request.app.state.importance_cache
     cached = (study_id, name, len(points))
     if cached not in cache:
-        ranked, skipped = await to_thread.run_sync(
-            param_importances, points, choices, name, limiter=_limiter()
-        )
+        ranked, skipped = await _EVALUATIONS.run(partial(param_importances, points, choices, name))
         note = None
         if len(points) < MIN_TRIALS:
             note = f"needs at least {MIN_TRIALS} ok trials; the study has {len(points)}"
