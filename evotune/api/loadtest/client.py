@@ -196,12 +196,11 @@ async def closed_loop(
     return tally
 
 
-async def probe(host: str, port: int, path: str, every_s: float, seconds: float) -> list[Probe]:
-    """GET `path` on a new connection every `every_s` for `seconds` (at_s: wall clock)."""
+async def probe(host: str, port: int, path: str, every_s: float, stop: Any) -> list[Probe]:
+    """GET `path` on a new connection every `every_s` until `stop` (an Event) is set."""
     request = request_bytes(host, port, path)
     out: list[Probe] = []
-    stop_at = time.perf_counter() + seconds
-    while time.perf_counter() < stop_at:
+    while not stop.is_set():
         conn = _Connection(host, port)
         wall, sent = time.time(), time.perf_counter()
         tally = Tally()
@@ -213,7 +212,8 @@ async def probe(host: str, port: int, path: str, every_s: float, seconds: float)
     return out
 
 
-def probe_process(host: str, port: int, path: str, seconds: float, out: Any) -> None:
+def probe_process(host: str, port: int, path: str, ready: Any, stop: Any, out: Any) -> None:
     """`probe` in a process of its own (multiprocessing target): the load's client loop,
     busy with hundreds of connections, must not delay the probe's own timing."""
-    out.put(asyncio.run(probe(host, port, path, 0.1, seconds)))
+    ready.set()
+    out.put(asyncio.run(probe(host, port, path, 0.1, stop)))

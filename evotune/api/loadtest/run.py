@@ -144,16 +144,19 @@ def _load_and_probe(
     hostname: str, port: int, requests: list[bytes], args: dict[str, Any], context: Any
 ) -> tuple[client.Tally, list[client.Probe], list[client.Probe]]:
     """The load, with /healthz probed from another process during it and `after` it."""
-    probes = context.Queue()
+    probes, ready, stop = context.Queue(), context.Event(), context.Event()
     prober = context.Process(
         target=client.probe_process,
-        args=(hostname, port, "/healthz", args["warmup"] + args["seconds"] + args["after"], probes),
+        args=(hostname, port, "/healthz", ready, stop, probes),
         daemon=True,
     )
     prober.start()
+    ready.wait(timeout=60)
     tally = _run_client(_load(hostname, port, requests, args))
     ended = time.time()
-    found: list[client.Probe] = probes.get(timeout=args["after"] + 60)
+    time.sleep(args["after"])
+    stop.set()
+    found: list[client.Probe] = probes.get(timeout=60)
     prober.join(timeout=10)
     return tally, [p for p in found if p.at_s <= ended], [p for p in found if p.at_s > ended]
 
