@@ -1,4 +1,4 @@
-"""GET / and GET /studies/{id}: the dashboard's pages; the data comes from the JSON API."""
+"""The dashboard's pages (/, /studies/{id}, /compare, /overview); the data comes from /v1."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ async def study_page(
     return templates.TemplateResponse(
         request, "study.html", {"page": "study", "study_id": study_id}
     )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+async def compare_page(request: Request) -> HTMLResponse:
+    """Several studies on one convergence plot: /compare?studies=1,2,3."""
+    return templates.TemplateResponse(request, "compare.html", {"page": "compare"})
+
+
+@router.get("/overview", response_class=HTMLResponse)
+async def overview_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "overview.html", {"page": "overview"})
