@@ -125,9 +125,11 @@ def make_engine(
         kwargs["pool_pre_ping"] = True
         kwargs["json_serializer"] = _json_finite
         if timeout_s is not None:
+            # Added to the URL's own options (e.g. a search_path), which connect_args replace.
+            options = f"{parsed.query.get('options', '')} -c statement_timeout={busy_ms}"
             kwargs["connect_args"] = {
                 "connect_timeout": max(1, round(timeout_s)),
-                "options": f"-c statement_timeout={busy_ms}",
+                "options": options.strip(),
             }
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": busy_ms / 1000, "check_same_thread": False}
