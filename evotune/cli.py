@@ -602,7 +602,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     db: DbOpt = None,
 ) -> None:
-    """Serve the REST API (/v1, /openapi.json) and the dashboard (/)."""
+    """Serve the REST API (/v1, /openapi.json) and the dashboard (/); docs/rest-api.md.
+
+    Never creates the database: `evotune db upgrade` does (until then /healthz says 503)."""
     from evotune.api.server import serve as run_server
 
     run_server(host=host, port=port, db_url=db)

@@ -16,7 +16,7 @@ from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
-from evotune.storage import Database, Study, Trial, repository
+from evotune.storage import Database, Study, Trial, heartbeat, repository
 from evotune.worker.evaluator import Evaluator
 
 __all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
@@ -198,6 +198,7 @@ def run_search(
             _request(space, shape, t, tolerance, _run_timeout(best_p50, options)) for t in rerun
         ]
 
+    _heartbeat = heartbeat.start(db, study_id)  # "running" means alive while this call runs
     run_started = time.monotonic()
     _warm_up(evaluator, space, shape, study_seed, tolerance, options)
     started_at = time.monotonic()

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from evotune.plugin import DeviceInfo
 
 __all__ = [
-    "SOURCE_FILES",
     "SPACE_FILE",
     "baselines",
     "bytes",
@@ -54,8 +53,6 @@ __all__ = [
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "matmul.yaml"
 # The kernel's text, for the fingerprint of evotune/plugin.py's kernel_source_hash (until that
-# hashes what the plug-in imports by itself, which makes this list redundant but not wrong).
-SOURCE_FILES = [Path(__file__).with_name("_matmul_kernel.py")]
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _KNOBS = (

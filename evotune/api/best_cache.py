@@ -23,6 +23,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -54,21 +55,35 @@ class BestCache:
         ] = {}
         self.hits = 0
         self.misses = 0
+        self._path: Path | None = None
+        self._closed = False
         if engine.url.get_backend_name() == "sqlite":
             path = engine.url.database
             if path and path != ":memory:":
-                # Read-write mode, but only ever read: a read-only open of a WAL database
-                # fails when its -shm file is missing.
+                self._path = Path(path).expanduser().resolve()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """The private connection, opened on first use (lock held); None without a file.
+
+        Read-write mode, but only ever read: a read-only open of a WAL database fails when
+        its -shm file is missing. `mode=rw` never creates the file.
+        """
+        if self._conn is None and self._path is not None and not self._closed:
+            try:
                 self._conn = sqlite3.connect(
-                    path,
-                    timeout=30.0,
+                    self._path.as_uri() + "?mode=rw",
+                    uri=True,
+                    timeout=1.0,
                     isolation_level=None,  # autocommit: no read transaction is left open
                     check_same_thread=False,
                 )
+            except sqlite3.Error:
+                return None
+        return self._conn
 
     @property
     def enabled(self) -> bool:
-        return self._conn is not None
+        return self._path is not None and not self._closed
 
     def _current(self) -> dict[Hashable, CachedAnswer]:
         """The entries of the current generation, after checking the database (lock held)."""
@@ -85,9 +100,12 @@ class BestCache:
     def lookup(self, key: Hashable) -> tuple[CachedAnswer | None, dict[Hashable, CachedAnswer]]:
         """(answer or None, the generation to file a fresh answer under)."""
         with self._lock:
-            if self._conn is None:
+            if self._connect() is None:
                 return None, {}
-            entries = self._current()
+            try:
+                entries = self._current()
+            except sqlite3.Error:  # no schema, not a database: the endpoint's query says why
+                return None, {}
             answer = entries.get(key)
         if answer is None:
             self.misses += 1
@@ -98,7 +116,7 @@ class BestCache:
     def store(
         self, generation: dict[Hashable, CachedAnswer], key: Hashable, answer: CachedAnswer
     ) -> None:
-        if self._conn is None:
+        if not self.enabled:
             return
         with self._lock:
             if len(generation) >= self.max_entries:
@@ -144,13 +162,20 @@ class BestCache:
         self.store(generation, key, answer)
         return answer
 
-    def close(self) -> None:
+    def reset(self) -> None:
+        """Forget every answer and the connection: the database file went away or changed."""
         # Under the lock: closing a sqlite3 connection while another thread runs a query on
         # it crashes the process (a segfault, not an exception).
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._entries = {}
+            self._data_version = self._fingerprint = None
+
+    def close(self) -> None:
+        self.reset()
+        self._closed = True
 
 
 class BestCacheMiddleware:
@@ -160,21 +185,33 @@ class BestCacheMiddleware:
     cached answer has already passed both for the same query string.
     """
 
-    def __init__(self, app: ASGIApp, cache: BestCache, path: str = "/v1/best") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: BestCache,
+        healthy: Callable[[], bool] = lambda: True,
+        path: str = "/v1/best",
+    ) -> None:
         self.app = app
         self.cache = cache
+        self.healthy = healthy  # an unfit database answers from the endpoint (a 503)
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
-            try:
-                answer, generation = self.cache.lookup(scope["query_string"])
-            except sqlite3.Error:  # let the endpoint query (and report) instead
-                answer, generation = None, {}
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"] == self.path
+            and self.healthy()
+        ):
+            answer, generation = self.cache.lookup(scope["query_string"])
             if answer is None and (flight := self.cache.flight(generation, scope["query_string"])):
                 # Already being looked up (just after a new best): wait for that answer
                 # rather than validating and routing this request all over again.
-                answer = await asyncio.shield(flight)
+                try:
+                    answer = await asyncio.shield(flight)
+                except Exception:  # that lookup failed (e.g. a 503): this one tries itself
+                    answer = None
             if answer is not None:
                 status, body = answer
                 await send(

@@ -14,15 +14,19 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from evotune.records import TrialStatus
 from evotune.space import SearchSpace, Shape
+from evotune.storage import heartbeat
 from evotune.storage.models import BestConfig, Environment, ShapeRow, Study, Trial
 
 __all__ = [
     "BestOut",
     "EnvironmentOut",
     "ErrorOut",
+    "FieldError",
     "HealthOut",
+    "ImportanceOut",
     "JobOut",
     "KernelOut",
+    "OverviewRow",
     "ParameterOut",
     "PublishedBestOut",
     "SearchRequest",
@@ -60,15 +64,29 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class ErrorOut(_Out):
-    """The body of every 4xx/5xx the API raises on purpose (422s from validation differ)."""
+class FieldError(_Out):
+    """One rejected part of a request: where (e.g. ["query", "limit"]) and why."""
 
-    detail: str
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(_Out):
+    """The body of every 4xx and 5xx answer, whatever raised it."""
+
+    status: int = Field(description="the HTTP status, repeated for logs and scripts")
+    code: str = Field(description="a stable machine-readable name, e.g. not_found, busy")
+    detail: str = Field(description="what went wrong and what to do, in one line")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="the rejected fields of a 422; empty otherwise"
+    )
 
 
 class HealthOut(_Out):
     status: Literal["ok"]
-    database: str
+    backend: str = Field(description="the database's kind: sqlite or postgresql")
+    schema_revision: str = Field(description="the Alembic revision the database is at")
     version: str
 
 
@@ -188,6 +206,13 @@ class StudyOut(_Out):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     finished_at: UtcDatetime | None
+    heartbeat_at: UtcDatetime | None = Field(
+        description="when the search process last said it is alive (null: never)"
+    )
+    alive: bool = Field(
+        description="running, and its search's heartbeat is recent: not abandoned by a "
+        "killed process"
+    )
     environment: EnvironmentOut
     trials: int = Field(description="trials stored so far, any status")
     status_counts: dict[str, int]
@@ -243,18 +268,68 @@ class SearchRequest(BaseModel):
     budget: JsonInt = Field(ge=1, le=100_000, description="trials to measure")
     seed: JsonInt = Field(default=0, ge=0, le=2**31 - 1)
     interpret: bool = Field(default=False, description="run under Triton's CPU interpreter")
+    fresh: bool = Field(
+        default=False,
+        description="start a new study; without it the newest study of the same kernel, "
+        "shape and strategy is resumed, and only if the budget is the same as its own",
+    )
 
 
 class JobOut(_Out):
     id: str
     pid: int
-    state: Literal["running", "succeeded", "failed"]
+    state: Literal["running", "stopping", "succeeded", "failed", "stopped"]
     returncode: int | None
     command: list[str]
     request: dict[str, Any]
     started_at: UtcDatetime
     finished_at: UtcDatetime | None
     log_tail: str = Field(description="the end of the search's combined stdout and stderr")
+
+
+class BaselineOut(_Out):
+    name: str = Field(description="what the plug-in compares with, e.g. cuBLAS or cuDNN")
+    p50_us: float
+    speedup: float = Field(description="baseline p50 / best p50: above 1, the best is faster")
+
+
+class OverviewRow(_Out):
+    """The served best of one kernel x shape x GPU, and how much it gains."""
+
+    kernel: str
+    shape: ShapeRef
+    gpu: str
+    interpreted: bool
+    environments: int = Field(description="environments (driver, versions) with a best here")
+    study_id: int
+    trial_id: int
+    config: dict[str, Any]
+    p50_us: float = Field(description="the best's p50: the shoot-out's when there was one")
+    tflops: float | None
+    measured_at: UtcDatetime
+    default_p50_us: float | None = Field(
+        description="the space's default config in the same study (shoot-out p50 if measured)"
+    )
+    speedup_over_default: float | None
+    baseline: BaselineOut | None = Field(
+        description="the plug-in's baseline, when the study recorded one in its shoot-out"
+    )
+
+
+class ParamImportance(_Out):
+    param: str
+    importance: float = Field(description="share of the p50's variation, 0..1 (sums to 1)")
+
+
+class ImportanceOut(_Out):
+    study_id: int
+    evaluator: str
+    trials: int = Field(description="ok trials the evaluator saw")
+    importances: list[ParamImportance] = Field(description="most important first")
+    skipped: list[str] = Field(
+        description="parameters not assessed: one value in every trial, or not set in all"
+    )
+    note: str | None = None
 
 
 # --- builders ----------------------------------------------------------------------------
@@ -343,6 +418,8 @@ def _study_fields(study: Study, counts: dict[str, int], best_p50: float | None) 
         "created_at": study.created_at,
         "updated_at": study.updated_at,
         "finished_at": study.finished_at,
+        "heartbeat_at": study.heartbeat_at,
+        "alive": heartbeat.is_alive(study),
         "environment": environment_out(study.environment),
         "trials": sum(counts.values()),
         "status_counts": dict(sorted(counts.items())),

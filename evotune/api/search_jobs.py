@@ -43,12 +43,15 @@ def search_argv(
     budget: int,
     seed: int,
     interpret: bool,
+    fresh: bool = False,
 ) -> list[str]:
     """The `evotune search` command line for one request (no database URL: it is in env)."""
     argv = [*launcher, "search", "--kernel", kernel, "--shape", shape, "--strategy", strategy]
     argv += ["--budget", str(budget), "--seed", str(seed)]
     if interpret:
         argv.append("--interpret")
+    if fresh:
+        argv.append("--fresh")
     return argv
 
 
@@ -67,6 +70,7 @@ class SearchJob:
     log_path: Path
     started_at: datetime = field(default_factory=_now)
     finished_at: datetime | None = None
+    stop_requested: bool = False
 
     @property
     def pid(self) -> int:
@@ -79,11 +83,13 @@ class SearchJob:
         return code
 
     @property
-    def state(self) -> Literal["running", "succeeded", "failed"]:
+    def state(self) -> Literal["running", "stopping", "succeeded", "failed", "stopped"]:
         code = self.poll()
         if code is None:
-            return "running"
-        return "succeeded" if code == 0 else "failed"
+            return "stopping" if self.stop_requested else "running"
+        if code == 0:
+            return "succeeded"
+        return "stopped" if self.stop_requested else "failed"
 
     def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
         try:
@@ -111,6 +117,7 @@ class SearchJobs:
         self.max_running = max_running
         self._log_dir = log_dir
         self._jobs: dict[str, SearchJob] = {}
+        self._stopped: list[SearchJob] = []  # stopped and forgotten, maybe still exiting
         self._lock = threading.Lock()
 
     def _logs(self) -> Path:
@@ -120,7 +127,7 @@ class SearchJobs:
         return self._log_dir
 
     def running(self) -> list[SearchJob]:
-        return [job for job in self._jobs.values() if job.poll() is None]
+        return [job for job in (*self._jobs.values(), *self._stopped) if job.poll() is None]
 
     def start(
         self,
@@ -130,6 +137,7 @@ class SearchJobs:
         budget: int,
         seed: int = 0,
         interpret: bool = False,
+        fresh: bool = False,
     ) -> SearchJob:
         """Launch one search; JobsBusyError when `max_running` are still going."""
         with self._lock:
@@ -137,10 +145,13 @@ class SearchJobs:
             if len(busy) >= self.max_running:
                 ids = ", ".join(job.id for job in busy)
                 raise JobsBusyError(
-                    f"a search is already running (job {ids}); wait for it or stop it first"
+                    f"a search is already running (job {ids}); wait for it, or stop it with "
+                    f"DELETE /v1/jobs/{busy[0].id}"
                 )
             job_id = uuid.uuid4().hex[:12]
-            command = search_argv(self.launcher, kernel, shape, strategy, budget, seed, interpret)
+            command = search_argv(
+                self.launcher, kernel, shape, strategy, budget, seed, interpret, fresh
+            )
             env = {k: v for k, v in os.environ.items() if k != "EVOTUNE_TOKEN"}
             env["EVOTUNE_DB"] = self.db_url
             log_path = self._logs() / f"{job_id}.log"
@@ -162,6 +173,7 @@ class SearchJobs:
                 "budget": budget,
                 "seed": seed,
                 "interpret": interpret,
+                "fresh": fresh,
             }
             job = SearchJob(job_id, command, request, process, log_path)
             self._jobs[job_id] = job
@@ -173,7 +185,23 @@ class SearchJobs:
     def all(self) -> list[SearchJob]:
         return sorted(self._jobs.values(), key=lambda job: job.started_at, reverse=True)
 
-    def shutdown(self, grace_s: float = 10.0) -> None:
+    def stop(self, job: SearchJob, grace_s: float = 10.0) -> None:
+        """Interrupt a search (it marks its study interrupted) and forget the job; kill it
+        after `grace_s` if it has not ended. Returns at once; until it has exited it still
+        counts as running (one search at a time)."""
+        with self._lock:
+            if self._jobs.pop(job.id, None) is None:
+                return
+            self._stopped = [j for j in self._stopped if j.poll() is None] + [job]
+        if job.poll() is not None:
+            return
+        job.stop_requested = True
+        _signal(job.process, signal.SIGINT)
+        threading.Thread(
+            target=_kill_after, args=(job.process, grace_s), name=f"stop-{job.id}", daemon=True
+        ).start()
+
+    def shutdown(self, grace_s: float = 3.0) -> None:
         """Interrupt running searches (they mark their study interrupted), then kill stragglers."""
         running = self.running()
         for job in running:
@@ -187,6 +215,15 @@ class SearchJobs:
             job.poll()
 
 
+def _kill_after(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal(process, signal.SIGKILL)
+        process.wait()
+
+
 def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # it ended between poll and signal
-        process.send_signal(sig)
+    """Signal the search and its workers: its own process group, as Ctrl-C would."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # it ended meanwhile
+        os.killpg(process.pid, sig)

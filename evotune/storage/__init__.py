@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evotune.storage import repository
+from evotune.storage import heartbeat, repository
 from evotune.storage.engine import Database, default_db_url, open_database, upgrade_schema
 from evotune.storage.models import BestConfig, Environment, KernelRow, ShapeRow, Study, Trial
 
@@ -15,6 +15,7 @@ __all__ = [
     "Study",
     "Trial",
     "default_db_url",
+    "heartbeat",
     "open_database",
     "repository",
     "upgrade_schema",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = [
     "alembic_config",
     "default_db_url",
     "display_url",
+    "head_revision",
+    "make_engine",
     "open_database",
     "upgrade_schema",
 ]
@@ -63,7 +66,8 @@ def alembic_config(url: str) -> AlembicConfig:
 
 
 @lru_cache(maxsize=1)
-def _head_revision() -> str | None:
+def head_revision() -> str | None:
+    """The newest Alembic revision this code knows: what `upgrade_schema` brings a database to."""
     return ScriptDirectory.from_config(alembic_config(DEFAULT_DB_URL)).get_current_head()
 
 
@@ -98,27 +102,43 @@ def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(
+    url: str, *, create: bool = True, timeout_s: float | None = None, **pool: Any
+) -> Engine:
+    """An engine for `url` (no connection is made yet).
+
+    `create=False` never creates a SQLite file: it is opened read-write only if it exists (a
+    missing file stays missing and connecting fails). `timeout_s` bounds how long a statement
+    waits for a lock (SQLite's busy timeout) or runs (PostgreSQL's statement_timeout, and the
+    connect timeout); default 30 s of lock wait. `pool` goes to create_engine (pool_size, ...).
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise DatabaseError(
             f"cannot parse database URL {url!r}; use e.g. sqlite:///evotune.db"
         ) from None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(pool)
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS if timeout_s is None else int(timeout_s * 1000)
     if parsed.get_backend_name() == "postgresql":
         # A search holds its engine for hours; a server restart must not end it.
         kwargs["pool_pre_ping"] = True
         kwargs["json_serializer"] = _json_finite
+        if timeout_s is not None:
+            # Added to the URL's own options (e.g. a search_path), which connect_args replace.
+            options = f"{parsed.query.get('options', '')} -c statement_timeout={busy_ms}"
+            kwargs["connect_args"] = {
+                "connect_timeout": max(1, round(timeout_s)),
+                "options": options.strip(),
+            }
     if parsed.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {
-            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-            "check_same_thread": False,
-        }
+        kwargs["connect_args"] = {"timeout": busy_ms / 1000, "check_same_thread": False}
         if parsed.database and parsed.database != ":memory:":
             parent = Path(parsed.database).expanduser().resolve().parent
             if not parent.is_dir():
                 raise DatabaseError(f"cannot open database {url!r}: folder {parent} does not exist")
+            if not create:
+                kwargs["creator"] = partial(_sqlite_existing, parsed.database, busy_ms / 1000)
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -130,16 +150,22 @@ def _make_engine(url: str) -> Engine:
             )
         raise DatabaseError(f"cannot open database {display_url(url)!r}: {exc}{hint}") from None
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms))
     if parsed.get_backend_name() == "postgresql":
         event.listen(engine, "connect", _postgres_session)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_existing(path: str, timeout_s: float) -> sqlite3.Connection:
+    """A connection to an existing SQLite file; "unable to open" when there is none."""
+    uri = Path(path).expanduser().resolve().as_uri() + "?mode=rw"
+    return sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
+
+
+def _sqlite_pragmas(busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -155,7 +181,7 @@ def upgrade_schema(engine: Engine) -> None:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
         current = MigrationContext.configure(connection).get_current_revision()
-        if current == _head_revision():
+        if current == head_revision():
             return
         config = alembic_config(str(engine.url))
         config.attributes["connection"] = connection
@@ -193,7 +219,7 @@ class Database:
 def open_database(url: str | None = None, upgrade: bool = True) -> Database:
     """Open (and by default migrate) the database; one clear error if it cannot be opened."""
     url = normalize_url(url or default_db_url())
-    engine = _make_engine(url)
+    engine = make_engine(url)
     try:
         if upgrade:
             upgrade_schema(engine)

@@ -109,6 +109,11 @@ class Study(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The search process running this study (evotune/storage/heartbeat.py): "running" with a
+    # recent heartbeat means alive; a killed search stops beating.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    runner_host: Mapped[str | None] = mapped_column(String(200))
+    runner_pid: Mapped[int | None] = mapped_column(Integer)
 
     kernel: Mapped[KernelRow] = relationship()
     shape: Mapped[ShapeRow] = relationship()

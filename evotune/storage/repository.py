@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from evotune.errors import StudyNotFoundError
 from evotune.fingerprint import fingerprint_hash
@@ -170,13 +170,24 @@ def list_trials(
     generation: int | None = None,
     limit: int = 1000,
     offset: int = 0,
+    after: int | None = None,
 ) -> list[Trial]:
-    query = select(Trial).where(Trial.study_id == study_id)
+    """Trials in number order; `after`: only those numbered above it (incremental reads)."""
+    query = _trials_matching(select(Trial), study_id, status, generation, after)
+    return list(session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)))
+
+
+def _trials_matching(
+    query: Any, study_id: int, status: str | None, generation: int | None, after: int | None
+) -> Any:
+    query = query.where(Trial.study_id == study_id)
     if status is not None:
         query = query.where(Trial.status == status)
     if generation is not None:
         query = query.where(Trial.generation == generation)
-    return list(session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)))
+    if after is not None:
+        query = query.where(Trial.number > after)
+    return query
 
 
 def count_trials(session: Session, study_id: int, status: str | None = None) -> int:
@@ -360,14 +371,15 @@ def trial_stats(
 
 
 def count_trials_matching(
-    session: Session, study_id: int, status: str | None = None, generation: int | None = None
+    session: Session,
+    study_id: int,
+    status: str | None = None,
+    generation: int | None = None,
+    after: int | None = None,
 ) -> int:
     """The total behind `list_trials` with the same filters (for pagination)."""
-    query = select(func.count()).select_from(Trial).where(Trial.study_id == study_id)
-    if status is not None:
-        query = query.where(Trial.status == status)
-    if generation is not None:
-        query = query.where(Trial.generation == generation)
+    query = select(func.count()).select_from(Trial)
+    query = _trials_matching(query, study_id, status, generation, after)
     return int(session.scalar(query) or 0)
 
 
@@ -420,12 +432,94 @@ def tuned_gpus_by_shape(
     return {k: sorted(v) for k, v in out.items()}
 
 
+def running_studies(session: Session, beat_since: Any) -> list[Study]:
+    """Studies in state `running` whose search stamped a heartbeat at or after `beat_since`."""
+    query = select(Study).where(Study.state == "running", Study.heartbeat_at >= beat_since)
+    return list(session.scalars(query.order_by(Study.id)))
+
+
+def newest_study_of(
+    session: Session, kernel: str, shape_key: str, strategy: str, interpreted: bool
+) -> Study | None:
+    """The newest plain study (no replay, no sub-space) of a search: what a rerun of
+    `evotune search` would resume (in the same environment)."""
+    query = (
+        select(Study)
+        .join(KernelRow, Study.kernel_id == KernelRow.id)
+        .join(ShapeRow, Study.shape_id == ShapeRow.id)
+        .where(
+            KernelRow.name == kernel,
+            ShapeRow.key == shape_key,
+            Study.strategy == strategy,
+            Study.interpreted.is_(interpreted),
+            Study.replay.is_(None),
+        )
+        .order_by(Study.id.desc())
+    )
+    return next((s for s in session.scalars(query) if not s.settings.get("restrict")), None)
+
+
+def published_bests(
+    session: Session, kernel: str | None = None, include_interpreted: bool = False
+) -> list[BestConfig]:
+    """Every published best (with kernel, shape and environment loaded), newest first."""
+    query = (
+        select(BestConfig)
+        .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
+        .join(Environment, BestConfig.environment_id == Environment.id)
+        .options(
+            joinedload(BestConfig.kernel),
+            joinedload(BestConfig.shape),
+            joinedload(BestConfig.environment),
+        )
+    )
+    if kernel is not None:
+        query = query.where(KernelRow.name == kernel)
+    if not include_interpreted:
+        query = query.where(Environment.interpreted.is_(False))
+    ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)
+    return list(session.scalars(query.order_by(BestConfig.measured_at.desc(), ranked)))
+
+
+def trials_by_hash(
+    session: Session, study_ids: Sequence[int], config_hashes: Sequence[str]
+) -> list[Trial]:
+    """The `ok` trials of these studies whose config hash is one of these."""
+    if not study_ids or not config_hashes:
+        return []
+    query = select(Trial).where(
+        Trial.study_id.in_(list(study_ids)),
+        Trial.config_hash.in_(list(config_hashes)),
+        Trial.status == TrialStatus.OK.value,
+    )
+    return list(session.scalars(query))
+
+
+def ok_trial_points(session: Session, study_id: int) -> list[tuple[dict[str, Any], float]]:
+    """(config, p50) of a study's `ok` trials, in trial order."""
+    query = (
+        select(Trial.config, Trial.p50_us)
+        .where(
+            Trial.study_id == study_id,
+            Trial.status == TrialStatus.OK.value,
+            Trial.p50_us.is_not(None),
+        )
+        .order_by(Trial.number)
+    )
+    return [(dict(config), float(p50)) for config, p50 in session.execute(query)]
+
+
 __all__ += [
     "count_studies",
     "count_trials_matching",
     "fastest_trial",
+    "newest_study_of",
+    "ok_trial_points",
     "published_best_of_study",
+    "published_bests",
+    "running_studies",
     "shapes_in_database",
     "trial_stats",
+    "trials_by_hash",
     "tuned_gpus_by_shape",
 ]

@@ -156,6 +156,7 @@ def _add_study(
     in_flight: int = 0,
     start: datetime = T0,
     measured_at: datetime | None = None,
+    baseline: tuple[str, float] | None = None,
 ) -> SampleStudy:
     """One evolutionary study: generation 0 random, then mutants of the elites."""
     rng = random.Random(seed)
@@ -189,7 +190,9 @@ def _add_study(
             made = tries = 0
             while made < count and tries < 50 * count:
                 tries += 1
-                if generation == 0 or not elites or tries > 20 * count:
+                if number == 0:  # as the runner does: the space's default config first
+                    config, parents, operator = space.default_config(), [], "seed"
+                elif generation == 0 or not elites or tries > 20 * count:
                     config, parents, operator = _random_config(space, rng), [], "random"
                 else:
                     parent = rng.choice(elites[:4])
@@ -261,6 +264,8 @@ def _add_study(
             winner.shootout_p50_us = round(best[0] * 1.01, 3)
             study.best_trial_id = winner.id
             study.shootout = [{"trial_id": winner.id, "p50_us": winner.shootout_p50_us}]
+            if baseline is not None:  # the plug-in's baseline, timed beside the finalists
+                study.shootout.append({"baseline": baseline[0], "p50_us": baseline[1]})
             tflops = round(_flops(shape.dims) / (winner.shootout_p50_us * 1e-6) / 1e12, 1)
             row = repository.publish_best(
                 s, study, winner, shootout_p50_us=winner.shootout_p50_us, tflops=tflops
@@ -291,7 +296,14 @@ def build_sample_db(where: Path | str) -> SampleData:
             measured_at=T0 - timedelta(days=1),
         )
         mission = _add_study(
-            db, space, space.shape("mission"), H100, seed=7, generations=5, per_generation=24
+            db,
+            space,
+            space.shape("mission"),
+            H100,
+            seed=7,
+            generations=5,
+            per_generation=24,
+            baseline=("cuDNN", 30.0),
         )
         tiny = _add_study(
             db, space, space.shape("tiny"), INTERPRETER, seed=11, generations=2, per_generation=8

@@ -100,19 +100,19 @@ def test_untuned_shape_is_404_with_json(client: TestClient) -> None:
 
 
 def _error_loc(body: dict) -> list:
-    (error,) = body["detail"]
+    (error,) = body["errors"]
     return error["loc"]
 
 
 def test_bad_parameters_are_422(client: TestClient) -> None:
     code, body = _best(client, shape="nope")
     assert code == 422 and _error_loc(body) == ["query", "shape"]
-    assert "known shapes" in body["detail"][0]["msg"]
+    assert "known shapes" in body["errors"][0]["msg"]
     response = client.get("/v1/best", params={"kernel": "nope", "shape": "mission"})
     assert response.status_code == 422 and _error_loc(response.json()) == ["query", "kernel"]
     assert client.get("/v1/best", params={"shape": "mission"}).status_code == 422  # no kernel
     code, body = _best(client)  # neither shape nor dims
-    assert code == 422 and "every dim" in body["detail"][0]["msg"]
+    assert code == 422 and "every dim" in body["errors"][0]["msg"]
 
 
 def test_adhoc_dims_are_validated_by_type_and_completeness(client: TestClient) -> None:
@@ -122,12 +122,12 @@ def test_adhoc_dims_are_validated_by_type_and_completeness(client: TestClient) -
     code, body = _best(client, **{**dims, "causal": "maybe"})
     assert code == 422 and _error_loc(body) == ["query", "causal"]
     code, body = _best(client, **{**dims, "dtype": "int8"})
-    assert code == 422 and "tolerance" in body["detail"][0]["msg"]
+    assert code == 422 and "tolerance" in body["errors"][0]["msg"]
     partial = {k: dims[k] for k in ("B", "H")}
     code, body = _best(client, **partial)
-    assert code == 422 and "missing S, D, causal, dtype" in body["detail"][0]["msg"]
+    assert code == 422 and "missing S, D, causal, dtype" in body["errors"][0]["msg"]
     code, body = _best(client, shape="mission", B=1)
-    assert code == 422 and "not both" in body["detail"][0]["msg"]
+    assert code == 422 and "not both" in body["errors"][0]["msg"]
 
 
 def test_only_configs_of_the_installed_kernel_source_are_served_unless_stale(

@@ -5,13 +5,16 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from evotune.space import load_space
+from evotune.storage.engine import head_revision
 from tests.api.conftest import ADHOC_DIMS, H100, H200, KERNEL, SampleData
 
 
-def test_healthz(client: TestClient, sample: SampleData) -> None:
-    body = client.get("/healthz").json()
-    assert body["status"] == "ok"
-    assert body["database"].endswith("sample.db")
+def test_healthz_says_ok_without_the_database_url(client: TestClient, sample: SampleData) -> None:
+    response = client.get("/healthz")
+    body = response.json()
+    assert body["status"] == "ok" and body["backend"] == "sqlite"
+    assert body["schema_revision"] == head_revision()
+    assert "sample.db" not in response.text and "/tmp" not in response.text
 
 
 def test_kernels_lists_the_space(client: TestClient) -> None:
@@ -36,13 +39,38 @@ def test_shapes_named_then_adhoc_with_tuned_gpus(client: TestClient) -> None:
     assert client.get("/v1/shapes", params={"kernel": "nope"}).status_code == 422
 
 
-def test_openapi_documents_the_dims_of_best(client: TestClient) -> None:
+def test_openapi_documents_best_as_a_named_shape_or_every_dim(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    params = {p["name"]: p for p in schema["paths"]["/v1/best"]["get"]["parameters"]}
-    assert params["S"]["schema"]["type"] == "integer"
-    assert params["causal"]["schema"]["type"] == "boolean"
-    assert params["dtype"]["schema"]["type"] == "string"
+    (lookup,) = schema["paths"]["/v1/best"]["get"]["parameters"]
+    assert lookup["in"] == "query" and lookup["style"] == "form" and lookup["explode"] is True
+    variants = lookup["schema"]["oneOf"]
+    ours = [v for v in variants if v["properties"]["kernel"].get("enum") == [KERNEL]]
+    assert len(variants) == 2 * len(client.get("/v1/kernels").json()) and len(ours) == 2
+    named, adhoc = sorted(ours, key=lambda v: "shape" not in v["properties"])
+    space = load_space(KERNEL)
+    assert named["required"] == ["kernel", "shape"] and "S" not in named["properties"]
+    assert named["properties"]["shape"]["enum"] == list(space.shapes)
+    assert adhoc["required"] == ["kernel", *space.dims] and "shape" not in adhoc["properties"]
+    assert adhoc["properties"]["S"]["type"] == "integer"
+    assert adhoc["properties"]["causal"]["type"] == "boolean"
+    assert adhoc["properties"]["dtype"]["enum"] == sorted(space.tolerances)
+    for variant in (named, adhoc):
+        assert variant["additionalProperties"] is False
+        assert {"gpu", "fingerprint", "interpreted", "kernel_source_hash", "stale"} <= set(
+            variant["properties"]
+        )
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
+
+
+def test_every_error_answer_is_documented_with_one_shape(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            errors = {s: r for s, r in operation["responses"].items() if s[0] in "45"}
+            assert "422" in errors or not operation.get("parameters"), (method, path)
+            for status, response in errors.items():
+                body = response["content"]["application/json"]["schema"]
+                assert body == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
 
 
 def test_dashboard_pages_and_assets_are_served_locally(

@@ -1,5 +1,7 @@
 """The dashboard in headless Chromium: plots drawn with the data, table sorts and filters, the
-best config copies, a running study refreshes, and nothing is fetched from outside the app.
+best config copies, a running study refreshes with only its new trials, parallel coordinates,
+parameter importance, several studies on one plot, the overview of best configs; nothing is
+fetched from outside the app, and no console error (a CSP violation is one) appears.
 
 Needs Debian's `chromium` (or EVOTUNE_CHROMIUM=/path) and `pip install playwright`; skipped
 with the reason otherwise. Screenshots go to test-artifacts/ (EVOTUNE_TEST_ARTIFACTS overrides).
@@ -147,6 +149,12 @@ def _biggest_study(server: _Server) -> dict[str, Any]:
     return max(studies, key=lambda s: (s["status_counts"].get("ok", 0), s["trials"]))
 
 
+def _wait_loaded(page: Any, times: int) -> None:
+    # A function, not an expression: Playwright evaluates expressions with eval(), which
+    # the dashboard's Content-Security-Policy (rightly) refuses.
+    page.wait_for_function(f"() => Number(document.body.dataset.loaded) >= {times}")
+
+
 def _points(page: Any, selector: str) -> int:
     return int(page.eval_on_selector(f"{selector} svg", "svg => svg.dataset.points"))
 
@@ -167,7 +175,7 @@ def test_study_page_plots_the_data(page: Any, server: _Server) -> None:
     ok = detail["status_counts"].get("ok", 0)
     assert ok > 0, "the database has no ok trials to plot"
     page.goto(f"{server.base}/studies/{study['id']}")
-    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+    _wait_loaded(page, 1)
 
     assert _points(page, "#conv-trials") == ok
     assert _points(page, "#conv-time") == ok
@@ -201,7 +209,7 @@ def test_trial_table_sorts_filters_and_copies(page: Any, server: _Server) -> Non
     study = _biggest_study(server)
     trials = _json(server, f"/v1/studies/{study['id']}/trials?limit=2000")["items"]
     page.goto(f"{server.base}/studies/{study['id']}")
-    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+    _wait_loaded(page, 1)
     rows = page.locator("#trials tbody tr")
     assert rows.count() == min(len(trials), 500)
 
@@ -229,7 +237,7 @@ def test_trial_table_sorts_filters_and_copies(page: Any, server: _Server) -> Non
     assert selected["id"] == int(rows.nth(0).get_attribute("data-trial"))
 
     page.click("#copy-best")
-    page.wait_for_function("document.getElementById('copy-best').textContent === 'copied'")
+    page.wait_for_function("() => document.getElementById('copy-best').textContent === 'copied'")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert json.loads(copied) == json.loads(page.inner_text("#best-json"))
 
@@ -240,7 +248,7 @@ def test_a_running_study_refreshes(page: Any, server: _Server, db_url: str) -> N
     studies = _json(server, "/v1/studies?limit=500")["items"]
     running = next(s for s in studies if s["state"] == "running")
     page.goto(f"{server.base}/studies/{running['id']}?refresh=250")
-    page.wait_for_function("Number(document.body.dataset.loaded) >= 1")
+    _wait_loaded(page, 1)
     assert "live" in page.inner_text("#live")
     before = _points(page, "#conv-trials")
     database = open_database(db_url, upgrade=False)
@@ -256,10 +264,129 @@ def test_a_running_study_refreshes(page: Any, server: _Server, db_url: str) -> N
     finally:
         database.dispose()
     page.wait_for_function(
-        f"Number(document.querySelector('#conv-trials svg').dataset.points) === {before + 1}",
+        f"() => Number(document.querySelector('#conv-trials svg').dataset.points) === {before + 1}",
         timeout=15_000,
     )
     assert "1.00 µs" in page.inner_text("#summary")  # the new best p50 is shown
+
+
+def _tick_texts(page: Any, selector: str, anchor: str) -> list[str]:
+    return page.eval_on_selector_all(
+        f'{selector} svg text.tick[text-anchor="{anchor}"]', "els => els.map(e => e.textContent)"
+    )
+
+
+def test_integer_axes_have_integer_ticks(page: Any, server: _Server) -> None:
+    study = _biggest_study(server)
+    page.goto(f"{server.base}/studies/{study['id']}")
+    _wait_loaded(page, 1)
+    ticks = _tick_texts(page, "#conv-trials", "middle")  # x: trial number
+    assert ticks and all(t.isdigit() for t in ticks), ticks
+
+
+def test_parallel_coordinates_and_importance(page: Any, server: _Server) -> None:
+    study = _biggest_study(server)
+    detail = _json(server, f"/v1/studies/{study['id']}")
+    ok = detail["status_counts"].get("ok", 0)
+    trials = _json(server, f"/v1/studies/{study['id']}/trials?limit=2000")["items"]
+    page.goto(f"{server.base}/studies/{study['id']}")
+    _wait_loaded(page, 1)
+    svg = "#parallel svg"
+    assert int(page.eval_on_selector(svg, "s => s.dataset.lines")) == ok
+    assert page.locator(f"{svg} path.trial").count() == ok  # one polyline per ok trial
+    names = {key for t in trials if t["status"] == "ok" for key in t["config"]}
+    axes = page.eval_on_selector_all(f"{svg} g.axis", "gs => gs.map(g => g.dataset.param)")
+    assert set(axes) == names | {"p50_us"}
+    for name in names:
+        values = {t["config"][name] for t in trials if t["status"] == "ok" and name in t["config"]}
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            labels = page.eval_on_selector_all(
+                f'{svg} g.axis[data-param="{name}"] text.tick', "els => els.map(e => e.textContent)"
+            )
+            assert {label for label in labels if label != "n/a"} == {str(v) for v in values}
+    importance = _json(server, f"/v1/studies/{study['id']}/importance")
+    assert importance["importances"], "the study has parameters that matter"
+    page.wait_for_selector("#importance svg")
+    assert page.locator("#importance rect.bar").count() == len(importance["importances"])
+    first = page.eval_on_selector("#importance svg text.tick", "t => t.textContent")
+    assert first == importance["importances"][0]["param"]  # most important first
+    page.locator("#parallel").screenshot(path=str(_artifacts() / "dashboard-parallel.png"))
+    page.locator("#importance").screenshot(path=str(_artifacts() / "dashboard-importance.png"))
+
+
+def test_a_live_study_fetches_only_new_trials(page: Any, server: _Server, db_url: str) -> None:
+    if os.environ.get("EVOTUNE_BROWSER_DB"):
+        pytest.skip("writes to the database: only over the sample database")
+    studies = _json(server, "/v1/studies?limit=500")["items"]
+    running = next(s for s in studies if s["state"] == "running")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/trials" in r.url else None)
+    page.goto(f"{server.base}/studies/{running['id']}?refresh=250")
+    _wait_loaded(page, 3)
+    assert "after=" not in asked[0]  # the first load reads every trial
+    later = asked[1:]
+    assert later and all("after=" in url for url in later), later
+    assert page.evaluate("document.body.dataset.fullLoads") == "1"
+    # Its running trials are asked again (they finish in place): the cursor sits before them.
+    first_running = min(
+        t["number"]
+        for t in _json(server, f"/v1/studies/{running['id']}/trials?limit=2000")["items"]
+        if t["status"] == "running"
+    )
+    assert f"after={first_running - 1}" in later[-1]
+
+
+def test_several_studies_on_one_convergence_plot(page: Any, server: _Server) -> None:
+    studies = [
+        s for s in _json(server, "/v1/studies?limit=500")["items"] if s["status_counts"].get("ok")
+    ]
+    by_shape: dict[str, list[dict[str, Any]]] = {}
+    for s in studies:  # side by side: the studies of one shape (strategies, seeds, GPUs)
+        by_shape.setdefault(s["shape"]["key"], []).append(s)
+    chosen = max(by_shape.values(), key=len)[:4]
+    if len(chosen) < 2:
+        chosen = studies[:3]
+    page.goto(server.base + "/")
+    page.wait_for_selector("#studies tbody tr[data-study]")
+    for s in chosen:
+        page.check(f'#studies input.pick[value="{s["id"]}"]')
+    page.click("#compare")
+    _wait_loaded(page, 1)
+    assert page.locator("#legend .entry").count() == len(chosen)
+    assert page.locator("#cmp-trials path.line").count() == len(chosen)
+    assert page.locator("#cmp-time path.line").count() == len(chosen)
+    series = page.eval_on_selector_all(
+        "#cmp-trials path.line", "ps => ps.map(p => p.className.baseVal)"
+    )
+    assert len(set(series)) == len(chosen)  # a colour per study
+    ticks = _tick_texts(page, "#cmp-trials", "middle")
+    assert ticks and all(t.isdigit() for t in ticks), ticks
+    page.screenshot(path=str(_artifacts() / "dashboard-compare.png"), full_page=True)
+
+
+def test_overview_of_best_configs(page: Any, server: _Server) -> None:
+    rows = _json(server, "/v1/overview")
+    page.goto(server.base + "/overview")
+    _wait_loaded(page, 1)
+    assert page.locator("#overview tbody tr[data-kernel]").count() == len(rows) > 0
+    for row in rows:
+        cell = page.locator(
+            f"#overview tbody tr[data-shape='{row['shape']['key']}'][data-gpu=\"{row['gpu']}\"]"
+        )
+        assert cell.count() == 1
+        speedup = cell.locator("td.default-speedup").inner_text()
+        expected = row["speedup_over_default"]
+        assert speedup == ("–" if expected is None else f"{expected:.2f}×")
+        if row["baseline"]:
+            assert (
+                cell.locator("td.baseline-speedup").inner_text()
+                == f"{row['baseline']['speedup']:.2f}×"
+            )
+    page.check("#with-interpreted")
+    _wait_loaded(page, 2)
+    with_interpreter = _json(server, "/v1/overview?interpreted=true")
+    assert page.locator("#overview tbody tr[data-kernel]").count() == len(with_interpreter)
+    page.screenshot(path=str(_artifacts() / "dashboard-overview.png"), full_page=True)
 
 
 def test_a_missing_study_says_so(browser: Any, server: _Server) -> None:

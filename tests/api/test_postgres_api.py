@@ -46,8 +46,11 @@ def test_api_over_postgres(pg_sample: SampleData) -> None:
     app = create_app(pg_sample.url, token=TOKEN)
     assert not app.state.best_cache.enabled
     with TestClient(app) as client:
-        health = client.get("/healthz").json()
-        assert health["status"] == "ok" and "***" in health["database"]  # password hidden
+        response = client.get("/healthz")
+        health = response.json()
+        assert health["status"] == "ok" and health["backend"] == "postgresql"
+        assert make_url(POSTGRES_URL).host not in response.text  # nothing of the URL shown
+        assert "evotune_api_" not in response.text
         for _ in range(2):
             best = client.get("/v1/best", params={"kernel": "attention", "shape": "mission"})
             assert best.status_code == 200 and "x-evotune-cache" not in best.headers
@@ -63,3 +66,12 @@ def test_api_over_postgres(pg_sample: SampleData) -> None:
         assert len(trials["items"]) == 10
         detail = client.get(f"/v1/studies/{pg_sample.mission.id}").json()
         assert detail["published_best"]["trial_id"] == pg_sample.mission.best_trial_id
+
+
+def test_statements_have_a_deadline_and_keep_the_urls_options(pg_sample: SampleData) -> None:
+    app = create_app(pg_sample.url, token=TOKEN)
+    with app.state.database.engine.connect() as connection:
+        assert connection.execute(text("SHOW statement_timeout")).scalar() == "5s"
+        assert connection.execute(text("SHOW search_path")).scalar().startswith("evotune_api_")
+    app.state.database.dispose()
+    app.state.guard.checks.dispose()

@@ -1,4 +1,5 @@
 """Diagnostic: which worker serves the first trial after a warm-up, and why one was replaced."""
+
 from evotune.worker.pool import WorkerPool
 from tests.worker.helpers import FAULT_MODULE, fault_request
 

@@ -6,7 +6,7 @@
 # Env: MATMUL_BUDGET (trials a shape, default 30), MATMUL_SECONDS (search time limit a shape,
 # default 40), MATMUL_PYTEST=0 skips the tests. About 5-6 minutes on one H200.
 # Writes OUTDIR/pytest.log, OUTDIR/search_SHAPE.{json,log}, OUTDIR/best_SHAPE.json,
-# OUTDIR/matmul.db (every trial), OUTDIR/table.{txt,json}; prints the table last.
+# OUTDIR/matmul.db (every trial), OUTDIR/bench_SHAPE.json, OUTDIR/table.txt; prints the table last.
 set -uo pipefail
 out=${1:?output folder}
 shift
@@ -49,6 +49,25 @@ PY
   python3 -m evotune best --kernel matmul --shape "$shape" --json >"$out/best_$shape.json" 2>>"$out/search_$shape.log"
 done
 
-echo "== 3. best configs against cuBLAS (time_cuda: L2 flushed, CUDA events, median)"
-python3 tests/gpu/matmul_bench.py table "$out" "${shapes[@]}" 2>"$out/table.log" || tail -20 "$out/table.log"
+echo "== 3. evotune bench --best: the default and the published best against cuBLAS (the search's timer)"
+for shape in "${shapes[@]}"; do
+  python3 -m evotune bench --kernel matmul --shape "$shape" --best --json >"$out/bench_$shape.json" 2>>"$out/search_$shape.log"
+done
+python3 - "$out" "${shapes[@]}" <<'PY' | tee "$out/table.txt"
+import json, sys
+out, shapes = sys.argv[1], sys.argv[2:]
+print(f"{'shape':14} {'row':8} {'p50 us':>9} {'TFLOPS':>7} {'vs cuBLAS':>9} {'max err':>9}  note")
+for shape in shapes:
+    try:
+        rows = json.load(open(f"{out}/bench_{shape}.json"))
+    except (OSError, ValueError) as exc:
+        print(f"{shape:14} no bench output ({exc})")
+        continue
+    for r in rows:
+        p50 = f"{r['p50_us']:9.1f}" if r["p50_us"] else f"{'-':>9}"
+        tf = f"{r['tflops']:7.1f}" if r["tflops"] else f"{'-':>7}"
+        vs = f"{r['ratio_to_best_baseline']:.3f}x" if r["ratio_to_best_baseline"] else "-"
+        err = f"{r['max_error']:.2e}" if r["max_error"] is not None else "-"
+        print(f"{shape:14} {r['label']:8} {p50} {tf} {vs:>9} {err:>9}  {r['error'] or ''}")
+PY
 echo "total $(( $(date +%s) - start )) s"

@@ -7,11 +7,10 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from evotune.storage import open_database
-from evotune.storage.engine import alembic_config
+from evotune.storage.engine import alembic_config, head_revision
 from evotune.storage.models import Base
 
 
@@ -37,7 +36,7 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     db = open_database(url)
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert version == head_revision()
 
 
 def test_a_database_of_the_first_schema_upgrades_with_its_trials(tmp_path: Path) -> None:

@@ -7,17 +7,16 @@ at once (see best_cache.py); this endpoint validates, looks up, and fills the ca
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from functools import partial
 from typing import Annotated
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from evotune.api.best_cache import BestCache, CachedAnswer
+from evotune.api.database import DatabaseGate
+from evotune.api.errors import error_body, error_responses
 from evotune.api.params import resolve_kernel, resolve_shape
-from evotune.api.schemas import BestOut, EnvironmentOut, ErrorOut, best_out, environment_out
+from evotune.api.schemas import BestOut, EnvironmentOut, best_out, environment_out
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, repository
 
@@ -78,28 +77,13 @@ def lookup_best(
             "run `evotune search` for it"
             + ("" if stale else " (stale=true also serves configs of older kernel sources)")
         )
-    return 404, ErrorOut(detail=detail).model_dump_json().encode()
-
-
-_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _lookup_limiter() -> CapacityLimiter:
-    """Two threads for lookups (per event loop): after a new best every shape misses at once,
-    and dozens of threads taking the GIL in turn would starve the loop that serves the hits."""
-    loop = asyncio.get_running_loop()
-    limiter = _LIMITERS.get(loop)
-    if limiter is None:
-        limiter = _LIMITERS[loop] = CapacityLimiter(2)
-    return limiter
+    return 404, error_body(404, detail)
 
 
 @router.get(
     "/best",
     response_model=BestOut,
-    responses={404: {"model": ErrorOut, "description": "nothing is tuned for this shape"}},
+    responses=error_responses(404, 422, 503, s404="nothing is tuned for this shape"),
 )
 async def get_best(
     request: Request,
@@ -147,10 +131,11 @@ async def get_best(
         space = resolve_kernel(state.spaces, kernel)  # 422s are raised here, never cached
         target = resolve_shape(space, shape, request.query_params)
         source_hash = kernel_source_hash or state.spaces.source_hash(space.kernel)
+        gate: DatabaseGate = state.gate  # a few threads: see database.py
         answer = await cache.single_flight(
             generation,
             key,
-            lambda: to_thread.run_sync(
+            lambda: gate.call(
                 partial(
                     lookup_best,
                     state.database,
@@ -162,8 +147,7 @@ async def get_best(
                     interpreted,
                     source_hash,
                     stale,
-                ),
-                limiter=_lookup_limiter(),
+                )
             ),
         )
     status, body = answer

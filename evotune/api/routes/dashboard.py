@@ -1,4 +1,4 @@
-"""GET / and GET /studies/{id}: the dashboard's pages; the data comes from the JSON API."""
+"""The dashboard's pages (/, /studies/{id}, /compare, /overview); the data comes from /v1."""
 
 from __future__ import annotations
 
@@ -15,12 +15,25 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
+async def index(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "index.html", {"page": "index"})
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(request: Request, study_id: Annotated[int, Path(ge=1, le=2**62)]) -> HTMLResponse:
+async def study_page(
+    request: Request, study_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> HTMLResponse:
     return templates.TemplateResponse(
         request, "study.html", {"page": "study", "study_id": study_id}
     )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+async def compare_page(request: Request) -> HTMLResponse:
+    """Several studies on one convergence plot: /compare?studies=1,2,3."""
+    return templates.TemplateResponse(request, "compare.html", {"page": "compare"})
+
+
+@router.get("/overview", response_class=HTMLResponse)
+async def overview_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "overview.html", {"page": "overview"})

@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1", tags=["kernels"])
 
 
 @router.get("/kernels", response_model=list[KernelOut])
-def list_kernels(spaces: SpacesDep) -> list[KernelOut]:
+async def list_kernels(spaces: SpacesDep) -> list[KernelOut]:
     """Every kernel with a valid search-space file (a broken file is left out, not a 500)."""
     out: list[KernelOut] = []
     for name in spaces.kernels():

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
-from evotune.api.deps import SessionDep, SpacesDep
+from evotune.api.deps import GateDep, SpacesDep
+from evotune.api.errors import error_responses
 from evotune.api.params import resolve_kernel
+from evotune.api.responses import JSONBytes, dump_list
 from evotune.api.schemas import ShapeOut
+from evotune.api.spaces import SpaceCatalog
 from evotune.errors import UserError
 from evotune.space import Shape
 from evotune.storage import repository
@@ -16,14 +20,14 @@ from evotune.storage import repository
 router = APIRouter(prefix="/v1", tags=["shapes"])
 
 
-@router.get("/shapes", response_model=list[ShapeOut])
-def list_shapes(
-    session: SessionDep,
+@router.get("/shapes", response_model=list[ShapeOut], responses=error_responses(422, 503))
+async def list_shapes(
+    gate: GateDep,
     spaces: SpacesDep,
     kernel: Annotated[
         str | None, Query(max_length=100, description="only this kernel's shapes")
     ] = None,
-) -> list[ShapeOut]:
+) -> JSONBytes:
     """Named shapes first (in file order), then ad-hoc shapes that have studies."""
     if kernel is not None:
         kernels = [resolve_kernel(spaces, kernel).kernel]
@@ -34,7 +38,11 @@ def list_shapes(
                 kernels.append(spaces.get(name).kernel)
             except UserError:
                 continue
-    tuned = repository.tuned_gpus_by_shape(session, kernel)
+    return JSONBytes(await gate.read(lambda session: dump_list(_shapes(session, spaces, kernels))))
+
+
+def _shapes(session: Session, spaces: SpaceCatalog, kernels: list[str]) -> list[ShapeOut]:
+    tuned = repository.tuned_gpus_by_shape(session)
     out: list[ShapeOut] = []
     for name in kernels:
         space = spaces.get(name)

@@ -1,19 +1,25 @@
-"""Studies: list, one study, its trials (filtered, paginated), and POST to start a search."""
+"""Studies: list, one study, its trials (filtered, paginated, incremental), and POST to search.
+
+Each read is one unit of work in `DatabaseGate`: query, build the models and their JSON in a
+worker thread, then the event loop only sends bytes.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from evotune.api import openapi
-from evotune.api.deps import JobsDep, SessionDep, SpacesDep, TokenDep
+from evotune.api.deps import GateDep, JobsDep, SpacesDep, TokenDep
+from evotune.api.errors import error_responses
 from evotune.api.params import resolve_kernel
+from evotune.api.responses import JSONBytes, dump
 from evotune.api.routes.jobs import job_out
 from evotune.api.schemas import (
-    ErrorOut,
     JobOut,
     SearchRequest,
     StudyDetailOut,
@@ -26,78 +32,98 @@ from evotune.api.schemas import (
 from evotune.api.search_jobs import JobsBusyError
 from evotune.errors import StudyNotFoundError, UserError
 from evotune.records import TrialStatus
-from evotune.storage import Study, Trial, repository
+from evotune.space import SearchSpace
+from evotune.storage import Study, Trial, heartbeat, repository
 
 router = APIRouter(prefix="/v1", tags=["studies"])
 
 StudyId = Annotated[int, Path(ge=1, le=2**62, description="a study id")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "no study with that id"}
-}
+_READ_ERRORS = error_responses(422, 503)
+_ONE_STUDY_ERRORS = error_responses(404, 422, 503, s404="no study with that id")
 
 
-@router.get("/studies", response_model=StudyPage)
-def list_studies(
-    session: SessionDep,
+@router.get("/studies", response_model=StudyPage, responses=_READ_ERRORS)
+async def list_studies(
+    gate: GateDep,
     spaces: SpacesDep,
     kernel: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-) -> StudyPage:
+) -> Response:
     """Newest first, with trial counts by status and the best p50 so far."""
     if kernel is not None:
         kernel = resolve_kernel(spaces, kernel).kernel
-    studies = repository.list_studies(session, kernel, limit=limit, offset=offset)
-    stats = repository.trial_stats(session, [s.id for s in studies])
-    return StudyPage(
-        total=repository.count_studies(session, kernel),
-        limit=limit,
-        offset=offset,
-        items=[study_out(s, *stats[s.id]) for s in studies],
-    )
+
+    def read(session: Session) -> bytes:
+        studies = repository.list_studies(session, kernel, limit=limit, offset=offset)
+        stats = repository.trial_stats(session, [s.id for s in studies])
+        page = StudyPage(
+            total=repository.count_studies(session, kernel),
+            limit=limit,
+            offset=offset,
+            items=[study_out(s, *stats[s.id]) for s in studies],
+        )
+        return dump(page)
+
+    return JSONBytes(await gate.read(read))
 
 
-@router.get("/studies/{study_id}", response_model=StudyDetailOut, responses=_NOT_FOUND)
-def get_study(session: SessionDep, spaces: SpacesDep, study_id: StudyId) -> StudyDetailOut:
+@router.get("/studies/{study_id}", response_model=StudyDetailOut, responses=_ONE_STUDY_ERRORS)
+async def get_study(gate: GateDep, spaces: SpacesDep, study_id: StudyId) -> Response:
     """One study with its winner (or fastest ok trial so far) and its published best."""
-    study = _study(session, study_id)
-    counts, best_p50 = repository.trial_stats(session, [study.id])[study.id]
-    best = None
-    if study.best_trial_id is not None:
-        best = session.get(Trial, study.best_trial_id)
-    if best is None:
-        best = repository.fastest_trial(session, study.id)
-    try:
-        space = spaces.get(study.kernel.name)
-    except UserError:  # the kernel's file went away: still show the study
-        space = None
-    published = repository.published_best_of_study(session, study.id)
-    return study_detail_out(study, counts, best_p50, space, best, published)
+
+    def read(session: Session) -> bytes:
+        study = _study(session, study_id)
+        counts, best_p50 = repository.trial_stats(session, [study.id])[study.id]
+        best = None
+        if study.best_trial_id is not None:
+            best = session.get(Trial, study.best_trial_id)
+        if best is None:
+            best = repository.fastest_trial(session, study.id)
+        space = _space_or_none(spaces, study.kernel.name)
+        published = repository.published_best_of_study(session, study.id)
+        return dump(study_detail_out(study, counts, best_p50, space, best, published))
+
+    return JSONBytes(await gate.read(read))
 
 
-@router.get("/studies/{study_id}/trials", response_model=TrialPage, responses=_NOT_FOUND)
-def list_trials(
-    session: SessionDep,
+@router.get("/studies/{study_id}/trials", response_model=TrialPage, responses=_ONE_STUDY_ERRORS)
+async def list_trials(
+    gate: GateDep,
     study_id: StudyId,
     status_: Annotated[TrialStatus | None, Query(alias="status")] = None,
     generation: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=-1,
+            le=2**31 - 1,
+            description="only trials numbered above this one: a live view asks for what is "
+            "new since the last trial it holds (and its still-running ones again)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     include_samples: Annotated[bool, Query(description="add raw timing samples")] = False,
-) -> TrialPage:
+) -> Response:
     """Trials in trial-number order; `total` counts every trial matching the filters."""
-    _study(session, study_id)
     status_value = None if status_ is None else status_.value
-    trials = repository.list_trials(
-        session, study_id, status=status_value, generation=generation, limit=limit, offset=offset
-    )
-    total = repository.count_trials_matching(session, study_id, status_value, generation)
-    return TrialPage(
-        total=total,
-        limit=limit,
-        offset=offset,
-        items=[trial_out(t, include_samples) for t in trials],
-    )
+
+    def read(session: Session) -> bytes:
+        _study(session, study_id)
+        trials = repository.list_trials(
+            session, study_id, status_value, generation, limit, offset, after
+        )
+        total = repository.count_trials_matching(session, study_id, status_value, generation, after)
+        page = TrialPage(
+            total=total,
+            limit=limit,
+            offset=offset,
+            items=[trial_out(t, include_samples) for t in trials],
+        )
+        return dump(page)
+
+    return JSONBytes(await gate.read(read))
 
 
 @router.post(
@@ -106,16 +132,25 @@ def list_trials(
     response_model=JobOut,
     dependencies=[TokenDep],
     responses={
-        400: {"model": ErrorOut, "description": "the body cannot be read as JSON"},
-        401: {"model": ErrorOut, "description": "missing or wrong bearer token"},
-        403: {"model": ErrorOut, "description": "the service has no token: POST is off"},
-        409: {"model": ErrorOut, "description": "a search is already running"},
+        **error_responses(400, 401, 403, 409, 413, 422, 503),
+        202: {
+            "description": "the search was started",
+            "headers": {
+                "Location": {"description": "the job: /v1/jobs/{id}", "schema": {"type": "string"}}
+            },
+        },
     },
 )
-def start_study(
-    body: SearchRequest, response: Response, spaces: SpacesDep, jobs: JobsDep
+async def start_study(
+    body: SearchRequest, response: Response, spaces: SpacesDep, jobs: JobsDep, gate: GateDep
 ) -> JobOut:
-    """Start `evotune search` in a process the service owns; the study appears when it starts."""
+    """Start `evotune search` in a process the service owns; the study appears when it starts.
+
+    One search at a time on this host: a job of this service, or a search started from the
+    CLI on the same database (seen by its heartbeat), is a 409. Without `fresh`, the newest
+    study of the same kernel, shape and strategy is resumed, and a budget other than its own
+    is a 409 rather than a silent change of that study.
+    """
     space = resolve_kernel(spaces, body.kernel)
     if body.shape not in space.shapes:
         known = ", ".join(space.shapes)
@@ -125,6 +160,9 @@ def start_study(
         raise _bad_body(
             "strategy", f"unknown strategy {body.strategy!r}; known: {', '.join(strategies)}"
         )
+    conflict = await gate.read(lambda session: _conflict(session, space, body))
+    if conflict is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, conflict)
     try:
         job = jobs.start(
             kernel=space.kernel,
@@ -133,6 +171,7 @@ def start_study(
             budget=body.budget,
             seed=body.seed,
             interpret=body.interpret,
+            fresh=body.fresh,
         )
     except JobsBusyError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
@@ -140,11 +179,57 @@ def start_study(
     return job_out(job)
 
 
+def _conflict(session: Session, space: SearchSpace, body: SearchRequest) -> str | None:
+    """Why this search must not start now, or None."""
+    here = heartbeat.host_name()
+    for study in repository.running_studies(session, heartbeat.lease_start()):
+        # Only this host's searches compete for its GPU; one killed since its last beat is
+        # not running any more.
+        if study.runner_host == here and _pid_alive(study.runner_pid):
+            return (
+                f"study {study.id} is being searched on this host (pid {study.runner_pid}); "
+                "wait for it to finish, or stop that search (Ctrl-C in its terminal)"
+            )
+    if body.fresh:
+        return None
+    shape_key = space.shape(body.shape).key
+    resumed = repository.newest_study_of(
+        session, space.kernel, shape_key, body.strategy, body.interpret
+    )
+    if resumed is None or resumed.budget == body.budget:
+        return None
+    done = repository.count_trials(session, resumed.id)
+    return (
+        f"this would resume study {resumed.id} ({resumed.state}, budget {resumed.budget}, "
+        f'{done} trials) and change its budget to {body.budget}; send "fresh": true for a '
+        f'new study, or "budget": {resumed.budget} to resume it as it is'
+    )
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def _study(session: Session, study_id: int) -> Study:
     try:
         return repository.get_study(session, study_id)
     except StudyNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+def _space_or_none(spaces: SpacesDep, kernel: str) -> SearchSpace | None:
+    try:
+        return spaces.get(kernel)
+    except UserError:  # the kernel's file went away: still show the study
+        return None
 
 
 def _bad_body(field: str, message: str) -> RequestValidationError:

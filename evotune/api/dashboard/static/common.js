@@ -19,6 +19,7 @@
       if (value === undefined || value === null || value === false) continue;
       if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key === "style") node.style.cssText = value; // CSSOM: allowed by the CSP
       else node.setAttribute(key, value === true ? "" : String(value));
     }
     for (const child of children.flat()) {
@@ -99,6 +100,10 @@
     return fromQuery > 0 ? fromQuery : 3000;
   }
 
+  function ratio(value) {
+    return value === null || value === undefined ? "–" : value.toFixed(2) + "×";
+  }
+
   global.Evo = { getJSON, h, us, when, duration, shapeLabel, configText, stateBadge, statusBadge,
-    poll, showError, setLive, refreshMs };
+    poll, showError, setLive, refreshMs, ratio };
 })(window);

@@ -5,12 +5,24 @@
   const PAGE = 100;
   let offset = 0;
 
+  const picked = new Set();
+
+  function updateCompare() {
+    const link = document.getElementById("compare");
+    link.hidden = picked.size < 2;
+    link.href = `/compare?studies=${[...picked].join(",")}`;
+    link.textContent = `compare ${picked.size} studies`;
+  }
+
   function progress(study) {
     const done = study.trials - (study.status_counts.running || 0);
     const share = Math.min(1, done / Math.max(1, study.budget));
-    return h("div", { class: "progress", title: `${done} of ${study.budget} trials finished` },
+    const abandoned = study.state === "running" && !study.alive;
+    return h("div", { class: "progress", title: abandoned
+      ? "running, but its search has stopped beating: abandoned (a killed process)"
+      : `${done} of ${study.budget} trials finished` },
       h("div", { class: "fill", style: `width:${(share * 100).toFixed(1)}%` }),
-      h("span", {}, `${done}/${study.budget}`));
+      h("span", {}, `${done}/${study.budget}` + (abandoned ? " · no heartbeat" : "")));
   }
 
   function renderStudies(page) {
@@ -19,6 +31,8 @@
     for (const s of page.items) {
       const failed = s.trials - (s.status_counts.ok || 0) - (s.status_counts.running || 0);
       body.appendChild(h("tr", { dataset: { study: s.id } },
+        h("td", {}, h("input", { type: "checkbox", class: "pick", value: s.id, "aria-label": `compare study ${s.id}`,
+          checked: picked.has(s.id), onchange: (e) => { if (e.target.checked) picked.add(s.id); else picked.delete(s.id); updateCompare(); } })),
         h("td", { class: "num" }, h("a", { href: `/studies/${s.id}` }, `#${s.id}`)),
         h("td", {}, s.kernel),
         h("td", {}, h("a", { href: `/studies/${s.id}` }, shapeLabel(s.shape))),
@@ -32,7 +46,7 @@
         h("td", {}, when(s.created_at))));
     }
     if (!page.items.length) {
-      body.appendChild(h("tr", {}, h("td", { colspan: 11, class: "empty" },
+      body.appendChild(h("tr", {}, h("td", { colspan: 12, class: "empty" },
         "No studies yet. Start one with `evotune search --shape NAME`.")));
     }
     document.getElementById("count").textContent =

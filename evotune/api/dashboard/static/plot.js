@@ -3,7 +3,7 @@
  * EvoPlot.chart(target, spec) draws axes and layers into a fresh <svg> inside `target`:
  *   spec.x / spec.y: {kind: "linear" | "log" | "band" | "auto", label, categories (band),
  *                     format (tick text), integer (linear ticks on whole numbers)}
- *   spec.layers: [{type: "points" | "step" | "line", cls, data: [{x, y, title, cls}]}]
+ *   spec.layers: [{type: "points" | "step" | "line", cls, series (a colour 0..7), data: [{x, y, title, cls}]}]
  * Every <svg> carries data-points: the number of point marks drawn (the browser test reads it).
  */
 (function (global) {
@@ -106,7 +106,7 @@
       kind: "linear",
       map: (v) => r0 + ((v - lo) / (hi - lo)) * (r1 - r0),
       ticks: () => linearTicks(lo, hi, axis.ticks || 5, axis.integer),
-      text: axis.format || fmt,
+      text: axis.format || (axis.integer ? (v) => String(Math.round(v)) : fmt),
     };
   }
 
@@ -186,7 +186,7 @@
           else path += `L${px},${py}`;
         });
         if (layer.type === "step" && layer.extendTo !== undefined) path += `H${x.map(layer.extendTo)}`;
-        el("path", { d: path, class: "line" }, g);
+        el("path", { d: path, class: "line" + (layer.series !== undefined ? ` series-${layer.series % 8}` : "") }, g);
       } else {
         for (const d of data) {
           const dx = x.kind === "band" ? jitter(d.key ?? d.title ?? points, x.slot * 0.6) : 0;
@@ -200,7 +200,7 @@
     return svg;
   }
 
-  /* Horizontal bars: items [{label, value, cls, title}]. */
+  /* Horizontal bars: items [{label, value, text (shown instead of the value), cls, title}]. */
   function bars(target, items, spec) {
     spec = spec || {};
     const width = spec.width || 420;
@@ -216,10 +216,10 @@
       const w = ((width - left - 50) * d.value) / max;
       const rect = el("rect", { x: left, y: y0 + 3, width: Math.max(1, w), height: row - 8, rx: 2, class: "bar " + (d.cls || "") }, svg);
       if (d.title) el("title", {}, rect).textContent = d.title;
-      el("text", { x: left + w + 6, y: y0 + 15, class: "tick" }, svg).textContent = String(d.value);
+      el("text", { x: left + w + 6, y: y0 + 15, class: "tick" }, svg).textContent = d.text ?? String(d.value);
     });
     return svg;
   }
 
-  global.EvoPlot = { chart, bars, fmt };
+  global.EvoPlot = { chart, bars, fmt, el, makeScale, linearTicks };
 })(window);

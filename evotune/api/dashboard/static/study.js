@@ -7,14 +7,57 @@
   const TABLE_ROWS = 500;
   const ui = { sort: { key: "number", dir: 1 }, status: "", generation: "", text: "", selected: null };
   let latest = { detail: null, trials: [] };
+  const held = new Map(); // trial number -> trial: what this page has fetched so far
 
-  async function fetchTrials() {
+  /* The trials numbered above `after` (all of them when it is null), page by page. */
+  async function fetchTrials(after) {
     const trials = [];
+    const since = after === null ? "" : `&after=${after}`;
     for (let offset = 0; ; offset += TRIAL_PAGE) {
-      const page = await Evo.getJSON(`/v1/studies/${studyId}/trials?limit=${TRIAL_PAGE}&offset=${offset}`);
+      const page = await Evo.getJSON(`/v1/studies/${studyId}/trials?limit=${TRIAL_PAGE}&offset=${offset}${since}`);
       trials.push(...page.items);
       if (trials.length >= page.total || !page.items.length) return trials;
     }
+  }
+
+  /* A live view asks only for what may have changed: the trials after the last one held,
+   * and again those from the first one still running (a running trial finishes in place). */
+  function cursor() {
+    if (!held.size) return null;
+    let last = -1;
+    let firstRunning = Infinity;
+    for (const t of held.values()) {
+      last = Math.max(last, t.number);
+      if (t.status === "running") firstRunning = Math.min(firstRunning, t.number);
+    }
+    return Math.min(last, firstRunning - 1);
+  }
+
+  /* Same number of trials but other counts by status: something changed that the cursor
+   * cannot see (a trial re-run in place), so the next step reads everything again. */
+  function drifted(detail) {
+    if (detail.trials !== held.size) return false;
+    const counts = {};
+    for (const t of held.values()) counts[t.status] = (counts[t.status] || 0) + 1;
+    return Object.keys({ ...counts, ...detail.status_counts })
+      .some((k) => (counts[k] || 0) !== (detail.status_counts[k] || 0));
+  }
+
+  async function refreshTrials(detail) {
+    const after = cursor();
+    let fresh = await fetchTrials(after);
+    if (after !== null) {
+      for (const t of fresh) held.set(t.number, t);
+      if (!drifted(detail)) {
+        document.body.dataset.lastFetch = `after ${after}: ${fresh.length}`;
+        return;
+      }
+      fresh = await fetchTrials(null);
+    }
+    held.clear();
+    for (const t of fresh) held.set(t.number, t);
+    document.body.dataset.fullLoads = String(Number(document.body.dataset.fullLoads || 0) + 1);
+    document.body.dataset.lastFetch = `all: ${fresh.length}`;
   }
 
   const ok = (t) => t.status === "ok" && t.p50_us !== null;
@@ -148,10 +191,7 @@
 
   function renderParameters(d, trials) {
     const good = trials.filter(ok);
-    const seen = new Set();
-    for (const t of trials) for (const key of Object.keys(t.config)) seen.add(key);
-    const names = d.parameters.filter((p) => seen.has(p));
-    for (const key of seen) if (!names.includes(key)) names.push(key);
+    const names = parameterNames(d, trials);
     const ys = good.map((t) => t.p50_us);
     const lo = ys.length ? Math.min(...ys) : undefined;
     const hi = ys.length ? Math.max(...ys) : undefined;
@@ -327,13 +367,25 @@
 
   // --- load and refresh ----------------------------------------------------------------------
 
+  function parameterNames(d, trials) {
+    const seen = new Set();
+    for (const t of trials) for (const key of Object.keys(t.config)) seen.add(key);
+    const names = d.parameters.filter((p) => seen.has(p));
+    for (const key of seen) if (!names.includes(key)) names.push(key);
+    return names;
+  }
+
   async function load() {
-    const [detail, trials] = await Promise.all([Evo.getJSON(`/v1/studies/${studyId}`), fetchTrials()]);
+    const detail = await Evo.getJSON(`/v1/studies/${studyId}`);
+    await refreshTrials(detail);
+    const trials = [...held.values()].sort((a, b) => a.number - b.number);
     latest = { detail, trials };
     renderSummary(detail);
     renderConvergence(detail, trials);
     renderElites(detail, trials);
     renderParameters(detail, trials);
+    EvoParallel.draw(document.getElementById("parallel"), parameterNames(detail, trials), trials);
+    await EvoImportance.show(studyId, detail.status_counts.ok || 0);
     renderFailures(detail);
     renderBest(detail);
     renderTable();

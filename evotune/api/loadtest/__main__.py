@@ -1,0 +1,5 @@
+import sys
+
+from evotune.api.loadtest.run import main
+
+sys.exit(main())
