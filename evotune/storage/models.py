@@ -104,6 +104,8 @@ class Study(Base):
     best_trial_id: Mapped[int | None] = mapped_column(Integer)
     shootout: Mapped[list[Any] | None]
     note: Mapped[str | None] = mapped_column(Text)
+    # `host:pid` of the process searching it while `running` (evotune/liveness.py).
+    runner: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

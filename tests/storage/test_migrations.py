@@ -34,5 +34,5 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     db = open_database(url)
     with db.engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
         )
