@@ -52,6 +52,8 @@ Gene = tuple[str, str]  # (parameter, repr of its value): a key of the failure s
 
 
 class EvolutionStrategy(Strategy):
+    """Elite-preserving evolution: tournaments, crossover and self-adapting mutation."""
+
     name = "evolution"
 
     @classmethod
