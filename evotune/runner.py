@@ -47,7 +47,7 @@ class SearchOptions:
     # generation is bred from older results: measured a net loss on one GPU); 0 is
     # asynchronous (results told as they come; not repeatable). None: synchronous on one
     # GPU, asynchronous on several (a generation barrier leaves the second GPU idle:
-    # docs/benchmarks.md, issue 8).
+    # docs/lab/benchmarks.md, issue 8).
     pipeline_depth: int | None = None
     # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
     timeout_factor: float = 50_000.0
