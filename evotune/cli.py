@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,9 +16,7 @@ from rich.table import Table
 
 from evotune.errors import UserError
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Evolutionary autotuning of Triton kernels."
-)
+app = typer.Typer(no_args_is_help=True, help="Evolutionary autotuning of Triton kernels.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 landscape_app = typer.Typer(no_args_is_help=True, help="Recorded landscapes (exhaustive studies).")
@@ -48,13 +46,28 @@ def _print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
-def _fail(message: str) -> NoReturn:
-    _print_error(message)
-    raise typer.Exit(2)
-
-
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from evotune import __version__
+
+        console.print(f"evotune {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Evolutionary autotuning of Triton kernels."""
 
 
 def _space_and_shape(kernel: str, shape: str) -> tuple[Any, Any]:
@@ -125,7 +138,7 @@ def search(
 ) -> None:
     """Tune a kernel for one shape; stores every trial, publishes the best config."""
     from evotune.evaluators import open_evaluator
-    from evotune.progress import RichSearchObserver
+    from evotune.progress import search_observer
     from evotune.runner import SearchOptions, run_search
     from evotune.storage import open_database
 
@@ -155,7 +168,7 @@ def search(
         ray_workers=ray_workers,
     )
     try:
-        with RichSearchObserver(err_console if as_json else console, target.label()) as observer:
+        with search_observer(err_console if as_json else console, target.label()) as observer:
             summary = run_search(database, space, target, evaluator, options, observer)
     finally:
         evaluator.close()
@@ -268,6 +281,69 @@ def shapes(kernel: KernelOpt = "attention", as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def kernels(as_json: JsonOpt = False) -> None:
+    """The kernels there are: one per search-space file ($EVOTUNE_SPACES or the bundled ones)."""
+    from evotune.space import available_kernels, load_space, space_directory
+
+    rows: list[dict[str, Any]] = []
+    for name in available_kernels():
+        space = load_space(name)
+        rows.append(
+            {
+                "kernel": name,
+                "description": space.description,
+                "module": space.module,
+                "parameters": list(space.parameters),
+                "shapes": list(space.shapes),
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"kernels in {space_directory()}")
+    for column in ("kernel", "description", "parameters", "shapes"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["kernel"],
+            row["description"],
+            str(len(row["parameters"])),
+            ", ".join(row["shapes"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def strategies(as_json: JsonOpt = False) -> None:
+    """The search strategies there are, with the settings each reads (and their defaults)."""
+    import inspect
+
+    from evotune.search.registry import DEFAULT_STRATEGY, STRATEGIES
+
+    rows: list[dict[str, Any]] = [
+        {
+            "strategy": name,
+            "default": name == DEFAULT_STRATEGY,
+            # The class's own docstring (not the base class's), first line.
+            "description": inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n")[0],
+            "settings": cls.default_settings(),
+        }
+        for name, cls in STRATEGIES.items()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="strategies (--strategy)")
+    for column in ("strategy", "description", "settings"):
+        table.add_column(column)
+    for row in rows:
+        label = f"{row['strategy']} (default)" if row["default"] else row["strategy"]
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        table.add_row(label, row["description"], settings)
+    console.print(table)
+
+
+@app.command()
 def studies(
     db: DbOpt = None, kernel: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
 ) -> None:
@@ -328,8 +404,12 @@ def trials(
     as_json: JsonOpt = False,
 ) -> None:
     """The trials of one study, in the order they were asked."""
+    from evotune.records import TrialStatus
     from evotune.storage import open_database, repository
 
+    statuses = [s.value for s in TrialStatus]
+    if status is not None and status not in statuses:
+        raise UserError(f"--status {status!r} is not a trial status; one of {', '.join(statuses)}")
     database = open_database(db)
     with database.session() as session:
         repository.get_study(session, study_id)
@@ -444,7 +524,7 @@ def landscape_export(
     with open_database(db).session() as session:
         study = repository.get_study(session, study_id)
         study_restrict = study.settings.get("restrict")
-        space = load_space(study.kernel.name).restricted(study_restrict)
+        space = load_space(study.kernel.name).searched(study_restrict, study.interpreted)
         shape = space.adhoc_shape(study.shape.dims)
         records = [
             {
@@ -541,9 +621,10 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
-    from evotune.compare import compare_strategies, render_comparison
+    from evotune.compare import check_comparison, compare_strategies, render_comparison
     from evotune.landscape import load_landscape
     from evotune.pool_model import PoolModel
+    from evotune.progress import progress_counter
     from evotune.space import load_space
 
     pool: PoolModel | None = None
@@ -563,18 +644,26 @@ def compare(
             "answers at once, so give a simulated pool (--sim-gpus N) to replay it"
         )
     recorded = load_landscape(landscape)
-    space = load_space(recorded.kernel).restricted(recorded.restrict)
+    interpreted = bool(recorded.environment.get("interpreted"))
+    space = load_space(recorded.kernel).searched(recorded.restrict, interpreted)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    report = compare_strategies(
-        recorded,
-        space,
-        names,
-        seeds=seeds,
-        target=target,
-        max_evals=max_evals,
-        pipeline_depth=pipeline_depth,
-        pool=pool,
-    )
+    check_comparison(recorded, names, seeds)  # before the progress shows: one line if refused
+    with progress_counter(
+        err_console if as_json else console, "compare runs", len(names) * seeds
+    ) as advance:
+        report = compare_strategies(
+            recorded,
+            space,
+            names,
+            seeds=seeds,
+            target=target,
+            max_evals=max_evals,
+            pipeline_depth=pipeline_depth,
+            pool=pool,
+            on_run=lambda run: advance(
+                f"{run.strategy} seed {run.seed}: {run.evaluations} evaluations, {run.ended}"
+            ),
+        )
     if as_json:
         _print_json(report.to_dict())
         return
@@ -620,24 +709,30 @@ def db_upgrade(db: DbOpt = None) -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors become one line and exit code 2."""
+    """Console entry point: every user error is one line on stderr and exit code 2."""
+    from evotune.cli_errors import USAGE_EXIT_CODE, user_error_message
+
     try:
-        app(standalone_mode=False)
-    except UserError as exc:
-        _print_error(str(exc))
-        raise SystemExit(2) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
+        code = app(standalone_mode=False)
     except typer.Abort:
         err_console.print("aborted")
         raise SystemExit(130) from None
     except KeyboardInterrupt:
         err_console.print("interrupted; rerun the same command to resume")
         raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+    except Exception as exc:
+        if _is_no_args_help(exc):
+            exc.show()  # type: ignore[attr-defined]
+            raise SystemExit(USAGE_EXIT_CODE) from None
+        message = user_error_message(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        _print_error(message)
+        raise SystemExit(USAGE_EXIT_CODE) from None
+    # In non-standalone mode a typer.Exit(code) comes back as the return value.
+    raise SystemExit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+
+def _is_no_args_help(exc: BaseException) -> bool:
+    """`evotune` or `evotune db` alone: click shows the help (and exits 2), not an error line."""
+    return type(exc).__name__ == "NoArgsIsHelpError"

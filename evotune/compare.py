@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from rich.table import Table
 from evotune.errors import UserError
 from evotune.landscape import Landscape
 from evotune.pool_model import PoolModel, SimulatedPool
-from evotune.records import Config, TrialStatus
+from evotune.records import Config, TrialStatus, config_hash
 from evotune.replay import NOT_IN_LANDSCAPE
 from evotune.search.base import Observation
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
@@ -32,9 +32,11 @@ from evotune.search.registry import STRATEGIES, make_strategy
 from evotune.space import SearchSpace
 
 __all__ = [
+    "OFF_LANDSCAPE_MISSES",
     "ComparisonReport",
     "RunResult",
     "StrategySummary",
+    "check_comparison",
     "compare_strategies",
     "default_max_evals",
     "render_comparison",
@@ -55,6 +57,10 @@ class RunResult:
     seconds: float
     # With a pool model: the simulated pool's clock when the target was reached.
     simulated_s_to_target: float | None = None
+    # Why the run ended: "target" (reached, after min_evals), "max_evals", "exhausted" (every
+    # config of the landscape told), "off the landscape" (OFF_LANDSCAPE_MISSES misses in a
+    # row) or "strategy" (it asked nothing more).
+    ended: str = "max_evals"
 
     def best_at(self, budget: int) -> float | None:
         if not self.best_curve:
@@ -93,6 +99,7 @@ class StrategySummary:
             "seconds": round(self.seconds, 3),
             "median_simulated_s_to_target": self.median_simulated_s,
             "simulated_s_to_target": [r.simulated_s_to_target for r in self.runs],
+            "ended": [r.ended for r in self.runs],
         }
 
 
@@ -110,6 +117,7 @@ class ComparisonReport:
     seeds: int
     max_evals: int
     summaries: list[StrategySummary] = field(default_factory=list)
+    recorded: int | None = None  # configs the landscape records (None: all of the space)
 
     def summary(self, strategy: str) -> StrategySummary:
         for s in self.summaries:
@@ -128,8 +136,16 @@ class ComparisonReport:
             "budgets": list(self.budgets),
             "seeds": self.seeds,
             "max_evals": self.max_evals,
+            "recorded": self.space_size if self.recorded is None else self.recorded,
             "strategies": [s.to_dict(self.space_size) for s in self.summaries],
         }
+
+
+# A run ends after this many configs in a row that the landscape lacks: the strategy searches
+# where nothing was recorded (a landscape of a short study), and would ask on for minutes
+# while costing no evaluations. On a landscape that records even 10 % of its space at random,
+# 200 misses in a row happen with odds of 1 in 10^9.
+OFF_LANDSCAPE_MISSES = 200
 
 
 def default_max_evals(space_size: int) -> int:
@@ -197,8 +213,17 @@ def run_on_landscape(
     reached: int | None = None
     reached_s: float | None = None
     misses = 0
+    misses_in_a_row = 0
+    told: set[str] = set()  # the landscape's configs told so far
     in_flight = 0
+    ended = "max_evals"
     while len(curve) < limit and (reached is None or len(curve) < min_evals):
+        if len(told) == len(landscape):
+            ended = "exhausted"
+            break
+        if misses_in_a_row >= OFF_LANDSCAPE_MISSES:
+            ended = "off the landscape"
+            break
         while len(curve) + in_flight < limit and pipeline.advance():
             candidates = pipeline.ask(min(strat.generation_size, limit - len(curve) - in_flight))
             if not candidates:
@@ -216,6 +241,7 @@ def run_on_landscape(
             events.submit(jobs)
             in_flight += len(candidates)
         if not in_flight:
+            ended = "strategy"
             break
         cand, trial = events.next_result()
         in_flight -= 1
@@ -223,6 +249,7 @@ def run_on_landscape(
             # A config the landscape lacks (a partial recording) is told as invalid, as
             # replay does; it costs no evaluation unless count_misses says so.
             misses += 1
+            misses_in_a_row += 1
             pipeline.tell(
                 Observation(
                     cand.config,
@@ -238,6 +265,8 @@ def run_on_landscape(
                 continue
             fitness = math.inf
         else:
+            misses_in_a_row = 0
+            told.add(config_hash(cand.config))
             observation = Observation(
                 cand.config, trial.status, trial.p50_us, cand.generation, cand.parents,
                 cand.operator,
@@ -248,6 +277,9 @@ def run_on_landscape(
         curve.append(best)
         if reached is None and best <= threshold:
             reached, reached_s = len(curve), events.now
+    else:
+        if reached is not None and len(curve) < limit:
+            ended = "target"
     return RunResult(
         strategy=strategy,
         seed=seed,
@@ -257,7 +289,22 @@ def run_on_landscape(
         misses=misses,
         seconds=time.perf_counter() - started,
         simulated_s_to_target=reached_s if pool is not None else None,
+        ended=ended,
     )
+
+
+def check_comparison(landscape: Landscape, strategies: Sequence[str], seeds: int) -> float:
+    """Refuse (UserError) what cannot be compared; returns the landscape's best p50."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        known = ", ".join(sorted(STRATEGIES))
+        raise UserError(f"unknown strategies {', '.join(unknown) or '(none)'}; known: {known}")
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    best_p50 = landscape.best_p50_us
+    if best_p50 is None:
+        raise UserError("the landscape has no ok trial: nothing to compare against")
+    return best_p50
 
 
 def compare_strategies(
@@ -273,6 +320,7 @@ def compare_strategies(
     count_misses: bool = False,
     pipeline_depth: int = 1,
     pool: PoolModel | None = None,
+    on_run: Callable[[RunResult], None] | None = None,
 ) -> ComparisonReport:
     """Run each strategy with seeds 0..seeds-1 on the landscape and summarize.
 
@@ -285,16 +333,9 @@ def compare_strategies(
     strategies on the configs it has). `pipeline_depth` as the runner's (1: synchronous;
     2: each generation is bred from results one generation older; 0: asynchronous, which
     needs `pool`, the simulated pool whose arrival order and clock the runs follow).
+    `on_run` hears of each (strategy, seed) run as it ends (the CLI's progress).
     """
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        known = ", ".join(sorted(STRATEGIES))
-        raise UserError(f"unknown strategies {', '.join(unknown)}; known: {known}")
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
-    best_p50 = landscape.best_p50_us
-    if best_p50 is None:
-        raise UserError("the landscape has no ok trial: nothing to compare against")
+    best_p50 = check_comparison(landscape, strategies, seeds)
     budget_list = tuple(sorted({int(b) for b in budgets if int(b) > 0}))
     limit = (
         max_evals
@@ -303,8 +344,9 @@ def compare_strategies(
     )
     summaries: list[StrategySummary] = []
     for name in strategies:
-        runs = [
-            run_on_landscape(
+        runs = []
+        for seed in range(seeds):
+            run = run_on_landscape(
                 landscape,
                 space,
                 name,
@@ -318,8 +360,9 @@ def compare_strategies(
                 pipeline_depth=pipeline_depth,
                 pool=pool,
             )
-            for seed in range(seeds)
-        ]
+            runs.append(run)
+            if on_run is not None:
+                on_run(run)
         summaries.append(_summarize(name, runs, limit, budget_list))
     return ComparisonReport(
         kernel=landscape.kernel,
@@ -332,6 +375,7 @@ def compare_strategies(
         seeds=seeds,
         max_evals=limit,
         summaries=summaries,
+        recorded=len(landscape),
     )
 
 
@@ -369,8 +413,10 @@ def _summarize(
 
 def render_comparison(report: ComparisonReport) -> Table:
     """The comparison as a rich table: one row per strategy."""
+    recorded = report.space_size if report.recorded is None else report.recorded
+    coverage = f" ({recorded} recorded)" if recorded < report.space_size else ""
     title = (
-        f"{report.kernel} {report.shape}: {report.space_size} configs, best p50 "
+        f"{report.kernel} {report.shape}: {report.space_size} configs{coverage}, best p50 "
         f"{report.best_p50_us:.2f} us, {report.within_target} within {report.target:.0%}; "
         f"{report.seeds} seeds, at most {report.max_evals} evaluations"
     )
@@ -419,4 +465,16 @@ def render_comparison(report: ComparisonReport) -> Table:
         if simulated:
             row.append("-" if s.median_simulated_s is None else f"{s.median_simulated_s:.1f}")
         table.add_row(*row)
+    early = Counter(r.ended for s in report.summaries for r in s.runs if r.ended in _EARLY_ENDS)
+    if early:
+        table.caption = "runs that ended early: " + ", ".join(
+            f"{n} {_EARLY_ENDS[reason]}" for reason, n in sorted(early.items())
+        )
     return table
+
+
+_EARLY_ENDS = {
+    "exhausted": "told every config the landscape records",
+    "off the landscape": f"asked {OFF_LANDSCAPE_MISSES} unrecorded configs in a row",
+    "strategy": "had nothing more to ask",
+}

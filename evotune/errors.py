@@ -13,6 +13,7 @@ __all__ = [
     "NoGpuError",
     "ShapeNotFoundError",
     "SpaceFileError",
+    "StudyBusyError",
     "StudyNotFoundError",
     "UserError",
     "WorkerError",
@@ -41,6 +42,10 @@ class ShapeNotFoundError(UserError):
 
 class StudyNotFoundError(UserError):
     """No study has that id."""
+
+
+class StudyBusyError(UserError):
+    """Another search process is running the study this one would resume."""
 
 
 class DatabaseError(UserError):

@@ -280,7 +280,11 @@ def merge_landscapes(
         kernel=first.kernel,
         shape=first.shape,
         environment=environment,
-        space_size=len(valid_configs(space.restricted(restrict), first.shape.dims)),
+        space_size=len(
+            valid_configs(
+                space.searched(restrict, bool(environment.get("interpreted"))), first.shape.dims
+            )
+        ),
         trials=list(trials.values()),
         restrict=restrict,
     )
@@ -315,10 +319,14 @@ def save_landscape(landscape: Landscape, path: str | Path) -> Path:
     lines = [json.dumps(t, sort_keys=True, allow_nan=False) for t in trials]
     body = "[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]"
     text = head[:-1] + ', "trials": ' + body + "}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     data_bytes = text.encode()
-    # mtime=0: the same landscape always gives the same bytes.
-    path.write_bytes(gzip.compress(data_bytes, mtime=0) if _is_gzip(path) else data_bytes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mtime=0: the same landscape always gives the same bytes.
+        path.write_bytes(gzip.compress(data_bytes, mtime=0) if _is_gzip(path) else data_bytes)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise LandscapeFileError(f"cannot write landscape {path}: {reason}") from None
     return path
 
 

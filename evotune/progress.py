@@ -1,10 +1,18 @@
-"""Live progress of a search and its final table (rich)."""
+"""Progress of long commands and the search's final table.
+
+On a terminal, progress is a live rich display; piped or redirected, it is a few plain lines
+(one at the start and one per tenth of the work), so that logs stay short and greppable.
+Nothing is shown before the work has started, so an error before it stays one line.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,7 +23,40 @@ from rich.text import Text
 from evotune.runner import SearchSummary
 from evotune.storage import Study, Trial
 
-__all__ = ["RichSearchObserver", "render_summary"]
+__all__ = [
+    "LineSearchObserver",
+    "ProgressCounter",
+    "RichSearchObserver",
+    "progress_counter",
+    "render_summary",
+    "search_observer",
+]
+
+
+class _SteppedLines:
+    """Decides when a piped progress report prints: at the start and at each tenth."""
+
+    def __init__(self, total: int | None, done: int = 0) -> None:
+        self.total = total
+        self._last_tenth = self._tenth(done)
+
+    def _tenth(self, done: int) -> int:
+        return done * 10 // self.total if self.total else 0
+
+    def due(self, done: int) -> bool:
+        tenth = self._tenth(done)
+        if tenth > self._last_tenth:
+            self._last_tenth = tenth
+            return True
+        return False
+
+
+def _failures(status: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(status.items()) if k != "ok") or "none"
+
+
+def _best(best: float | None) -> str:
+    return f"{best:.2f} µs" if best is not None else "-"
 
 
 class RichSearchObserver:
@@ -35,25 +76,24 @@ class RichSearchObserver:
         self._status: Counter[str] = Counter()
         self._best: float | None = None
         self._last = Text("")
-        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+        self._live: Live | None = None
 
     def _render(self) -> Group:
-        failures = (
-            ", ".join(f"{k} {v}" for k, v in sorted(self._status.items()) if k != "ok") or "none"
-        )
-        best = f"{self._best:.2f} µs" if self._best is not None else "-"
         line = Text.assemble(
             ("best p50 ", "dim"),
-            (best, "bold green"),
+            (_best(self._best), "bold green"),
             ("   ok ", "dim"),
             str(self._status["ok"]),
             ("   failed: ", "dim"),
-            failures,
+            _failures(self._status),
         )
         return Group(self._progress, line, self._last)
 
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
     def __enter__(self) -> RichSearchObserver:
-        self._live.__enter__()
         return self
 
     def __exit__(
@@ -62,7 +102,8 @@ class RichSearchObserver:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._live.__exit__(exc_type, exc, tb)
+        if self._live is not None:
+            self._live.__exit__(exc_type, exc, tb)
 
     def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
         verb = "resuming" if resumed else "new"
@@ -72,7 +113,10 @@ class RichSearchObserver:
             completed=done,
             description=f"study {study.id} ({verb}) {self._label}",
         )
-        self._live.update(self._render())
+        self._live = Live(
+            self._render(), console=self._console, refresh_per_second=4, transient=False
+        )
+        self._live.__enter__()
 
     def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
         self._status[trial.status] += 1
@@ -85,11 +129,117 @@ class RichSearchObserver:
             no_wrap=True,
         )
         self._progress.advance(self._task)
-        self._live.update(self._render())
+        self._refresh()
 
     def shootout_started(self, finalists: int) -> None:
         self._last = Text(f"re-measuring the top {finalists} interleaved ...", style="dim")
-        self._live.update(self._render())
+        self._refresh()
+
+
+class LineSearchObserver:
+    """The search's progress as plain lines: its start, each tenth of the budget, the
+    shoot-out. For logs and pipes, where a live display would be noise."""
+
+    def __init__(self, console: Console, shape_label: str) -> None:
+        self._console = console
+        self._label = shape_label
+        self._status: Counter[str] = Counter()
+        self._done = 0
+        self._budget = 0
+        self._steps = _SteppedLines(None)
+
+    def __enter__(self) -> LineSearchObserver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    def _line(self, text: str) -> None:
+        self._console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
+        self._done, self._budget = done, budget
+        self._steps = _SteppedLines(budget, done)
+        verb = "resuming" if resumed else "new"
+        self._line(f"study {study.id} ({verb}) {self._label}: {done}/{budget} trials done")
+
+    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
+        self._status[trial.status] += 1
+        self._done += 1
+        if self._steps.due(self._done):
+            self._line(
+                f"{self._label}: {self._done}/{self._budget} trials, ok {self._status['ok']}, "
+                f"failed: {_failures(self._status)}, best p50 {_best(best_p50_us)}"
+            )
+
+    def shootout_started(self, finalists: int) -> None:
+        self._line(f"{self._label}: re-measuring the top {finalists} interleaved")
+
+
+class SearchProgress(Protocol):
+    def __enter__(self) -> SearchProgress: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None: ...
+    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None: ...
+    def shootout_started(self, finalists: int) -> None: ...
+
+
+def search_observer(console: Console, shape_label: str) -> SearchProgress:
+    """A live display on a terminal, plain lines otherwise."""
+    if console.is_terminal:
+        return RichSearchObserver(console, shape_label)
+    return LineSearchObserver(console, shape_label)
+
+
+class ProgressCounter(Protocol):
+    def __call__(self, note: str = "") -> None:
+        """One more unit of work done; `note` says which."""
+
+
+@contextmanager
+def progress_counter(console: Console, description: str, total: int) -> Iterator[ProgressCounter]:
+    """Count `total` units of work: a rich bar on a terminal, a line per tenth when piped."""
+    if console.is_terminal:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}", style="dim"),
+            console=console,
+            transient=True,
+        )
+        task = bar.add_task(description, total=total, note="")
+        with bar:
+            yield lambda note="": bar.update(task, advance=1, note=note)
+        return
+    steps = _SteppedLines(total)
+    done = 0
+
+    def advance(note: str = "") -> None:
+        nonlocal done
+        done += 1
+        if steps.due(done):
+            tail = f" ({note})" if note else ""
+            console.print(
+                f"{description}: {done}/{total}{tail}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+
+    console.print(f"{description}: 0/{total}", highlight=False, soft_wrap=True, markup=False)
+    yield advance
 
 
 def render_summary(summary: SearchSummary) -> Table:

@@ -10,13 +10,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy.exc import IntegrityError
+
+from evotune.errors import StudyBusyError, UserError
 from evotune.plugin import load_plugin
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, Strategy, make_strategy
+from evotune.search.grid import valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, Study, Trial, heartbeat, repository
+from evotune.storage.models import utcnow
 from evotune.worker.evaluator import Evaluator
 
 __all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
@@ -41,7 +46,7 @@ class SearchOptions:
     # generation is bred from older results: measured a net loss on one GPU); 0 is
     # asynchronous (results told as they come; not repeatable). None: synchronous on one
     # GPU, asynchronous on several (a generation barrier leaves the second GPU idle:
-    # docs/benchmarks.md, issue 8).
+    # docs/lab/benchmarks.md, issue 8).
     pipeline_depth: int | None = None
     # Run timeout (correctness gate + timing): this many times the best p50 so far, floored.
     timeout_factor: float = 50_000.0
@@ -145,12 +150,14 @@ def run_search(
 ) -> SearchSummary:
     """Run (or resume) one study until its budget, time limit or the strategy's stop."""
     observer = observer or _SilentObserver()
-    space = space.restricted(options.restrict)
     environment = evaluator.environment()
     interpreted = bool(environment.get("interpreted"))
+    space = space.searched(options.restrict, interpreted)
+    _require_a_valid_config(space, shape, options.restrict, interpreted)
     tolerance = space.tolerance(shape.dims).model_dump()
 
     with db.session() as session:
+        repository.lock_searches(session)
         kernel_row = repository.get_or_create_kernel(session, space.kernel)
         shape_row = repository.get_or_create_shape(session, kernel_row, shape)
         env_row = repository.get_or_create_environment(session, environment)
@@ -165,6 +172,8 @@ def run_search(
                 options.replay,
                 options.restrict,
             )
+        if study is not None:
+            _refuse_if_busy(study)
         resumed = study is not None
         if study is None:
             settings = {
@@ -188,6 +197,7 @@ def run_search(
         else:
             study.budget = options.budget
         study.state = "running"
+        heartbeat.stamp(study)  # alive from now on, before the beating thread's first beat
         rerun, _gave_up = repository.claim_interrupted(session, study)
         history = repository.study_trials(session, study)
         seeds = _seed_configs(session, space, shape, env_row.id)
@@ -299,6 +309,32 @@ def run_search(
     return summary
 
 
+def _refuse_if_busy(study: Study) -> None:
+    if not heartbeat.is_alive(study):
+        return
+    raise StudyBusyError(
+        f"study {study.id} is being searched by process {study.runner_pid} on "
+        f"{study.runner_host}; wait for it to finish, or start a separate study with --fresh"
+    )
+
+
+def _require_a_valid_config(
+    space: SearchSpace, shape: Shape, restrict: str | None, interpreted: bool
+) -> None:
+    """Refuse, before any study exists, a search with nothing to try (a `--restrict` that
+    no config meets, or a shape the interpreter cannot run)."""
+    if valid_configs(space, shape.dims):
+        return
+    where = " in the interpreter" if interpreted else ""
+    if restrict:
+        where += f" with --restrict {restrict!r}"
+    why = space.violations(space.default_config(), shape.dims)
+    raise UserError(
+        f"no config of kernel {space.kernel!r} is valid for shape {shape.label()!r}{where}"
+        + (f"; the default config {why[-1]}" if why else "")
+    )
+
+
 def _pipeline(
     strategy: Strategy, evaluator: Evaluator, depth: int | None
 ) -> GenerationPipeline | AsyncPipeline:
@@ -363,17 +399,25 @@ def _store_batch(
         study = repository.get_study(session, study_id)
         for offset, cand in enumerate(candidates):
             number = first_number + offset
-            trial = repository.add_running_trial(
-                session,
-                study,
-                number=number,
-                config=cand.config,
-                config_hash=cand.config_hash,
-                seed=trial_seed(study_seed, number),
-                generation=cand.generation,
-                parents=cand.parents,
-                operator=cand.operator,
-            )
+            try:
+                trial = repository.add_running_trial(
+                    session,
+                    study,
+                    number=number,
+                    config=cand.config,
+                    config_hash=cand.config_hash,
+                    seed=trial_seed(study_seed, number),
+                    generation=cand.generation,
+                    parents=cand.parents,
+                    operator=cand.operator,
+                )
+            except IntegrityError:
+                # Another process stored this trial first: it took the study over while this
+                # one ran (from another host, after its heartbeat lease ran out). This batch is rolled back.
+                raise StudyBusyError(
+                    f"study {study_id} is being searched by another process as well; "
+                    "stopping this one (its stored trials stay)"
+                ) from None
             problems = space.violations(cand.config, shape.dims)
             if problems:
                 # Never compiled: a constraint already says it cannot work.
@@ -526,8 +570,6 @@ def _set_state(db: Database, study_id: int, state: str) -> None:
         study = repository.get_study(session, study_id)
         study.state = state
         if state == "finished":
-            from evotune.storage.models import utcnow
-
             study.finished_at = utcnow()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -140,11 +141,28 @@ class SearchSpace(_Strict):
     tolerances: dict[str, Tolerance]
     shapes: dict[str, dict[str, Any]]
     seeds: list[Seed] = Field(default_factory=list)
+    # What Triton's CPU interpreter can run: `--interpret` searches only where these hold
+    # (`for_interpreter`); the plug-in's `unsupported` refuses the rest at run time.
+    interpreter: list[Constraint] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
         if not self.parameters:
             raise ValueError("parameters: at least one is needed")
+        visible = set(self.dims)
+        for name, expr in self.derived.items():
+            # Checked here, not first when a shape is evaluated: a file that tries to run
+            # code (or names what does not exist) is refused as it loads.
+            try:
+                unknown = names_in(expr) - visible
+            except ExpressionError as exc:
+                raise ValueError(f"derived.{name}: {exc}") from None
+            if unknown:
+                raise ValueError(
+                    f"derived.{name}: names {sorted(unknown)}, which are not dims or "
+                    "derived values declared above it"
+                )
+            visible.add(name)
         seen: set[str] = set()
         for name, param in self.parameters.items():
             if param.when is not None:
@@ -156,10 +174,11 @@ class SearchSpace(_Strict):
                     )
             seen.add(name)
         known = set(self.parameters) | set(self.dims) | set(self.derived)
-        for i, constraint in enumerate(self.constraints):
-            unknown = names_in(constraint.expr) - known
-            if unknown:
-                raise ValueError(f"constraints.{i}: unknown names {sorted(unknown)}")
+        for where, rules in (("constraints", self.constraints), ("interpreter", self.interpreter)):
+            for i, constraint in enumerate(rules):
+                unknown = names_in(constraint.expr) - known
+                if unknown:
+                    raise ValueError(f"{where}.{i}: unknown names {sorted(unknown)}")
         for shape_name, dims in self.shapes.items():
             self._check_dims(dims, f"shapes.{shape_name}")
         if not self.is_valid_structure(self.default_config()):
@@ -216,8 +235,28 @@ class SearchSpace(_Strict):
             data = self.model_dump()
             data["constraints"].append({"expr": expr, "why": "restricted to a sub-space"})
             return SearchSpace.model_validate(data)
-        except (ValidationError, ExpressionError) as exc:
-            raise UserError(f"bad restriction {expr!r}: {exc}".splitlines()[0]) from None
+        except ValidationError as exc:
+            # The rest of the space is valid: the problem is the restriction's own.
+            reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            reason = re.sub(r"^constraints\.\d+: ", "", reason)
+            raise UserError(f"bad restriction {expr!r}: {reason}") from None
+        except ExpressionError as exc:
+            raise UserError(f"bad restriction {expr!r}: {exc}") from None
+
+    def searched(self, restrict: str | None, interpreted: bool) -> SearchSpace:
+        """The sub-space a study searches: its `--restrict`, and in the interpreter only what
+        the interpreter can run."""
+        space = self.restricted(restrict)
+        return space.for_interpreter() if interpreted else space
+
+    def for_interpreter(self) -> SearchSpace:
+        """This space less what Triton's CPU interpreter cannot run (its `interpreter:` rules)."""
+        if not self.interpreter:
+            return self
+        data = self.model_dump()
+        data["constraints"] += data["interpreter"]
+        data["interpreter"] = []
+        return SearchSpace.model_validate(data)
 
     def tolerance(self, dims: Mapping[str, Any]) -> Tolerance:
         return self.tolerances[str(dims.get("dtype", next(iter(self.tolerances))))]
@@ -310,6 +349,14 @@ class SearchSpace(_Strict):
         return out
 
 
+def _first_error(exc: ValidationError) -> str:
+    """Where and what of a validation error's first problem, e.g. `constraints.3: ...`."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc + ': ' if loc else ''}{msg}"
+
+
 def _truthy(expr: str, ns: Mapping[str, Any]) -> bool:
     try:
         return bool(evaluate(expr, ns))
@@ -355,10 +402,7 @@ def parse_space_file(path: Path) -> SearchSpace:
     try:
         space = SearchSpace.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise SpaceFileError(f"{path}: {loc + ': ' if loc else ''}{msg}") from None
+        raise SpaceFileError(f"{path}: {_first_error(exc)}") from None
     except ExpressionError as exc:
         raise SpaceFileError(f"{path}: bad expression: {exc}") from None
     if space.kernel != path.stem:

@@ -53,6 +53,12 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
+# Triton 3.7 renamed the TMA copies async_load / async_store (the old names now raise); 3.6 has
+# only the old names. Device code calls these aliases: the same builtins either way, so 3.6
+# compiles byte-identical SASS.
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+_tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
+
 # 2^f on f in [-0.5, 0.5], degree-3 fit of the relative error (max 7.5e-5, below fp16 rounding).
 # Used by FAST_EXP == 2 for one element in four, so that part of the exponentials run on the
 # FMA pipes instead of the MUFU unit. Clamping at -125 keeps the exponent field positive.
@@ -336,7 +342,7 @@ def _turn_pass(turn_bars, WG: gl.constexpr, TURNS: gl.constexpr):
 @gluon.jit
 def _issue_tile(desc, smem, ready, stage, row):
     mbarrier.expect(ready.index(stage), desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(desc, [row, 0], ready.index(stage), smem.index(stage))
+    _tma_load(desc, [row, 0], ready.index(stage), smem.index(stage))
 
 
 @gluon.jit
@@ -509,7 +515,7 @@ def _producer(io, bufs, C: gl.constexpr):
             slot = (tcount % C.QBUFS) * WGS + w
             mbarrier.wait(q_empty.index(slot), ((tcount // C.QBUFS) & 1) ^ 1)
             mbarrier.expect(q_ready.index(slot), q_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(
+            _tma_load(
                 q_desc,
                 [row_base + m_block * C.BLOCK_M + w * C.BM_WG, 0],
                 q_ready.index(slot),
@@ -596,9 +602,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
         if INLINE_LOADS:
             # No producer partition: this warpgroup fills the ring itself, STAGES blocks ahead.
             mbarrier.expect(q_ready.index(q_slot), q_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(
-                q_desc, [row_base + row0, 0], q_ready.index(q_slot), q_buf
-            )
+            _tma_load(q_desc, [row_base + row0, 0], q_ready.index(q_slot), q_buf)
             for jj in gl.static_range(STAGES):
                 if jj < n_kv:
                     _issue_kv(
@@ -693,7 +697,7 @@ def _consumer(io, bufs, WG: gl.constexpr, C: gl.constexpr):
             if row0 + BM_WG <= S:
                 q_buf.store(o)
                 fence_async_shared()
-                tma.async_copy_shared_to_global(o_desc, [row_base + row0, 0], q_buf)
+                _tma_store(o_desc, [row_base + row0, 0], q_buf)
                 if not DEFER_O_WAIT:
                     tma.store_wait(0)
             else:

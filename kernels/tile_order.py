@@ -6,7 +6,7 @@ stay in L2, and inside a group the query blocks with the most causal work go fir
 heads do not divide evenly, the smaller group (BH % head_group heads) runs first: left for
 last, its heavy tiles would start late and run alone at the end of the kernel.
 
-Measured on an H200 (2026-11-30, docs/benchmarks.md, issue 3), tl-level kernel 64x64 w4 s3:
+Measured on an H200 (2026-11-30, docs/lab/benchmarks.md, issue 3), tl-level kernel 64x64 w4 s3:
 - non-causal (stage1-noncausal): one head a group was fastest (623 µs; groups of 16: 635,
   as many heads as fill half the L2: 665), since every tile has the same work.
 - causal: groups of 32 heads were fastest at mission and stage1 (2-3 % over 1-16 heads),

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     import torch
 
 # A tile costs its KV blocks plus about one block of prologue/epilogue (measured on an H200,
-# docs/benchmarks.md issue 4 run 9: 1.3 us a tile boundary against 1.7 us a KV step). Its
+# docs/lab/benchmarks.md issue 4 run 9: 1.3 us a tile boundary against 1.7 us a KV step). Its
 # blocks, not the sum of its consumers' own blocks (three consumers skip some, see the gluon
 # kernel): the sum balanced worse, stage1 359 us against 355, long 605 against 592 (two device
-# calls, docs/benchmarks.md issue 4 run 12).
+# calls, docs/lab/benchmarks.md issue 4 run 12).
 TILE_OVERHEAD_BLOCKS = 1
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -12,7 +15,7 @@ from rich.table import Table
 
 from evotune.compare import compare_strategies, render_comparison, run_on_landscape
 from evotune.errors import UserError
-from evotune.landscape import Landscape
+from evotune.landscape import Landscape, load_landscape, save_landscape
 from evotune.pool_model import PoolModel
 from evotune.space import SearchSpace
 from tests.search.synthetic import attention_space, synthetic_landscape
@@ -135,3 +138,31 @@ def test_a_simulated_pool_keeps_a_synchronous_path_and_replays_an_asynchronous_o
     report = compare_strategies(land, attention, ["evolution"], seeds=2, pool=pool)
     assert report.summaries[0].median_simulated_s is not None
     assert report.to_dict()["strategies"][0]["median_simulated_s_to_target"] is not None
+
+
+def test_compare_on_a_short_studys_landscape_ends_and_shows_progress(tmp_path: Path) -> None:
+    """A landscape of six configs of the whole space (what `landscape export` writes after a
+    short search): the runs end once the strategy searches where nothing was recorded, and
+    each run's end is reported as it happens. (It ran for many minutes, silent, before.)"""
+    full = load_landscape("tests/data/landscapes/mission-full-h200.json.gz")
+    few = Landscape(full.kernel, full.shape, full.environment, full.space_size, full.trials[:6])
+    path = save_landscape(few, tmp_path / "short.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "evotune", "compare", "--landscape", str(path),
+         "--strategies", "evolution,random", "--seeds", "2", "--json"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    progress = result.stderr.strip().splitlines()
+    assert progress[0] == "compare runs: 0/4" and progress[-1].startswith("compare runs: 4/4 (")
+    report = json.loads(result.stdout)
+    assert report["recorded"] == 6 and report["space_size"] == full.space_size
+    for summary in report["strategies"]:
+        assert set(summary["ended"]) <= {"exhausted", "off the landscape"}
+
+
+def test_a_run_ends_when_it_has_told_every_recorded_config() -> None:
+    space, full = toy_space(), toy_landscape()
+    few = Landscape(full.kernel, full.shape, full.environment, full.space_size, full.trials[:3])
+    run = run_on_landscape(few, space, "grid", 0, target=-1.0)  # a target nothing reaches
+    assert run.ended == "exhausted" and run.evaluations == 3

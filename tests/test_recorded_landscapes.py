@@ -2,7 +2,7 @@
 
 They must stay landscapes of the current space file: a change to the space (or to the gluon
 kernel's static refusals) fails here until they are re-recorded with
-`tests/gpu/record_landscape.sh` (see docs/benchmarks.md). The last test keeps issue 6's
+`tests/gpu/record_landscape.sh` (see docs/lab/benchmarks.md). The last test keeps issue 6's
 benchmark from regressing; it is deterministic (fixed seeds, no timing).
 """
 

@@ -138,6 +138,13 @@ def test_unknown_kernel(tmp_path: Path) -> None:
             "seeds.0: 'depth' does not apply here",
         ),
         (lambda d: d.update(seeds=[{"config": {"BLOCK": 16}}]), "seeds.0.why: Field required"),
+        (
+            lambda d: d.update(derived={"x": "__import__('os').system('true')"}),
+            "derived.x: only [",
+        ),
+        (lambda d: d.update(derived={"x": "N.real"}), "derived.x: Attribute is not allowed"),
+        (lambda d: d.update(derived={"x": "y + 1", "y": "N"}), "derived.x: names ['y']"),
+        (lambda d: d.update(interpreter=[{"expr": "TILE > 1"}]), "interpreter.0: unknown names"),
     ],
 )
 def test_broken_file_gives_one_line_naming_file_and_key(
@@ -193,3 +200,15 @@ def test_adhoc_shape_keeps_a_matching_name(tmp_path: Path) -> None:
     assert space.adhoc_shape({"N": 48, "dtype": "float16"}).name is None
     with pytest.raises(UserError):
         space.adhoc_shape({"N": 48})
+
+
+def test_the_interpreter_rules_narrow_the_space(tmp_path: Path) -> None:
+    data = {**MINIMAL, "interpreter": [{"expr": "impl == 'a'", "why": "b needs a GPU"}]}
+    space = load_space("toy", write_space(tmp_path, data))
+    small = space.shape("small").dims
+    interpreted = space.searched(None, interpreted=True)
+    assert interpreted.violations({"impl": "b", "BLOCK": 16, "FAST": False, "depth": 1}, small) == [
+        "violates `impl == 'a'` (b needs a GPU)"
+    ]
+    assert len(list(interpreted.enumerate(small))) == 4  # impl a: BLOCK 16, 32 x FAST
+    assert space.searched(None, interpreted=False) is space

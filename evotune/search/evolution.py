@@ -52,6 +52,8 @@ Gene = tuple[str, str]  # (parameter, repr of its value): a key of the failure s
 
 
 class EvolutionStrategy(Strategy):
+    """Elite-preserving evolution: tournaments, crossover and self-adapting mutation."""
+
     name = "evolution"
 
     @classmethod
@@ -175,12 +177,17 @@ class EvolutionStrategy(Strategy):
                 if model is not None:
                     found.sort(key=lambda c: self._predict(model, c))
                 take(found[0], (), "random")
+        breeding = True
         while len(batch) < n:
             pool: list[tuple[Config, tuple[str, ...], str]] = []
             keys: set[str] = set()
-            for _ in range(screening):
+            for _ in range(screening if breeding else 0):
                 bred = self._breed(rng, taken | keys)
                 if bred is None:
+                    # 64 tries found no new child: the neighbourhood is used up (a small
+                    # space, or one told mostly failures). Trying again for each slot of the
+                    # generation costs seconds and finds nothing more: fill it at random.
+                    breeding = False
                     break
                 pool.append(bred)
                 keys.add(config_hash(bred[0]))

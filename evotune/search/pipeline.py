@@ -8,7 +8,7 @@ after generation g has been told, before anything newer is. So on one GPU or man
 measurements give the same trajectory; the price is that each generation is bred from older
 results.
 
-Measured (docs/benchmarks.md, issue 8): depth 2 raised a mission search's throughput on an
+Measured (docs/lab/benchmarks.md, issue 8): depth 2 raised a mission search's throughput on an
 H200 by 13-19 %, but the evolution then needed ~50 % more evaluations to reach the same
 target on the recorded landscapes, so the default is depth 1, the plain synchronous loop.
 `AsyncPipeline` (depth 0 on the command line) gives up repeatability for throughput.

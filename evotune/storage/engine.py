@@ -23,7 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import DatabaseError as DBAPIDatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from evotune.errors import DatabaseError
@@ -133,12 +134,16 @@ def make_engine(
             }
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": busy_ms / 1000, "check_same_thread": False}
-        if parsed.database and parsed.database != ":memory:":
-            parent = Path(parsed.database).expanduser().resolve().parent
+        database = parsed.database or ""
+        uri = parsed.query.get("uri") == "true"  # sqlite:///file:PATH?mode=ro&uri=true
+        if uri:
+            database = database.removeprefix("file:")
+        if database and database != ":memory:":
+            parent = Path(database).expanduser().resolve().parent
             if not parent.is_dir():
                 raise DatabaseError(f"cannot open database {url!r}: folder {parent} does not exist")
-            if not create:
-                kwargs["creator"] = partial(_sqlite_existing, parsed.database, busy_ms / 1000)
+            if not create and not uri:  # a URI names its own mode
+                kwargs["creator"] = partial(_sqlite_existing, database, busy_ms / 1000)
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
@@ -180,6 +185,9 @@ def upgrade_schema(engine: Engine) -> None:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
+        elif connection.dialect.name == "sqlite":
+            # The write lock, for the same reason: processes opening a new file at once.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         current = MigrationContext.configure(connection).get_current_revision()
         if current == head_revision():
             return
@@ -226,7 +234,7 @@ def open_database(url: str | None = None, upgrade: bool = True) -> Database:
         else:
             with engine.connect():
                 pass
-    except OperationalError as exc:
+    except DBAPIDatabaseError as exc:  # unreachable, locked, or a file that is not SQLite
         engine.dispose()
         reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
         raise DatabaseError(f"cannot open database {display_url(url)!r}: {reason}") from None

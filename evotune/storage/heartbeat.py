@@ -22,7 +22,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from evotune.storage.engine import Database
 from evotune.storage.models import Study, utcnow
 
-__all__ = ["BEAT_S", "LEASE_S", "Heartbeat", "host_name", "is_alive", "lease_start", "start"]
+__all__ = [
+    "BEAT_S",
+    "LEASE_S",
+    "Heartbeat",
+    "host_name",
+    "is_alive",
+    "lease_start",
+    "pid_alive",
+    "stamp",
+    "start",
+]
 
 log = logging.getLogger("evotune.heartbeat")
 
@@ -40,15 +50,38 @@ def lease_start(now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(seconds=LEASE_S)
 
 
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process of this host has that pid (None: unknown, so assumed alive)."""
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
 def is_alive(study: Study, now: datetime | None = None) -> bool:
-    """Running, and its search stamped a heartbeat within the lease."""
+    """Running, its search stamped a heartbeat within the lease, and (when that search ran on
+    this host) its process still exists: a search killed a second ago does not block."""
     if study.state != "running" or study.heartbeat_at is None:
         return False
-    stamp = study.heartbeat_at
+    beat = study.heartbeat_at
     bound = lease_start(now)
-    if stamp.tzinfo is None:  # SQLite hands back naive UTC
+    if beat.tzinfo is None:  # SQLite hands back naive UTC
         bound = bound.replace(tzinfo=None)
-    return stamp >= bound
+    if beat < bound:
+        return False
+    return study.runner_host != host_name() or pid_alive(study.runner_pid)
+
+
+def stamp(study: Study) -> None:
+    """Mark a study this process is about to run as alive (in the caller's transaction)."""
+    study.heartbeat_at = utcnow()
+    study.runner_host = host_name()
+    study.runner_pid = os.getpid()
 
 
 class Heartbeat:

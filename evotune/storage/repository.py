@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -37,6 +37,7 @@ __all__ = [
     "get_study",
     "list_studies",
     "list_trials",
+    "lock_searches",
     "publish_best",
     "resumable_study",
     "study_trials",
@@ -72,6 +73,23 @@ def _insert_or_fetch(session: Session, row: _Row, fetch: Callable[[], _Row | Non
             raise
         return existing
     return row
+
+
+# PostgreSQL advisory lock that processes starting or resuming a search take in turn (any fixed
+# 64-bit number; not the migration lock's).
+SEARCH_START_LOCK_KEY = 0x65766F74756E66
+
+
+def lock_searches(session: Session) -> None:
+    """Hold, to the end of this transaction, the lock that every process starting or resuming
+    a search takes first, so that two of them never pick or create the same study at once.
+    SQLite: the database's write lock (BEGIN IMMEDIATE, so the first statement of its session
+    that writes); PostgreSQL: an advisory lock."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEARCH_START_LOCK_KEY})
 
 
 def get_or_create_kernel(session: Session, name: str) -> KernelRow:

@@ -313,7 +313,7 @@ class WorkerPool:
         if requested is None:
             # 8 per GPU, a core left to each worker and to the search: with two GPUs, 16
             # fed 527 trials/min against 417 with 8; 30 on one GPU was slower than 8
-            # (docs/benchmarks.md, issue 8).
+            # (docs/lab/benchmarks.md, issue 8).
             gpus = len(self._slots)
             return max(1, min(8 * gpus, (os.cpu_count() or 2) - gpus - 1))
         return max(0, requested)

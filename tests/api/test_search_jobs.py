@@ -306,8 +306,9 @@ def test_the_busy_check_sees_a_search_started_from_the_cli(
     finally:
         cli.kill()
         cli.wait()
-    # Killed: its pid is gone, so the study no longer blocks (before its lease runs out).
-    assert client.get(f"/v1/studies/{data.mission.id}").json()["alive"] is True  # by heartbeat
+    # Killed: its pid is gone, so the study is not alive and no longer blocks (before its
+    # lease runs out).
+    assert client.get(f"/v1/studies/{data.mission.id}").json()["alive"] is False
     assert client.post("/v1/studies", json=GOOD).status_code == 202
 
 

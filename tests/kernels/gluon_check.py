@@ -42,7 +42,7 @@ PERS = {**WS2, "CTA_MULT": 1}
 M256 = {**WS2, "BLOCK_M": 256, "BLOCK_N": 64, "KV_STAGES": 3, "CTA_MULT": 1}
 N64 = {**WS2, "BLOCK_N": 64, "KV_STAGES": 4}
 NOWS = {"BLOCK_M": 64, "BLOCK_N": 128, "CONSUMER_WGS": 1, "PRODUCER_WARPS": 0}
-# name -> (head dims, config). The best configs measured so far (runs 1-3 in docs/benchmarks.md),
+# name -> (head dims, config). The best configs measured so far (runs 1-3 in docs/lab/benchmarks.md),
 # each in both tile orders (TILE_ORDER=1: groups of heads, K/V shared in L2).
 CONFIGS: dict[str, tuple[list[int], dict[str, int]]] = {}
 for _label, _base, _dims in (

@@ -7,6 +7,7 @@ Small shapes only: the interpreter runs each program in numpy. The GPU-only knob
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,27 @@ def test_unsupported(
         assert reason is None
     else:
         assert reason is not None and expected in reason
+
+
+@pytest.mark.parametrize("shape", ["tiny", "llama-d128", "llama-d128-bf16"])
+def test_the_spaces_interpreter_rules_are_what_the_plugin_runs_in_the_interpreter(
+    shape: str,
+) -> None:
+    """`--interpret` searches the space's `interpreter:` sub-space: exactly the configs that
+    `unsupported` lets the interpreter run, so no trial is spent on one it refuses."""
+    from evotune.search.grid import valid_configs
+    from evotune.space import load_space
+
+    space = load_space("attention")
+    dims = space.shape(shape).dims
+    runnable = {
+        json.dumps(c, sort_keys=True)
+        for c in valid_configs(space, dims)
+        if attn.unsupported(c, dims, CPU) is None
+    }
+    searched = {json.dumps(c, sort_keys=True) for c in valid_configs(space.for_interpreter(), dims)}
+    assert searched == runnable
+    assert bool(searched) == (dims["dtype"] != "bfloat16")
 
 
 def test_compile_only_is_a_no_op_in_the_interpreter() -> None:

@@ -4,6 +4,9 @@ failure avoidance."""
 from __future__ import annotations
 
 import random
+from typing import Any
+
+import pytest
 
 from evotune.landscape import Landscape
 from evotune.records import TrialStatus, config_hash
@@ -172,3 +175,44 @@ def test_no_config_twice_across_resume(attention: SearchSpace, mission_land: Lan
     hashes = [o.config_hash for o in history + more]
     assert len(hashes) == len(set(hashes)) == 6 * first.population_size
     assert config_hash(attention.default_config()) in hashes[:1]
+
+
+def test_a_generation_stops_breeding_once_breeding_found_nothing(
+    attention: SearchSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told mostly failures (a landscape that lacks what it asks), breeding finds no new child;
+    the rest of the generation is filled at random instead of 64 more tries a slot (which
+    took minutes over a small space in `evotune compare`)."""
+    space = attention.for_interpreter()  # 264 valid configs at tiny
+    strategy = evolution(space, space.shape("tiny").dims, seed=1)
+    default = space.default_config()
+    empty: list[int] = []  # per generation: breeding tries that came back empty-handed
+    breed = EvolutionStrategy._breed
+
+    def counting(self: EvolutionStrategy, rng: random.Random, taken: set[str]) -> Any:
+        bred = breed(self, rng, taken)
+        empty[-1] += bred is None
+        return bred
+
+    monkeypatch.setattr(EvolutionStrategy, "_breed", counting)
+    for _ in range(30):  # until the space is used up
+        empty.append(0)
+        candidates = strategy.ask(12)
+        if not candidates:
+            break
+        # The default config works; nothing else the (partial) landscape has.
+        strategy.tell(
+            [
+                Observation(
+                    c.config,
+                    TrialStatus.OK if c.config == default else TrialStatus.INVALID,
+                    1.0 if c.config == default else None,
+                    c.generation,
+                    c.parents,
+                    c.operator,
+                )
+                for c in candidates
+            ]
+        )
+    assert sum(empty) > 0, "breeding never came up empty: the test would not test the stop"
+    assert max(empty) == 1, empty

@@ -6,7 +6,6 @@ worker thread, then the event loop only sends bytes.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
@@ -185,7 +184,7 @@ def _conflict(session: Session, space: SearchSpace, body: SearchRequest) -> str 
     for study in repository.running_studies(session, heartbeat.lease_start()):
         # Only this host's searches compete for its GPU; one killed since its last beat is
         # not running any more.
-        if study.runner_host == here and _pid_alive(study.runner_pid):
+        if study.runner_host == here and heartbeat.is_alive(study):
             return (
                 f"study {study.id} is being searched on this host (pid {study.runner_pid}); "
                 "wait for it to finish, or stop that search (Ctrl-C in its terminal)"
@@ -204,18 +203,6 @@ def _conflict(session: Session, space: SearchSpace, body: SearchRequest) -> str 
         f'{done} trials) and change its budget to {body.budget}; send "fresh": true for a '
         f'new study, or "budget": {resumed.budget} to resume it as it is'
     )
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
 
 
 def _study(session: Session, study_id: int) -> Study:

@@ -1,0 +1,23 @@
+"""CI tests what the project promises: the Triton releases at both ends of its bounds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_triton_matrix_is_the_oldest_and_newest_release_the_bounds_allow() -> None:
+    bounds = re.search(
+        r'"triton>=(\d+)\.(\d+),<(\d+)\.(\d+)"', (ROOT / "pyproject.toml").read_text()
+    )
+    assert bounds is not None, "pyproject.toml bounds triton as >=X.Y,<X.Z"
+    low_major, low_minor, high_major, high_minor = (int(g) for g in bounds.groups())
+    lines = (ROOT / ".ci" / "triton-versions").read_text().splitlines()
+    oldest, newest = (
+        tuple(int(x) for x in v.split(".")) for v in lines if v and not v.startswith("#")
+    )
+    assert oldest[:2] == (low_major, low_minor)
+    # The newest minor release below the upper bound (a new release means a new line here).
+    assert high_minor > 0 and newest[:2] == (high_major, high_minor - 1)
