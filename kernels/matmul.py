@@ -54,6 +54,9 @@ __all__ = [
 SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "matmul.yaml"
 # The kernel's text, for the fingerprint of evotune/plugin.py's kernel_source_hash (until that
 
+# Automatic warp specialization compiles on Triton 3.6 and fails in the compiler's own pass on
+# 3.7.1, 3.8.0 and 3.9.0 (sm_90a, checked ahead of time in tests/kernels/test_matmul.py).
+_TRITON_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _KNOBS = (
     "BLOCK_M",
@@ -436,6 +439,11 @@ def unsupported(
             return "TMA needs a Hopper GPU; the interpreter would time plain loads"
         return None
     capability = device.capability or (0, 0)
+    if cfg["WARP_SPECIALIZE"] and _TRITON_VERSION >= (3, 7):
+        return (
+            f"Triton {triton.__version__} cannot warp-specialize this K loop for Hopper in most "
+            "configs (its NVGPUWarpSpecialization pass fails; 3.6 compiles them)"
+        )
     if cfg["TMA"] and capability < (9, 0):
         return f"TMA needs sm_90 or newer, this is {device.name} {capability}"
     if cfg["TMA"]:

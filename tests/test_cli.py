@@ -46,9 +46,11 @@ def test_shapes_lists_the_named_shapes() -> None:
 
 
 def test_kernels_and_strategies_list_what_exists() -> None:
-    kernels = json.loads(evotune("kernels", "--json").stdout)
-    assert [k["kernel"] for k in kernels] == ["attention"]
-    assert "mission" in kernels[0]["shapes"] and "BLOCK_M" in kernels[0]["parameters"]
+    kernels = {k["kernel"]: k for k in json.loads(evotune("kernels", "--json").stdout)}
+    assert sorted(kernels) == ["attention", "matmul"]  # one per file in search_spaces/
+    assert "mission" in kernels["attention"]["shapes"]
+    assert "BLOCK_M" in kernels["attention"]["parameters"]
+    assert "BLOCK_K" in kernels["matmul"]["parameters"]
     strategies = json.loads(evotune("strategies", "--json").stdout)
     from evotune.search.registry import STRATEGIES
 

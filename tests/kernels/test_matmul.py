@@ -579,13 +579,20 @@ def test_ahead_of_time_compile_for_sm90() -> None:
     warp specialization where asked, no register spills, and shared memory within the
     space's estimate; so does a random sample of valid configs of every GPU shape."""
     space = load_space("matmul")
-    cases = [(space.shape(s).dims, space.normalize(c)) for s, c in AOT_VARIANTS.values()]
-    for case in cases:
+    variants = {
+        name: (space.shape(s).dims, space.normalize(c)) for name, (s, c) in AOT_VARIANTS.items()
+    }
+    for case in variants.values():
         assert not space.violations(case[1], case[0]), case
+    # What the plug-in refuses on this Triton (warp specialization after 3.6) is not compiled;
+    # the refusal itself is checked by test_warp_specialization_is_refused_where_triton_fails.
+    variants = {n: c for n, c in variants.items() if mm.unsupported(c[1], c[0], HOPPER) is None}
+    cases = list(variants.values())
     rng = random.Random(0)
     for name in GPU_SHAPES:
         dims = space.shape(name).dims
-        cases += [(dims, c) for c in rng.sample(list(valid_configs(space, dims)), 2)]
+        sample = rng.sample(list(valid_configs(space, dims)), 2)  # the same on every Triton
+        cases += [(dims, c) for c in sample if not mm.unsupported(c, dims, HOPPER)]
     results = _aot(cases)
     assert len(results) == len(cases)
     for (dims, config), info in zip(cases, results, strict=True):
@@ -599,10 +606,10 @@ def test_ahead_of_time_compile_for_sm90() -> None:
             assert info["hgmma"] == info["wgmma"], label
         if config["BLOCK_M"] >= 64:
             assert info["wgmma"], label  # a warpgroup's 64 rows: Hopper's async MMA
-    named = dict(zip(AOT_VARIANTS, results, strict=False))
+    named = dict(zip(variants, results, strict=False))
     for name in ("tma", "tma-bf16", "tma-persistent", "tma-ws", "tma-split-k"):
-        assert named[name]["tma_load"], name
-    assert named["tma-ws"]["warp_specialized"]
+        assert name not in named or named[name]["tma_load"], name
+    assert "tma-ws" not in named or named["tma-ws"]["warp_specialized"]
     assert not named["tma"]["warp_specialized"]
     # The persistent TMA store stages C beside the 4-stage pipeline.
     assert named["tma-persistent"]["shared"] >= (4 * 2 * 128 * 64 + 128 * 128) * 2
@@ -763,3 +770,17 @@ def test_gpu_compile_only_fills_the_cache_for_the_launch() -> None:
     mm.run(inputs, mm.empty_output(inputs), config)
     assert len(mm.matmul_kernel.device_caches[torch.cuda.current_device()][0]) == before
     assert main is not None and reduce is not None
+
+
+def test_warp_specialization_is_refused_where_triton_fails() -> None:
+    """Triton 3.6 warp-specializes the TMA K loop (compiled above); 3.7.1 to 3.9.0 fail inside
+    their own NVGPUWarpSpecialization pass, so there the plug-in refuses it before compiling."""
+    import triton
+
+    dims, config = load_space("matmul").shape("square").dims, AOT_VARIANTS["tma-ws"][1]
+    reason = mm.unsupported(config, dims, HOPPER)
+    if triton.__version__.startswith("3.6."):
+        assert reason is None
+    else:
+        assert reason and "warp-specialize" in reason and triton.__version__ in reason
+    assert mm.unsupported({**config, "WARP_SPECIALIZE": False}, dims, HOPPER) is None

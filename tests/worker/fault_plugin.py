@@ -98,8 +98,10 @@ def _queue_kernel(x_ptr, y_ptr, counter_ptr, n, BLOCK: tl.constexpr):  # type: i
     # Each program takes the next block from the counter, as a persistent kernel's work queue
     # does; the bug is that nothing resets the counter after a launch.
     block = tl.atomic_add(counter_ptr, 1)
-    off = block * BLOCK + tl.arange(0, BLOCK)
-    mask = (off < n) & (block < tl.cdiv(n, BLOCK))
+    # arange first: Triton 3.9's interpreter makes an int32 mask of `block * BLOCK + arange`.
+    # off < n alone bounds the queue: a block past the last one has every offset >= n.
+    off = tl.arange(0, BLOCK) + block * BLOCK
+    mask = off < n
     x = tl.load(x_ptr + off, mask=mask, other=1.0)
     tl.store(y_ptr + off, x * 2.0, mask=mask)
 
