@@ -494,21 +494,32 @@ def _shootout_and_publish(
     flops = load_plugin(space.module).flops(shape.dims)
     with db.session() as session:
         study = repository.get_study(session, study_id)
+        for result in results:
+            trial = session.get(Trial, result.trial_id)
+            if trial is None:
+                continue
+            if result.status is TrialStatus.OK and result.p50_us is not None:
+                trial.shootout_p50_us = result.p50_us
+            elif result.status is TrialStatus.WRONG_RESULT:
+                # Its own fault (wrong on a later launch, or under the physical floor): it
+                # must never win. Crashes and timeouts may be another finalist's doing.
+                repository.fail_finalist(session, trial, result)
         scored: list[tuple[float, Trial, float | None]] = []
         for request in requests:
             trial = session.get(Trial, request.trial_id)
-            assert trial is not None and trial.p50_us is not None
-            scored.append((trial.p50_us, trial, None))
-        for result in results:
-            trial = session.get(Trial, result.trial_id)
-            if trial is not None and result.status is TrialStatus.OK and result.p50_us is not None:
-                trial.shootout_p50_us = result.p50_us
+            assert trial is not None
+            if trial.status == TrialStatus.OK.value and trial.p50_us is not None:
+                scored.append((trial.p50_us, trial, None))
         if results:
+            # Ranked by the shoot-out; by the search's p50 only if it measured none of them.
             scored = [
                 (t.shootout_p50_us, t, t.shootout_p50_us)
                 for _, t, _ in scored
                 if t.shootout_p50_us is not None
             ] or scored
+        if not scored:
+            study.best_trial_id = None
+            return  # every finalist was wrong: nothing is published
         _, winner, shootout_p50 = min(scored, key=lambda item: item[0])
         study.best_trial_id = winner.id
         study.shootout = [

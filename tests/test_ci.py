@@ -21,3 +21,22 @@ def test_the_triton_matrix_is_the_oldest_and_newest_release_the_bounds_allow() -
     assert oldest[:2] == (low_major, low_minor)
     # The newest minor release below the upper bound (a new release means a new line here).
     assert high_minor > 0 and newest[:2] == (high_major, high_minor - 1)
+
+
+def _commands(text: str) -> list[str]:
+    """Shell lines without their trailing comments, blank lines dropped."""
+    lines = (re.sub(r"\s+#.*$", "", line).strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_ci_runs_the_readme_test_commands_as_written() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Tests\n+```bash\n(.*?)```", readme, re.S)
+    assert block is not None, "README.md has a Tests section with one bash block"
+    readme_commands = _commands(block.group(1))
+    assert readme_commands == ["pip install torch==2.13.0", "pip install -e '.[test]' && pytest"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    job = ci.split('echo "== 1.', 1)[1].split('echo "== 2.', 1)[0]
+    ci_commands = _commands(job)
+    start = ci_commands.index(readme_commands[0])
+    assert ci_commands[start : start + 2] == readme_commands

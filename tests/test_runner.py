@@ -112,6 +112,51 @@ def test_invalid_candidates_never_reach_the_evaluator_and_winner_is_published(
     assert evaluator.shootouts == 1
 
 
+class _WrongInShootout(_CountingEvaluator):
+    """The shoot-out finds the fastest finalists wrong (say, on their 40th launch)."""
+
+    def __init__(self, landscape, wrong: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(landscape)
+        self.wrong = wrong
+        self.wrong_ids: list[int] = []
+
+    def shootout(self, requests, rounds):  # type: ignore[no-untyped-def]
+        results = super().shootout(requests, rounds)
+        for result in results[: self.wrong]:
+            self.wrong_ids.append(result.trial_id)
+            result.status, result.p50_us = TrialStatus.WRONG_RESULT, None
+            result.error = "wrong result: correct on launch 1, wrong on launch 40"
+        return results
+
+
+def test_a_finalist_the_shootout_finds_wrong_is_stored_wrong_and_never_published(
+    tmp_path: Path, landscape
+) -> None:  # type: ignore[no-untyped-def]
+    evaluator = _WrongInShootout(landscape, wrong=1)
+    db, summary = _search_mission(tmp_path, evaluator, budget=30, seed=1, finalists=3)
+    (wrong_id,) = evaluator.wrong_ids
+    with db.session() as s:
+        wrong = s.get(Trial, wrong_id)
+        assert wrong is not None and wrong.status == "wrong_result" and wrong.p50_us is None
+        assert wrong.error == "shoot-out: wrong result: correct on launch 1, wrong on launch 40"
+        best = repository.best_config(s, "attention", load_space("attention").shape("mission").key)
+        assert best is not None and best.trial_id != wrong_id
+        assert best.shootout_p50_us == 101.0  # the next finalist's shoot-out time
+    assert summary.best_shootout_p50_us == 101.0
+
+
+def test_nothing_is_published_when_every_finalist_is_wrong(tmp_path: Path, landscape) -> None:  # type: ignore[no-untyped-def]
+    evaluator = _WrongInShootout(landscape, wrong=100)
+    db, summary = _search_mission(tmp_path, evaluator, budget=30, seed=1, finalists=3)
+    assert len(evaluator.wrong_ids) >= 2
+    with db.session() as s:
+        shape = load_space("attention").shape("mission")
+        assert repository.best_config(s, "attention", shape.key) is None
+        assert repository.get_study(s, summary.study_id).best_trial_id is None
+        statuses = {s.get(Trial, i).status for i in evaluator.wrong_ids}  # type: ignore[union-attr]
+        assert statuses == {"wrong_result"}
+
+
 class _SlowShootout(_CountingEvaluator):
     """Answers trials at once but takes its time over the shoot-out."""
 

@@ -281,6 +281,17 @@ def finish_trial(session: Session, trial: Trial, result: TrialResult) -> None:
     trial.finished_at = utcnow()
 
 
+def fail_finalist(session: Session, trial: Trial, result: TrialResult) -> None:
+    """A finalist the shoot-out found wrong: it takes that status and error; its search
+    samples stay as evidence, its p50 stops counting."""
+    trial.status = result.status.value
+    trial.p50_us = trial.p20_us = trial.p80_us = None
+    if result.max_error is not None:
+        trial.max_error = result.max_error
+    error = f"shoot-out: {result.error or result.status.value}"
+    trial.error = error.replace("\x00", "\\x00")
+
+
 def publish_best(
     session: Session,
     study: Study,
