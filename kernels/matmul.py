@@ -52,8 +52,6 @@ __all__ = [
 ]
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "matmul.yaml"
-# The kernel's text, for the fingerprint of evotune/plugin.py's kernel_source_hash (until that
-
 # Automatic warp specialization compiles on Triton 3.6 and fails in the compiler's own pass on
 # 3.7.1, 3.8.0 and 3.9.0 (sm_90a, checked ahead of time in tests/kernels/test_matmul.py).
 _TRITON_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
