@@ -6,10 +6,13 @@ and `evotune.plugin` on hosts that may lack pydantic; the space API loads on fir
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evotune.errors import EvotuneError, UserError
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
+
+if TYPE_CHECKING:
+    from evotune.autotuning import autotune
 
 __version__ = "0.1.0"
 
@@ -23,6 +26,7 @@ __all__ = [
     "TrialStatus",
     "UserError",
     "__version__",
+    "autotune",
     "available_kernels",
     "config_hash",
     "load_space",
@@ -32,6 +36,10 @@ _LAZY = {"SearchSpace", "Shape", "available_kernels", "load_space"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "autotune":  # loads torch and Triton: only when asked for
+        from evotune.autotuning import autotune
+
+        return autotune
     if name in _LAZY:
         from evotune import space
 

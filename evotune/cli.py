@@ -40,6 +40,16 @@ _PIPELINE_DEPTH_HELP = (
     "0 is asynchronous (not repeatable)."
 )
 PipelineDepthOpt = Annotated[int, typer.Option(min=0, help=_PIPELINE_DEPTH_HELP)]
+ShapeOpt = Annotated[
+    str | None, typer.Option("--shape", "-s", help="A named shape of the search space.")
+]
+DimsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="An ad-hoc shape instead of --shape: every dim of the space, e.g. "
+        "'B=8,H=32,S=3000,D=128,causal=true,dtype=bfloat16'."
+    ),
+]
 
 
 def _print_error(message: str) -> None:
@@ -70,16 +80,37 @@ def _root(
     """Evolutionary autotuning of Triton kernels."""
 
 
-def _space_and_shape(kernel: str, shape: str) -> tuple[Any, Any]:
+def _space_and_shape(kernel: str, shape: str | None, dims: str | None) -> tuple[Any, Any]:
+    """The space and the shape a command is about: named by --shape, or given by --dims."""
     from evotune.space import load_space
 
+    if shape is not None and dims is not None:
+        raise UserError("give --shape or --dims, not both")
     space = load_space(kernel)
-    return space, space.shape(shape)
+    if shape is not None:
+        return space, space.shape(shape)
+    if dims is None:
+        raise UserError(
+            f"give --shape (one of {', '.join(space.shapes)}) or --dims "
+            f"({', '.join(f'{d}=...' for d in space.dims)})"
+        )
+    try:
+        return space, space.parse_dims(dims)
+    except UserError as exc:
+        raise UserError(f"--dims: {exc}") from None
+
+
+def _shape_args(target: Any) -> str:
+    """The options that name this shape again on the command line."""
+    if target.name is not None:
+        return f"--shape {target.name}"
+    return f"--dims '{target.dims_text()}'"
 
 
 @app.command()
 def search(
-    shape: Annotated[str, typer.Option("--shape", "-s", help="A named shape of the search space.")],
+    shape: ShapeOpt = None,
+    dims: DimsOpt = None,
     kernel: KernelOpt = "attention",
     budget: Annotated[int, typer.Option(min=1, help="Trials to run in the study.")] = 120,
     seed: Annotated[
@@ -142,7 +173,7 @@ def search(
     from evotune.runner import SearchOptions, run_search
     from evotune.storage import open_database
 
-    space, target = _space_and_shape(kernel, shape)
+    space, target = _space_and_shape(kernel, shape, dims)
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay: no such file {replay}")
     database = open_database(db)
@@ -190,7 +221,8 @@ def _population_settings(strategy: str, population: int) -> dict[str, int]:
 
 @app.command()
 def best(
-    shape: Annotated[str, typer.Option("--shape", "-s")],
+    shape: ShapeOpt = None,
+    dims: DimsOpt = None,
     kernel: KernelOpt = "attention",
     db: DbOpt = None,
     gpu: Annotated[str | None, typer.Option(help="Only configs measured on this GPU name.")] = None,
@@ -202,13 +234,15 @@ def best(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The published best config of a shape (GPU-measured first; interpreted ones on a CPU
-    host), measured under the kernel source installed here unless --stale."""
+    """The published best config of a shape.
+
+    GPU-measured first (interpreted ones on a CPU host), under the kernel source installed
+    here unless --stale."""
     from evotune.evaluators import cuda_device_count
     from evotune.source_hash import kernel_source_hash
     from evotune.storage import open_database, repository
 
-    space, target = _space_and_shape(kernel, shape)
+    space, target = _space_and_shape(kernel, shape, dims)
     installed = kernel_source_hash(space.module)
     source = None if stale else installed
     database = open_database(db)
@@ -223,8 +257,8 @@ def best(
         if row is None:
             older = "" if stale else " (with --stale: also configs of older kernel sources)"
             raise UserError(
-                f"nothing tuned for kernel {kernel!r} shape {shape!r} under the installed kernel "
-                f"source; run `evotune search --shape {shape}`{older}"
+                f"nothing tuned for kernel {kernel!r} shape {target.label()!r} under the "
+                f"installed kernel source; run `evotune search {_shape_args(target)}`{older}"
             )
         data = {
             "kernel": kernel,
@@ -252,7 +286,7 @@ def best(
             f"[yellow]stale: measured under kernel source {data['kernel_source_hash']}, the "
             f"installed one is {installed}; re-tune[/yellow]"
         )
-    table = Table(title=f"best config: {kernel} / {shape}")
+    table = Table(title=f"best config: {kernel} / {target.label()}")
     table.add_column("field")
     table.add_column("value")
     for key, value in data.items():
@@ -456,7 +490,8 @@ def trials(
 
 @app.command()
 def bench(
-    shape: Annotated[str, typer.Option("--shape", "-s")],
+    shape: ShapeOpt = None,
+    dims: DimsOpt = None,
     kernel: KernelOpt = "attention",
     config: Annotated[
         str | None, typer.Option(help="A config as JSON (missing keys take defaults).")
@@ -468,11 +503,14 @@ def bench(
     seed: int = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Time the kernel (default config, and --config / --best) against torch SDPA on the GPU."""
+    """Time the kernel against the plug-in's baselines on the GPU.
+
+    The default config, and --config / --best, against what the plug-in names as its
+    baselines (torch SDPA for attention, cuBLAS for matmul)."""
     from evotune.bench import bench_table, render_bench_table
     from evotune.evaluators import cuda_device_count
 
-    space, target = _space_and_shape(kernel, shape)
+    space, target = _space_and_shape(kernel, shape, dims)
     if cuda_device_count() == 0:
         raise UserError("no CUDA GPU found; `evotune bench` times on the GPU only")
     configs: dict[str, Any] = {"default": space.default_config()}
@@ -486,7 +524,9 @@ def bench(
         merged = space.normalize({**space.default_config(), **given})
         problems = space.violations(merged, target.dims)
         if problems:
-            raise UserError(f"--config is not valid for shape {shape!r}: {'; '.join(problems)}")
+            raise UserError(
+                f"--config is not valid for shape {target.label()!r}: {'; '.join(problems)}"
+            )
         configs["given"] = merged
     if use_best:
         from evotune.source_hash import kernel_source_hash
@@ -498,8 +538,8 @@ def bench(
             )
             if row is None:
                 raise UserError(
-                    f"--best: nothing tuned on a GPU for shape {shape!r} under the installed "
-                    "kernel source"
+                    f"--best: nothing tuned on a GPU for shape {target.label()!r} under the "
+                    "installed kernel source"
                 )
             configs["best"] = dict(row.config)
     rows = bench_table(space, target, configs, seed=seed)
@@ -507,6 +547,61 @@ def bench(
         _print_json([row.__dict__ for row in rows])
         return
     console.print(render_bench_table(rows, title=f"{kernel} / {target.label()}"))
+
+
+@app.command()
+def export(
+    kernel: KernelOpt = "attention",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="json (a list of entries) or python (a module with BEST_CONFIGS and "
+            "best_config(dims), standard library only).",
+        ),
+    ] = "json",
+    output: Annotated[
+        Path | None, typer.Option(help="The file to write (default: stdout).")
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="Only configs measured on this GPU name.")] = None,
+    interpreted: Annotated[
+        bool, typer.Option("--interpreted", help="Also configs found under the CPU interpreter.")
+    ] = False,
+    stale: Annotated[
+        bool,
+        typer.Option("--stale", help="Also configs measured under another kernel source."),
+    ] = False,
+    db: DbOpt = None,
+) -> None:
+    """Write every published best of a kernel (dims -> config, p50, GPU, kernel source hash)
+    as a file a program ships without the service."""
+    from evotune.export import ExportFormat, export_entries, render
+    from evotune.source_hash import kernel_source_hash
+    from evotune.space import load_space
+    from evotune.storage import open_database
+
+    formats = [f.value for f in ExportFormat]
+    if fmt not in formats:
+        raise UserError(f"--format {fmt!r}: one of {', '.join(formats)}")
+    space = load_space(kernel)
+    with open_database(db).session() as session:
+        entries = export_entries(
+            session, space, kernel_source_hash(space.module), gpu, interpreted, stale
+        )
+    if not entries:
+        raise UserError(
+            f"nothing to export: no published best of kernel {kernel!r} passes the filters "
+            "(--interpreted: also CPU-interpreter results; --stale: also older kernel sources)"
+        )
+    text = render(ExportFormat(fmt), kernel, entries)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise UserError(f"--output: cannot write {output}: {exc.strerror or exc}") from None
+    console.print(f"wrote {len(entries)} best configs of {kernel} to {output}", highlight=False)
 
 
 @landscape_app.command("export")

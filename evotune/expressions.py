@@ -49,6 +49,29 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.BinOp,
+    *_BIN_OPS,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.Compare,
+    *_CMP_OPS,
+    ast.IfExp,
+)
+
+
 @lru_cache(maxsize=1024)
 def compile_expression(source: str) -> ast.Expression:
     """Parse and vet an expression once; raises ExpressionError if it is not allowed."""
@@ -60,7 +83,11 @@ def compile_expression(source: str) -> ast.Expression:
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
                 raise ExpressionError(f"only {sorted(_FUNCTIONS)} may be called")
-        elif isinstance(node, ast.Attribute | ast.Subscript | ast.Lambda | ast.NamedExpr):
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+                raise ExpressionError("functions take plain positional arguments")
+        elif not isinstance(node, _ALLOWED_NODES):
+            # An allow-list, so that what passes here is exactly what _eval evaluates: a
+            # file is refused as it loads, never halfway through a search.
             raise ExpressionError(f"{type(node).__name__} is not allowed")
     return tree
 

@@ -1,6 +1,7 @@
 """The environment fingerprint: where a trial ran (GPU, driver, CUDA, torch, Triton, kernel).
 
-A best config is served only for the fingerprint it was measured on (DESIGN.md). The worker
+Every study, and so every published best, belongs to the fingerprint it was measured on
+(docs/how-evotune-measures.md, "The kernel fingerprint"). The worker
 computes the fingerprint inside its own process, so that it describes the GPU the trials
 really ran on. Imports only the standard library at module level (torch and triton lazily).
 """
@@ -17,7 +18,13 @@ from typing import Any
 
 from evotune.source_hash import kernel_source_hash
 
-__all__ = ["FINGERPRINT_KEYS", "driver_version", "environment", "fingerprint_hash"]
+__all__ = [
+    "FINGERPRINT_KEYS",
+    "device_environment",
+    "driver_version",
+    "environment",
+    "fingerprint_hash",
+]
 
 # What identifies an environment; device_capability and sm_count describe it further (and
 # are implied by the GPU name, except on partitioned GPUs, so they are hashed too).
@@ -39,6 +46,12 @@ def environment(kernel_module: str, *, interpreted: bool) -> dict[str, Any]:
 
     GPU mode describes CUDA device 0 of this process (the worker sets CUDA_VISIBLE_DEVICES).
     """
+    return device_environment(kernel_source_hash(kernel_module), interpreted=interpreted)
+
+
+def device_environment(source_hash: str, *, interpreted: bool, device: int = 0) -> dict[str, Any]:
+    """The fingerprint of CUDA device `device` of this process (or the interpreter), for a
+    kernel whose source hashes to `source_hash` (a plug-in's, or a decorated kernel's)."""
     import torch
     import triton
 
@@ -48,7 +61,7 @@ def environment(kernel_module: str, *, interpreted: bool) -> dict[str, Any]:
         "cuda": None,
         "torch": str(torch.__version__),
         "triton": str(triton.__version__),
-        "kernel_source_hash": kernel_source_hash(kernel_module),
+        "kernel_source_hash": source_hash,
         "interpreted": bool(interpreted),
         "device_capability": None,
         "sm_count": 0,
@@ -56,7 +69,7 @@ def environment(kernel_module: str, *, interpreted: bool) -> dict[str, Any]:
     if interpreted:
         env["gpu"] = f"cpu (triton interpreter, {platform.machine()})"
         return env
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(device)
     env["gpu"] = str(props.name)
     env["driver"] = driver_version()
     env["cuda"] = torch.version.cuda

@@ -266,4 +266,5 @@ def render_summary(summary: SearchSummary) -> Table:
         table.add_row("TFLOPS", f"{summary.best_tflops:.2f}")
     speedup = summary.speedup_over_default
     table.add_row("speedup over default", f"{speedup:.3f}×" if speedup else "default not measured")
+    table.add_row("published", "yes" if summary.published else "no (`evotune best` serves what is)")
     return table

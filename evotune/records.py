@@ -25,7 +25,7 @@ Dims = dict[str, Any]
 
 
 class TrialStatus(str, enum.Enum):
-    """Every trial ends as exactly one of these (DESIGN.md, failure taxonomy)."""
+    """Every trial ends as exactly one of these (docs/how-evotune-measures.md, "Trial statuses")."""
 
     OK = "ok"
     COMPILE_ERROR = "compile_error"

@@ -19,7 +19,7 @@ from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.grid import valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
-from evotune.space import SearchSpace, Shape
+from evotune.space import SearchSpace, Shape, shape_distance
 from evotune.storage import Database, Study, Trial, heartbeat, repository
 from evotune.storage.models import utcnow
 from evotune.worker.evaluator import Evaluator
@@ -67,6 +67,9 @@ class SearchSummary:
     default_p50_us: float | None
     rerun_trials: int  # left in flight by an earlier, stopped run; measured again by this one
     state: str
+    # Whether the served best of this shape and environment is this study's: a replay, an
+    # interrupted search, all-wrong finalists or a faster best of another study say no.
+    published: bool = False
     # The whole run: warm-up, measuring phase, shoot-out (not the evaluator's start).
     wall_s: float = 0.0
     # The measuring phase: from the first ask to the last trial's result.
@@ -540,20 +543,7 @@ def _seed_configs(
     configs of the nearest tuned shapes."""
     seeds = [space.default_config(), *space.seed_configs(shape.dims)]
     tuned = repository.best_configs_of_kernel(session, space.kernel, environment_id)
-
-    def distance(dims: dict[str, Any]) -> float:
-        total = 0.0
-        for key, value in shape.dims.items():
-            other = dims.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                total += 0.0 if other == value else 1.0
-            elif isinstance(other, int | float) and other > 0 and value > 0:
-                total += abs(math.log2(value / other))
-            else:
-                total += 1.0
-        return total
-
-    for row in sorted(tuned, key=lambda r: distance(r.shape.dims))[:3]:
+    for row in sorted(tuned, key=lambda r: shape_distance(shape.dims, r.shape.dims))[:3]:
         # Normalized first: a config stored under an older space file may carry a parameter
         # that no longer applies (or lack a new one).
         config = space.normalize(row.config)
@@ -621,4 +611,5 @@ def summarize(
             default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
             rerun_trials=rerun,
             state=study.state,
+            published=repository.published_best_of_study(session, study.id) is not None,
         )

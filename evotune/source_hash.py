@@ -16,11 +16,15 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import inspect
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from evotune.errors import SpaceFileError
 
-__all__ = ["kernel_source_files", "kernel_source_hash"]
+__all__ = ["function_source_hash", "kernel_source_files", "kernel_source_hash"]
 
 _IMPORT_CALLS = {"import_module", "find_spec", "__import__"}
 
@@ -32,6 +36,16 @@ def kernel_source_hash(module_name: str) -> str:
         digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def function_source_hash(fn: Callable[..., Any]) -> str:
+    """Short hash of one function's own source (a kernel decorated with `evotune.autotune`):
+    the functions it calls are not followed."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise SpaceFileError(f"cannot read the source of {fn!r}: {exc}") from None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def kernel_source_files(module_name: str) -> dict[str, Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,8 @@ from evotune.expressions import ExpressionError, compile_expression, evaluate, n
 from evotune.records import Config, Dims
 
 __all__ = [
+    "BOOL_FALSE",
+    "BOOL_TRUE",
     "Constraint",
     "Parameter",
     "SearchSpace",
@@ -34,10 +37,16 @@ __all__ = [
     "Tolerance",
     "available_kernels",
     "load_space",
+    "parse_dim",
+    "shape_distance",
     "space_directory",
 ]
 
 DimType = Literal["int", "bool", "str"]
+
+BOOL_TRUE = frozenset({"true", "1", "yes", "on"})
+BOOL_FALSE = frozenset({"false", "0", "no", "off"})
+_INT = re.compile(r"^[+-]?\d{1,18}$")
 
 
 class _Strict(BaseModel):
@@ -126,6 +135,42 @@ class Shape:
 
     def label(self) -> str:
         return self.name or " ".join(f"{k}={v}" for k, v in self.dims.items())
+
+    def dims_text(self) -> str:
+        """The dims as `--dims` takes them: `B=1,H=2,causal=true,dtype=float16`."""
+        return ",".join(
+            f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.dims.items()
+        )
+
+
+def parse_dim(name: str, kind: str, raw: str) -> Any:
+    """A dim's value from text (a query parameter, `--dims`), typed as the space declares it."""
+    if kind == "int":
+        if not _INT.match(raw):
+            raise UserError(f"{name} must be an integer")
+        return int(raw)
+    if kind == "bool":
+        lowered = raw.lower()
+        if lowered in BOOL_TRUE:
+            return True
+        if lowered in BOOL_FALSE:
+            return False
+        raise UserError(f"{name} must be true or false")
+    return raw
+
+
+def shape_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """How far shape dims `b` are from `a`: |log2| of each numeric ratio, 1 per other mismatch."""
+    total = 0.0
+    for key, value in a.items():
+        other = b.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            total += 0.0 if other == value else 1.0
+        elif isinstance(other, int | float) and other > 0 and value > 0:
+            total += abs(math.log2(value / other))
+        else:
+            total += 1.0
+    return total
 
 
 class SearchSpace(_Strict):
@@ -226,6 +271,33 @@ class SearchSpace(_Strict):
             if Shape(name, named).key == shape.key:
                 return Shape(name, shape.dims)
         return shape
+
+    def parse_dims(self, text: str) -> Shape:
+        """A shape from `B=8,H=32,causal=true,dtype=bfloat16`: every dim once, typed as declared."""
+        raw: dict[str, str] = {}
+        for item in (part.strip() for part in text.split(",")):
+            name, sep, value = (piece.strip() for piece in item.partition("="))
+            if not sep or not name:
+                raise UserError(f"{item!r} is not NAME=VALUE (e.g. {self._dims_example()})")
+            if name not in self.dims:
+                raise UserError(
+                    f"unknown dim {name!r}; the dims of {self.kernel} are {', '.join(self.dims)}"
+                )
+            if name in raw:
+                raise UserError(f"dim {name!r} is given twice")
+            raw[name] = value
+        missing = [dim for dim in self.dims if dim not in raw]
+        if missing:
+            raise UserError(f"missing {', '.join(missing)}: an ad-hoc shape needs every dim")
+        return self.adhoc_shape(
+            {dim: parse_dim(dim, kind, raw[dim]) for dim, kind in self.dims.items()}
+        )
+
+    def _dims_example(self) -> str:
+        first = next(iter(self.shapes.values()), None)
+        if first is None:
+            return ",".join(f"{dim}=..." for dim in self.dims)
+        return Shape(None, first).dims_text()
 
     def restricted(self, expr: str | None) -> SearchSpace:
         """This space with one more constraint (e.g. `impl == 'triton'`): a sub-space to search."""

@@ -215,3 +215,85 @@ def test_search_on_a_local_ray_cluster(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["state"] == "finished" and summary["total_trials"] == 3
     assert summary["status_counts"].get("ok", 0) >= 1
+
+
+ADHOC = "B=1,H=1,S=128,D=64,causal=true,dtype=float16"  # tiny with one head: seconds to search
+
+
+def test_search_and_best_by_dims_seeded_from_the_nearest_tuned_shape(tmp_path: Path) -> None:
+    db = tmp_path / "dims.db"
+    tiny = evotune("search", "--shape", "tiny", "--interpret", "--budget", "4", "--json", db=db)
+    assert tiny.returncode == 0, tiny.stderr[-3000:]
+    result = evotune("search", "--dims", ADHOC, "--interpret", "--budget", "4", "--json", db=db)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "finished" and summary["total_trials"] == 4
+
+    best = json.loads(evotune("best", "--dims", ADHOC, "--json", db=db).stdout)
+    assert best["study_id"] == summary["study_id"] and best["shape"] is None
+    assert best["dims"] == {"B": 1, "H": 1, "S": 128, "D": 64, "causal": True, "dtype": "float16"}
+    # tiny's best starts the ad-hoc search, as for a named shape.
+    tiny_best = json.loads(evotune("best", "--shape", "tiny", "--json", db=db).stdout)["config"]
+    trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
+    assert tiny_best in [t["config"] for t in trials if t["operator"] == "seed"]
+    # The dims of a named shape are that shape.
+    named = evotune("best", "--dims", ADHOC.replace("H=1", "H=2"), "--json", db=db)
+    assert json.loads(named.stdout)["study_id"] == json.loads(tiny.stdout)["study_id"]
+    assert json.loads(named.stdout)["shape"] == "tiny"
+
+
+@pytest.fixture(scope="module")
+def upgraded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("cli") / "empty.db"
+    assert evotune("db", "upgrade", db=db).returncode == 0
+    return db
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give --shape (one of tiny"),
+        (("--shape", "tiny", "--dims", ADHOC), "give --shape or --dims, not both"),
+        (("--dims", ADHOC.replace("B=1", "Q=1")), "--dims: unknown dim 'Q'"),
+        (("--dims", ADHOC.replace("S=128", "S=long")), "--dims: S must be an integer"),
+        (("--dims", ADHOC.replace("causal=true", "causal=maybe")), "causal must be true or false"),
+        (("--dims", ADHOC.replace("float16", "int8")), "no tolerance declared for 'int8'"),
+        (("--dims", "B=1,H=1"), "--dims: missing S, D, causal, dtype"),
+        (("--dims", ADHOC + ",B=2"), "--dims: dim 'B' is given twice"),
+        (("--dims", "B"), "--dims: 'B' is not NAME=VALUE"),
+    ],
+)
+def test_bad_dims_are_one_line_and_leave_the_database_alone(
+    upgraded_db: Path, args: tuple[str, ...], message: str
+) -> None:
+    db = upgraded_db
+    before = db.read_bytes()
+    for command in ("search", "best"):
+        result = evotune(command, *args, "--interpret" if command == "search" else "--json", db=db)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert db.read_bytes() == before
+
+
+def test_export_writes_the_published_bests_with_their_evidence(tmp_path: Path) -> None:
+    from tests.api.conftest import H200, build_sample_db
+
+    db = tmp_path / "sample.db"
+    sample = build_sample_db(db)
+    result = evotune("export", "--kernel", "attention", "--gpu", H200["gpu"], db=db)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(result.stdout)  # the H200 tuned mission only
+    assert entry["shape"] == "mission" and entry["gpu"] == H200["gpu"]
+    assert entry["stale"] is False and entry["interpreted"] is False
+    assert entry["p50_us"] > 0 and entry["shootout_p50_us"] > 0 and entry["kernel_source_hash"]
+    everything = json.loads(evotune("export", "--interpreted", db=db).stdout)
+    # One entry per published best, newest first; the running study published nothing.
+    assert len(everything) == len([s for s in sample.studies if s.best_trial_id is not None])
+    for args, message in (
+        (("--format", "xml"), "--format 'xml': one of json, python"),
+        (("--gpu", "NVIDIA B200"), "nothing to export"),
+        (("--output", str(tmp_path / "no" / "such.json")), "--output: cannot write"),
+    ):
+        refused = evotune("export", *args, db=db)
+        assert refused.returncode == 2 and message in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1

@@ -60,6 +60,13 @@ def _space_with_injection(tmp: Path, db: Path) -> None:
     (tmp / "spaces" / "attention.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def _space_with_missing_module(tmp: Path, db: Path) -> None:
+    data = yaml.safe_load((space_directory() / "attention.yaml").read_text())
+    data["module"] = "no_such_kernel_module"
+    (tmp / "spaces").mkdir()
+    (tmp / "spaces" / "attention.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def _read_only_dir(tmp: Path) -> Path:
     """A folder nobody may write to: a chmod-ed one, or sysfs where root ignores chmod."""
     if os.geteuid() == 0:
@@ -78,7 +85,7 @@ CASES = [
     Case("budget 0", ("search", "--shape", "tiny", "--interpret", "--budget", "0"),
          "Invalid value for '--budget'"),
     Case("unknown option", ("search", "--shape", "tiny", "--bogus"), "No such option: --bogus"),
-    Case("missing --shape", ("search", "--interpret"), "Missing option '--shape'"),
+    Case("missing --shape", ("search", "--interpret"), "give --shape (one of tiny"),
     Case("unknown command", ("serch", "--shape", "tiny"), "No such command 'serch'"),
     Case("not an int", ("trials", "first"), "Invalid value for 'study_id'"),
     Case("unknown shape", ("search", "--shape", "huge", "--interpret"), "unknown shape 'huge'"),
@@ -107,6 +114,10 @@ CASES = [
     Case("code in derived:", ("search", "--shape", "tiny", "--interpret"),
          "derived.pwned: only", setup=_space_with_injection,
          env={"EVOTUNE_SPACES": "{tmp}/spaces"}),
+    Case("plug-in module not importable",
+         ("search", "--shape", "tiny", "--interpret", "--budget", "2", "--fresh"),
+         "cannot import kernel module 'no_such_kernel_module'",
+         setup=_space_with_missing_module, env={"EVOTUNE_SPACES": "{tmp}/spaces"}),
     Case("unknown trial status", ("trials", "1", "--status", "bogus"),
          "--status 'bogus' is not a trial status"),
     Case("unknown study", ("trials", "12345"), "no study with id 12345"),

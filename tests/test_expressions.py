@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from evotune.expressions import ExpressionError, evaluate, names_in
+from evotune.expressions import ExpressionError, compile_expression, evaluate, names_in
 
 
 def test_arithmetic_comparison_and_logic() -> None:
@@ -26,6 +26,16 @@ def test_names_in_excludes_functions() -> None:
 def test_code_is_refused(source: str) -> None:
     with pytest.raises(ExpressionError):
         evaluate(source, {"x": [1]})
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["[x for x in y]", "x & 1", "~x", "f'{x}'", "{1: 2}", "max(*y)", "min(x, key=abs)"],
+)
+def test_what_evaluate_cannot_do_is_refused_before_evaluation(source: str) -> None:
+    """Refused by compile_expression itself, so a space file fails as it loads."""
+    with pytest.raises(ExpressionError, match=r"not allowed|plain positional"):
+        compile_expression(source)
 
 
 def test_unknown_name_and_syntax_error() -> None:

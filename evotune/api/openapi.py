@@ -22,7 +22,7 @@ from evotune.space import SearchSpace
 __all__ = ["complete_schema", "install_openapi", "known_strategies"]
 
 _TYPES = {"int": "integer", "bool": "boolean", "str": "string"}
-_INT_LIMIT = 10**18 - 1  # params.parse_dim accepts up to 18 digits
+_INT_LIMIT = 10**18 - 1  # space.parse_dim accepts up to 18 digits
 
 
 def _spaces(catalog: SpaceCatalog) -> list[SearchSpace]:

@@ -6,7 +6,6 @@ error whether pydantic or the search space rejected the request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,20 +13,9 @@ from fastapi.exceptions import RequestValidationError
 
 from evotune.api.spaces import SpaceCatalog
 from evotune.errors import UserError
-from evotune.space import SearchSpace, Shape
+from evotune.space import SearchSpace, Shape, parse_dim
 
-__all__ = [
-    "BOOL_FALSE",
-    "BOOL_TRUE",
-    "bad_query",
-    "parse_dim",
-    "resolve_kernel",
-    "resolve_shape",
-]
-
-BOOL_TRUE = frozenset({"true", "1", "yes", "on"})
-BOOL_FALSE = frozenset({"false", "0", "no", "off"})
-_INT = re.compile(r"^[+-]?\d{1,18}$")
+__all__ = ["bad_query", "query_dim", "resolve_kernel", "resolve_shape"]
 
 
 def bad_query(name: str, message: str, value: Any = None) -> RequestValidationError:
@@ -44,20 +32,12 @@ def resolve_kernel(spaces: SpaceCatalog, kernel: str) -> SearchSpace:
         raise bad_query("kernel", str(exc), kernel) from None
 
 
-def parse_dim(name: str, kind: str, raw: str) -> Any:
-    """A dim's text from the query string, typed as the space declares it."""
-    if kind == "int":
-        if not _INT.match(raw):
-            raise bad_query(name, f"{name} must be an integer", raw)
-        return int(raw)
-    if kind == "bool":
-        lowered = raw.lower()
-        if lowered in BOOL_TRUE:
-            return True
-        if lowered in BOOL_FALSE:
-            return False
-        raise bad_query(name, f"{name} must be true or false", raw)
-    return raw
+def query_dim(name: str, kind: str, raw: str) -> Any:
+    """A dim's text from the query string, typed as the space declares it (`space.parse_dim`)."""
+    try:
+        return parse_dim(name, kind, raw)
+    except UserError as exc:
+        raise bad_query(name, str(exc), raw) from None
 
 
 def resolve_shape(space: SearchSpace, shape: str | None, query: Mapping[str, str]) -> Shape:
@@ -80,7 +60,7 @@ def resolve_shape(space: SearchSpace, shape: str | None, query: Mapping[str, str
         raise bad_query(
             missing[0], f"an ad-hoc shape needs every dim; missing {', '.join(missing)}"
         )
-    dims = {dim: parse_dim(dim, kind, query[dim]) for dim, kind in space.dims.items()}
+    dims = {dim: query_dim(dim, kind, query[dim]) for dim, kind in space.dims.items()}
     try:
         return space.adhoc_shape(dims)
     except UserError as exc:

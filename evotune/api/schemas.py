@@ -136,7 +136,7 @@ class EnvironmentOut(_Out):
 
 class BestOut(_Out):
     kernel: str
-    shape: ShapeRef
+    shape: ShapeRef = Field(description="the shape this config was tuned for")
     config: dict[str, Any]
     p50_us: float = Field(description="median latency from the search, microseconds")
     shootout_p50_us: float | None = Field(
@@ -156,6 +156,11 @@ class BestOut(_Out):
         description="the kernel source asked for: the client's, or the one installed beside "
         "the service; null when neither is known"
     )
+    exact: bool = Field(
+        description="false: the shape asked for is not tuned, and with nearest=true this is "
+        "the best of the nearest tuned shape, `shape`"
+    )
+    requested: ShapeRef = Field(description="the shape asked for")
 
 
 class TrialOut(_Out):
@@ -353,8 +358,16 @@ def shape_ref(row: ShapeRow | Shape) -> ShapeRef:
 
 
 def best_out(
-    kernel: str, shape: Shape, row: BestConfig, env: EnvironmentOut, source_hash: str | None
+    kernel: str,
+    shape: Shape,
+    row: BestConfig,
+    env: EnvironmentOut,
+    source_hash: str | None,
+    requested: Shape | None = None,
 ) -> BestOut:
+    """The answer of /v1/best: `row`, the best of `shape`, asked for as `requested` (default:
+    `shape` itself)."""
+    asked = requested or shape
     return BestOut(
         kernel=kernel,
         shape=shape_ref(shape),
@@ -369,6 +382,8 @@ def best_out(
         environment=env,
         stale=env.kernel_source_hash != source_hash,
         kernel_source_hash=source_hash,
+        exact=asked.key == shape.key,
+        requested=shape_ref(asked),
     )
 
 

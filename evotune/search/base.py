@@ -1,6 +1,6 @@
 """The strategy protocol: `ask(n)` for candidates, `tell(observations)` with their outcomes.
 
-Strategies never touch the GPU or the database (DESIGN.md): the runner asks, evaluates,
+Strategies never touch the GPU or the database (docs/architecture.md): the runner asks, evaluates,
 stores and tells. A resumed study rebuilds a strategy by telling it the stored history.
 """
 

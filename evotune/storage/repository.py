@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from evotune.errors import StudyNotFoundError
 from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialResult, TrialStatus
-from evotune.space import Shape
+from evotune.space import Shape, shape_distance
 from evotune.storage.models import (
     BestConfig,
     Environment,
@@ -38,8 +38,10 @@ __all__ = [
     "list_studies",
     "list_trials",
     "lock_searches",
+    "nearest_tuned_shape",
     "publish_best",
     "resumable_study",
+    "served_bests",
     "study_trials",
 ]
 
@@ -299,7 +301,9 @@ def publish_best(
     shootout_p50_us: float | None,
     tflops: float | None,
 ) -> BestConfig:
-    """Make a trial the served best of its (kernel, shape, environment)."""
+    """Make a trial the served best of its (kernel, shape, environment), unless another
+    study published a faster one there: a short or restricted search never replaces a
+    faster best. Returns the row served afterwards."""
     row = session.scalar(
         select(BestConfig).where(
             BestConfig.kernel_id == study.kernel_id,
@@ -307,12 +311,19 @@ def publish_best(
             BestConfig.environment_id == study.environment_id,
         )
     )
+    assert trial.p50_us is not None
+    ranked = shootout_p50_us or trial.p50_us
+    if (
+        row is not None
+        and row.study_id != study.id
+        and (row.shootout_p50_us or row.p50_us) < ranked
+    ):
+        return row
     if row is None:
         row = BestConfig(
             kernel_id=study.kernel_id, shape_id=study.shape_id, environment_id=study.environment_id
         )
         session.add(row)
-    assert trial.p50_us is not None
     row.study_id = study.id
     row.trial_id = trial.id
     row.config = dict(trial.config)
@@ -336,12 +347,62 @@ def best_config(
 ) -> BestConfig | None:
     """The served best for a shape: for one fingerprint, else the newest (then fastest) on
     that GPU kind; only measured under `kernel_source_hash` when one is given."""
+    query = _served(
+        select(BestConfig), kernel, fingerprint, gpu, include_interpreted, kernel_source_hash
+    ).where(ShapeRow.key == shape_key)
+    ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)
+    return session.scalars(query.order_by(BestConfig.measured_at.desc(), ranked)).first()
+
+
+def nearest_tuned_shape(
+    session: Session,
+    kernel: str,
+    dims: dict[str, Any],
+    fingerprint: str | None = None,
+    gpu: str | None = None,
+    include_interpreted: bool = False,
+    kernel_source_hash: str | None = None,
+) -> ShapeRow | None:
+    """The shape nearest to `dims` (`shape_distance`; ties: by key) among those with a best
+    that `best_config` with the same filters would serve."""
+    query = _served(
+        select(ShapeRow), kernel, fingerprint, gpu, include_interpreted, kernel_source_hash
+    ).distinct()
+    shapes = list(session.scalars(query))
+    return min(shapes, key=lambda s: (shape_distance(dims, s.dims), s.key), default=None)
+
+
+def served_bests(
+    session: Session,
+    kernel: str,
+    gpu: str | None = None,
+    include_interpreted: bool = False,
+    kernel_source_hash: str | None = None,
+) -> list[BestConfig]:
+    """Every best of a kernel that `best_config` could serve with these filters (shape and
+    environment loaded), in its order: newest first, then fastest."""
+    query = _served(
+        select(BestConfig), kernel, None, gpu, include_interpreted, kernel_source_hash
+    ).options(joinedload(BestConfig.shape), joinedload(BestConfig.environment))
+    ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)
+    return list(session.scalars(query.order_by(BestConfig.measured_at.desc(), ranked)))
+
+
+def _served(
+    query: Select[Any],
+    kernel: str,
+    fingerprint: str | None,
+    gpu: str | None,
+    include_interpreted: bool,
+    kernel_source_hash: str | None,
+) -> Select[Any]:
+    """`query` over the published bests of a kernel that pass these filters."""
     query = (
-        select(BestConfig)
+        query.select_from(BestConfig)
         .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
         .join(ShapeRow, BestConfig.shape_id == ShapeRow.id)
         .join(Environment, BestConfig.environment_id == Environment.id)
-        .where(KernelRow.name == kernel, ShapeRow.key == shape_key)
+        .where(KernelRow.name == kernel)
     )
     if fingerprint is not None:
         query = query.where(Environment.fingerprint_hash == fingerprint)
@@ -351,8 +412,7 @@ def best_config(
         query = query.where(Environment.kernel_source_hash == kernel_source_hash)
     if not include_interpreted:
         query = query.where(Environment.interpreted.is_(False))
-    ranked = func.coalesce(BestConfig.shootout_p50_us, BestConfig.p50_us)
-    return session.scalars(query.order_by(BestConfig.measured_at.desc(), ranked)).first()
+    return query
 
 
 def best_configs_of_kernel(session: Session, kernel: str, environment_id: int) -> list[BestConfig]:

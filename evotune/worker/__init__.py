@@ -1,4 +1,4 @@
-"""Isolated GPU workers, the compile pool and honest measurement (see DESIGN.md).
+"""Isolated GPU workers, the compile pool and honest measurement (see docs/architecture.md).
 
 The parent side (`WorkerPool`, `CompilePool`) imports no torch; measurement code runs
 inside the worker processes only.

@@ -3,10 +3,11 @@ arithmetic faster than the tensor cores, of the device it runs on.
 
 A plug-in that declares `bytes(dims)` (the fewest bytes a call must move) and `flops(dims)`
 gets a floor of max(bytes / bandwidth, flops / peak rate); a p50 more than `FLOOR_SLACK`
-below it is not a fast kernel but one that did not do its work (docs/measuring.md). The
-peaks are the larger of the datasheet figure and one measured on the device at worker start,
-so that no real kernel is ever refused: the datasheet rate is the fastest dense tensor-core
-format of the chip (FP8 where it has one), whatever the plug-in computes in.
+below it is not a fast kernel but one that did not do its work
+(docs/how-evotune-measures.md). The peaks are the larger of the datasheet figure and one
+measured on the device at worker start, so that no real kernel is ever refused: the
+datasheet rate is the fastest dense tensor-core format of the chip (FP8 where it has one),
+whatever the plug-in computes in.
 """
 
 from __future__ import annotations

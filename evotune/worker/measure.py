@@ -5,7 +5,7 @@ sets). Around chosen runs, outside the timed interval, the timer poisons the run
 buffer with NaN before it and queues a check of what the run wrote after it; the checks are
 read once the batch has synchronized (`Subject.settle`), so a config that is right on its
 first launch and wrong or idle on later ones is caught on the very runs that were timed
-(docs/measuring.md). Imported only where torch runs: the worker processes and `evotune bench`.
+(docs/how-evotune-measures.md). Imported only where torch runs: the worker processes and `evotune bench`.
 """
 
 from __future__ import annotations

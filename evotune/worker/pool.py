@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
-from evotune.errors import NoGpuError, WorkerError
+from evotune.errors import NoGpuError, SpaceFileError, WorkerError
 from evotune.fingerprint import fingerprint_hash
 from evotune.plugin import DeviceInfo
 from evotune.records import TrialRequest, TrialResult, TrialStatus
@@ -413,6 +413,8 @@ class WorkerPool:
                 elif kind == "fatal":
                     if msg[1] == "no_gpu":
                         raise NoGpuError(msg[2])
+                    if msg[1] == "plugin":
+                        raise SpaceFileError(msg[2])
                     raise WorkerError(f"the worker could not start: {msg[2]}")
                 elif kind == "compiled" and slot.request is not None:
                     if msg[1] == slot.request.trial_id and slot.phase == "compile":

@@ -9,7 +9,8 @@ unfit for the next (evotune/worker/hygiene.py) says so and exits, so that the ne
 measured by a fresh one.
 
 Messages, parent -> worker: ("trial", TrialRequest), ("shootout", [TrialRequest], rounds),
-("stop",). Worker -> parent: ("ready", env) or ("fatal", kind, text) once at start; then
+("stop",). Worker -> parent: ("ready", env) or ("fatal", kind, text) once at start (kind
+"no_gpu" or "plugin" for what the user must fix, "start" otherwise); then
 ("compiled", trial_id, seconds) when the first call (compile + launch) returned, and
 ("result", TrialResult, retire) or ("results", [TrialResult], retire), where `retire` is
 None or why this worker exits now and must be replaced.
@@ -34,7 +35,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from evotune.errors import NoGpuError
+from evotune.errors import NoGpuError, SpaceFileError
 from evotune.records import TrialRequest, TrialResult, TrialStatus
 from evotune.worker.statuses import MAX_ERROR_TEXT
 
@@ -189,6 +190,9 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     except NoGpuError as exc:
         conn.send(("fatal", "no_gpu", str(exc)))
         return
+    except SpaceFileError as exc:  # the plug-in cannot be imported or lacks its interface
+        conn.send(("fatal", "plugin", str(exc)))
+        return
     except BaseException as exc:
         conn.send(("fatal", "start", describe_exception(exc)))
         return
@@ -262,9 +266,6 @@ class _TrialWorker:
                 )
             torch.cuda.set_device(0)
             torch.zeros(1, device="cuda").add_(1).item()  # create the context now, not in trial 1
-            # The reference is float32: no TF32 inside it.
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
         self.plugin = load_plugin(spec.kernel_module)
         self.env = environment(spec.kernel_module, interpreted=spec.interpreted)
         self.device = trial.Device.open(spec.interpreted)

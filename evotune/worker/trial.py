@@ -68,9 +68,12 @@ class Device:
     @classmethod
     def open(cls, interpreted: bool) -> Device:
         """This process's CUDA device 0 (or the interpreter); on a GPU this measures the
-        device's peak rates (about half a second)."""
+        device's peak rates (about half a second). Worker and bench alike: float32
+        references get no TF32 (torch's cuDNN default would allow it)."""
         if interpreted:
             return cls(True, DeviceInfo(interpreted=True, name="cpu"), measure.WallTimer())
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         props = torch.cuda.get_device_properties(0)
         info = DeviceInfo(
             interpreted=False,

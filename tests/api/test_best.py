@@ -161,3 +161,49 @@ def test_only_configs_of_the_installed_kernel_source_are_served_unless_stale(
         old = H100_OLD_SOURCE["kernel_source_hash"]
         code, body = _best(client, shape="mission", kernel_source_hash=old)
         assert code == 200 and body["study_id"] == newer_old.id and body["stale"] is False
+
+
+def _query(dims: dict) -> dict:
+    return {k: str(v).lower() if isinstance(v, bool) else v for k, v in dims.items()}
+
+
+def test_an_exact_answer_says_so(client: TestClient, sample: SampleData) -> None:
+    code, body = _best(client, shape="mission", nearest="true")
+    assert code == 200 and body["study_id"] == sample.mission.id
+    assert body["exact"] is True and body["requested"] == body["shape"]
+
+
+def test_nearest_serves_the_nearest_tuned_shape_and_names_it(
+    client: TestClient, sample: SampleData
+) -> None:
+    asked = {**load_space(KERNEL).shape("mission").dims, "B": 24}  # untuned, next to mission
+    code, body = _best(client, **_query(asked))
+    assert code == 404  # only when asked for
+    code, body = _best(client, **_query(asked), nearest="true")
+    assert code == 200 and body["exact"] is False
+    assert body["study_id"] == sample.mission.id and body["shape"]["name"] == "mission"
+    assert body["requested"] == {"name": None, "key": body["requested"]["key"], "dims": asked}
+    # The filters hold for the nearest too: ADHOC_DIMS is tuned on the H100 only.
+    near_adhoc = _query({**ADHOC_DIMS, "S": 300})
+    code, body = _best(client, **near_adhoc, nearest="true")
+    assert code == 200 and body["study_id"] == sample.adhoc.id
+    assert body["shape"]["dims"] == ADHOC_DIMS
+    code, body = _best(client, **near_adhoc, nearest="true", gpu=H200["gpu"])
+    assert code == 200 and body["study_id"] == sample.mission_h200.id
+
+
+def test_nearest_never_serves_interpreted_results_unless_asked(
+    client: TestClient, sample: SampleData
+) -> None:
+    near_tiny = _query({**load_space(KERNEL).shape("tiny").dims, "H": 1})
+    code, body = _best(client, **near_tiny, nearest="true")
+    assert code == 200 and body["environment"]["interpreted"] is False
+    assert body["study_id"] != sample.tiny_interpreted.id
+    code, body = _best(client, **near_tiny, nearest="true", interpreted="true")
+    assert code == 200 and body["study_id"] == sample.tiny_interpreted.id
+    assert body["shape"]["name"] == "tiny" and body["exact"] is False
+
+
+def test_nearest_with_nothing_tuned_is_404(client: TestClient) -> None:
+    code, body = _best(client, shape="long", nearest="true", gpu="NVIDIA B200")
+    assert code == 404 and "nor for any other shape" in body["detail"]

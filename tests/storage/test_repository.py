@@ -144,6 +144,27 @@ def test_best_config_is_per_fingerprint_and_never_interpreted_by_default(db: Dat
         assert only_cpu is not None and only_cpu.trial_id == cpu_trial
 
 
+def test_a_slower_search_never_replaces_a_faster_published_best(db: Database) -> None:
+    from evotune.storage import Trial
+
+    def publish(study_id: int, trial_id: int, shootout: float | None) -> int:
+        with db.session() as s:
+            study = repository.get_study(s, study_id)
+            trial = s.get(Trial, trial_id)
+            return repository.publish_best(s, study, trial, shootout, 1.0).trial_id
+
+    fast_study, slow_study = _study(db), _study(db)
+    fast = _trial(db, fast_study, 0, 50.0)
+    slow, slower = _trial(db, slow_study, 0, 40.0), _trial(db, slow_study, 1, 70.0)
+    assert publish(fast_study, fast, 45.0) == fast
+    # The other study's winner is ranked by its shoot-out p50 (60 µs): 45 µs stays served.
+    assert publish(slow_study, slow, 60.0) == fast
+    assert publish(slow_study, slower, None) == fast
+    # Faster than what is served: replaces it; a study may always replace its own best.
+    assert publish(slow_study, slow, 44.0) == slow
+    assert publish(slow_study, slower, None) == slower
+
+
 def test_unknown_study(db: Database) -> None:
     with db.session() as s, pytest.raises(StudyNotFoundError, match="no study with id 99"):
         repository.get_study(s, 99)

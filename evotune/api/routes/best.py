@@ -1,4 +1,5 @@
-"""GET /v1/best: the served best config of a shape (named, or ad hoc by its dims).
+"""GET /v1/best: the served best config of a shape (named, or ad hoc by its dims), or with
+nearest=true that of the nearest tuned shape when this one is not tuned.
 
 The hot path of the service: repeated queries are answered by `BestCacheMiddleware` from
 `BestCache`, which checks the database on every request, so a newly published best is served
@@ -8,9 +9,10 @@ at once (see best_cache.py); this endpoint validates, looks up, and fills the ca
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from evotune.api.best_cache import BestCache, CachedAnswer
 from evotune.api.database import DatabaseGate
@@ -19,6 +21,7 @@ from evotune.api.params import resolve_kernel, resolve_shape
 from evotune.api.schemas import BestOut, EnvironmentOut, best_out, environment_out
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, repository
+from evotune.storage.models import BestConfig
 
 router = APIRouter(prefix="/v1", tags=["best"])
 
@@ -33,31 +36,32 @@ def lookup_best(
     interpreted: bool,
     source_hash: str | None,
     stale: bool,
+    nearest: bool = False,
 ) -> CachedAnswer:
     """(status, JSON body) of one lookup: 200 with the best config, or 404 saying why not.
 
     Only configs measured under `source_hash` (the kernel source asked for) are served,
-    unless `stale`; then the newest of any source, marked stale where it differs.
+    unless `stale`; then the newest of any source, marked stale where it differs. With
+    `nearest`, an untuned shape is answered with the best of the nearest tuned one (under
+    the same filters), which the answer names.
     `environments` memoizes environment rows by id: they never change once written (their
     id stands for a fingerprint hash), and it saves a query per lookup.
     """
     with database.session() as session:
-        row = None
+        row, served = None, target
         if stale or source_hash is not None:
-            row = repository.best_config(
-                session,
-                space.kernel,
-                target.key,
-                fingerprint=fingerprint,
-                gpu=gpu,
-                include_interpreted=interpreted,
-                kernel_source_hash=None if stale else source_hash,
-            )
+            filters: dict[str, Any] = {
+                "fingerprint": fingerprint,
+                "gpu": gpu,
+                "include_interpreted": interpreted,
+                "kernel_source_hash": None if stale else source_hash,
+            }
+            row, served = _find_best(session, space.kernel, target, nearest, filters)
         if row is not None:
             env = environments.get(row.environment_id)
             if env is None:
                 env = environments[row.environment_id] = environment_out(row.environment)
-            body = best_out(space.kernel, target, row, env, source_hash)
+            body = best_out(space.kernel, served, row, env, source_hash, requested=target)
             return 200, body.model_dump_json().encode()
     where = "".join(
         f" {label} {value!r}"
@@ -73,11 +77,28 @@ def lookup_best(
     else:
         source = "" if stale else f" under kernel source {source_hash}"
         detail = (
-            f"no tuned config for {space.kernel} shape {target.label()}{where}{source}; "
-            "run `evotune search` for it"
+            f"no tuned config for {space.kernel} shape {target.label()}{where}{source}"
+            + (" nor for any other shape of it" if nearest else "")
+            + "; run `evotune search` for it"
             + ("" if stale else " (stale=true also serves configs of older kernel sources)")
         )
     return 404, error_body(404, detail)
+
+
+def _find_best(
+    session: Session, kernel: str, target: Shape, nearest: bool, filters: dict[str, Any]
+) -> tuple[BestConfig | None, Shape]:
+    """The best of `target`, else (with `nearest`) that of the nearest tuned shape; and the
+    shape it is the best of."""
+    row = repository.best_config(session, kernel, target.key, **filters)
+    if row is not None or not nearest:
+        return row, target
+    near = repository.nearest_tuned_shape(session, kernel, target.dims, **filters)
+    if near is None:
+        return None, target
+    return repository.best_config(session, kernel, near.key, **filters), Shape(
+        near.name, dict(near.dims)
+    )
 
 
 @router.get(
@@ -120,6 +141,14 @@ async def get_best(
             "answer then says stale: true)"
         ),
     ] = False,
+    nearest: Annotated[
+        bool,
+        Query(
+            description="when this shape is not tuned, serve the best of the nearest tuned "
+            "shape of the kernel under the same filters (the answer then says exact: false "
+            "and names it in `shape`)"
+        ),
+    ] = False,
 ) -> Response:
     """The newest published best for the shape, measured under the kernel source asked for;
     GPU-measured only unless interpreted=true."""
@@ -147,6 +176,7 @@ async def get_best(
                     interpreted,
                     source_hash,
                     stale,
+                    nearest,
                 )
             ),
         )
