@@ -176,6 +176,7 @@ def search(
     space, target = _space_and_shape(kernel, shape, dims)
     if replay is not None and not replay.is_file():
         raise UserError(f"--replay: no such file {replay}")
+    replayed = _replay_landscape(replay, space) if replay is not None else None
     database = open_database(db)
     settings = _population_settings(strategy, population) if population else {}
     options = SearchOptions(
@@ -193,7 +194,7 @@ def search(
         space,
         interpret=interpret,
         gpus=gpus,
-        replay=replay,
+        replay=replayed,
         compile_workers=compile_workers,
         ray=ray,
         ray_workers=ray_workers,
@@ -209,6 +210,29 @@ def search(
     from evotune.progress import render_summary
 
     console.print(render_summary(summary))
+
+
+def _replay_landscape(path: Path, space: Any | None = None) -> Any:
+    """A landscape file checked against the space it is replayed in (by default its own
+    kernel's); what had to be normalised is one note on stderr."""
+    from evotune.landscape import fit_to_space, load_landscape
+    from evotune.space import load_space
+
+    recorded = load_landscape(path)
+    fitted = fit_to_space(recorded, space or load_space(recorded.kernel), path)
+    _note_normalised(path, fitted)
+    return fitted
+
+
+def _note_normalised(path: Path, landscape: Any) -> None:
+    if landscape.normalised:
+        err_console.print(
+            f"note: {path}: normalised {landscape.normalised} entries to the {landscape.kernel} "
+            'space (values of another type, e.g. "64" for 64 or 0/1 for a bool; knobs that '
+            "do not apply)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _population_settings(strategy: str, population: int) -> dict[str, int]:
@@ -679,6 +703,36 @@ def landscape_merge(
     )
 
 
+@landscape_app.command("import")
+def landscape_import(
+    measurements: Annotated[
+        Path,
+        typer.Argument(
+            help="Another tuner's measurements of one shape (.csv or .jsonl): one row per "
+            "config, knob columns, a time column (p50_us, time_us or time_ms) and "
+            "optionally status (default ok; a row without a time failed)."
+        ),
+    ],
+    output: Annotated[Path, typer.Argument(help="The landscape file to write (JSON).")],
+    kernel: KernelOpt = "attention",
+    shape: ShapeOpt = None,
+    dims: DimsOpt = None,
+    gpu: Annotated[str | None, typer.Option(help="The GPU they were measured on.")] = None,
+) -> None:
+    """Turn another tuner's measurements into a landscape file for --replay and `compare`."""
+    from evotune.landscape import import_measurements, save_landscape
+
+    space, target = _space_and_shape(kernel, shape, dims)
+    imported = import_measurements(measurements, space, target, gpu)
+    _note_normalised(measurements, imported)
+    save_landscape(imported, output)
+    console.print(
+        f"wrote {len(imported)} trials to {output} ({len(imported.ok_trials)} ok; "
+        f"space: {imported.space_size} valid configs)",
+        highlight=False,
+    )
+
+
 @app.command()
 def compare(
     landscape: Annotated[Path, typer.Option(help="A landscape file (`evotune landscape export`).")],
@@ -713,11 +767,17 @@ def compare(
         ),
     ] = None,
     sim_gpu_s: Annotated[float, typer.Option(min=0, help="GPU seconds per trial.")] = 0.1,
+    start: Annotated[
+        str,
+        typer.Option(
+            help="What each run starts from: 'default' (the space's default config), "
+            "'random' (a valid config drawn by the run's seed) or 'none'."
+        ),
+    ] = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
     from evotune.compare import check_comparison, compare_strategies, render_comparison
-    from evotune.landscape import load_landscape
     from evotune.pool_model import PoolModel
     from evotune.progress import progress_counter
     from evotune.space import load_space
@@ -738,11 +798,13 @@ def compare(
             "--pipeline-depth 0 (asynchronous) depends on when results arrive; a landscape "
             "answers at once, so give a simulated pool (--sim-gpus N) to replay it"
         )
-    recorded = load_landscape(landscape)
+    recorded = _replay_landscape(landscape)
     interpreted = bool(recorded.environment.get("interpreted"))
     space = load_space(recorded.kernel).searched(recorded.restrict, interpreted)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    check_comparison(recorded, names, seeds)  # before the progress shows: one line if refused
+    check_comparison(
+        recorded, names, seeds, start
+    )  # before the progress shows: one line if refused
     with progress_counter(
         err_console if as_json else console, "compare runs", len(names) * seeds
     ) as advance:
@@ -753,6 +815,7 @@ def compare(
             seeds=seeds,
             target=target,
             max_evals=max_evals,
+            start=start,
             pipeline_depth=pipeline_depth,
             pool=pool,
             on_run=lambda run: advance(

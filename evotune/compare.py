@@ -12,6 +12,7 @@ deliver them, which is what replaying the asynchronous pipeline needs.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -27,12 +28,14 @@ from evotune.pool_model import PoolModel, SimulatedPool
 from evotune.records import Config, TrialStatus, config_hash
 from evotune.replay import NOT_IN_LANDSCAPE
 from evotune.search.base import Observation
+from evotune.search.grid import valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import STRATEGIES, make_strategy
 from evotune.space import SearchSpace
 
 __all__ = [
     "OFF_LANDSCAPE_MISSES",
+    "STARTS",
     "ComparisonReport",
     "RunResult",
     "StrategySummary",
@@ -41,6 +44,7 @@ __all__ = [
     "default_max_evals",
     "render_comparison",
     "run_on_landscape",
+    "start_configs",
 ]
 
 
@@ -148,6 +152,30 @@ class ComparisonReport:
 OFF_LANDSCAPE_MISSES = 200
 
 
+# What a run starts from (`evotune compare --start`); see `start_configs`.
+STARTS = ("default", "random", "none")
+
+
+def start_configs(
+    start: str, space: SearchSpace, dims: Mapping[str, Any], seed: int
+) -> list[Config]:
+    """The configs a run seeds its strategy with: "default", the space's default config (what
+    the runner passes a shape without tuned neighbours); "random", one valid config drawn by
+    the run's seed (so every strategy of a seed starts alike); "none", nothing."""
+    _check_start(start)
+    if start == "default":
+        return [space.default_config()]
+    if start == "random":
+        configs = valid_configs(space, dims)
+        return [dict(random.Random(seed).choice(configs))] if configs else []
+    return []
+
+
+def _check_start(start: str) -> None:
+    if start not in STARTS:
+        raise UserError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
+
+
 def default_max_evals(space_size: int) -> int:
     """The default cap of a run: 15 % of the space (the benchmark's bound for evolution),
     at least 100. Slower strategies that do not get there are reported as not reached."""
@@ -178,7 +206,7 @@ def run_on_landscape(
     max_evals: int | None = None,
     min_evals: int = 0,
     settings: Mapping[str, Any] | None = None,
-    seed_configs: Sequence[Config] | None = None,
+    start: str = "default",
     count_misses: bool = False,
     pipeline_depth: int = 1,
     pool: PoolModel | None = None,
@@ -194,8 +222,8 @@ def run_on_landscape(
         raise UserError("an asynchronous replay (depth 0) needs a pool model for arrival order")
     threshold = best_p50 * (1.0 + target)
     limit = max_evals if max_evals is not None else default_max_evals(landscape.space_size)
-    seeds = [space.default_config()] if seed_configs is None else list(seed_configs)
     dims = dict(landscape.shape.dims)
+    seeds = start_configs(start, space, dims, seed)
     started = time.perf_counter()
     strat = make_strategy(strategy, space, dims, seed, dict(settings or {}), seeds)
     # The same pipelines as the runner's, so a replayed trajectory is the one a GPU run takes.
@@ -293,7 +321,9 @@ def run_on_landscape(
     )
 
 
-def check_comparison(landscape: Landscape, strategies: Sequence[str], seeds: int) -> float:
+def check_comparison(
+    landscape: Landscape, strategies: Sequence[str], seeds: int, start: str = "default"
+) -> float:
     """Refuse (UserError) what cannot be compared; returns the landscape's best p50."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
@@ -301,6 +331,7 @@ def check_comparison(landscape: Landscape, strategies: Sequence[str], seeds: int
         raise UserError(f"unknown strategies {', '.join(unknown) or '(none)'}; known: {known}")
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
+    _check_start(start)
     best_p50 = landscape.best_p50_us
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
@@ -316,7 +347,7 @@ def compare_strategies(
     budgets: Sequence[int] = (10, 25, 50, 100),
     max_evals: int | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
-    seed_configs: Sequence[Config] | None = None,
+    start: str = "default",
     count_misses: bool = False,
     pipeline_depth: int = 1,
     pool: PoolModel | None = None,
@@ -327,15 +358,15 @@ def compare_strategies(
     `max_evals` caps a run (default: `default_max_evals`, 15 % of the space, the bound of
     the benchmark's target); a run that does not reach the target counts as max_evals + 1
     in the median and IQR, and in `not_reached`. `settings` maps a strategy name to
-    settings overriding its defaults; `seed_configs` default to the space's default config
-    (what the runner passes without tuned shapes). Configs the landscape lacks are told as
+    settings overriding its defaults; `start` says what each run starts from
+    (`start_configs`: by default the space's default config). Configs the landscape lacks are told as
     invalid and, unless `count_misses`, cost no evaluation (so a partial landscape compares
     strategies on the configs it has). `pipeline_depth` as the runner's (1: synchronous;
     2: each generation is bred from results one generation older; 0: asynchronous, which
     needs `pool`, the simulated pool whose arrival order and clock the runs follow).
     `on_run` hears of each (strategy, seed) run as it ends (the CLI's progress).
     """
-    best_p50 = check_comparison(landscape, strategies, seeds)
+    best_p50 = check_comparison(landscape, strategies, seeds, start)
     budget_list = tuple(sorted({int(b) for b in budgets if int(b) > 0}))
     limit = (
         max_evals
@@ -355,7 +386,7 @@ def compare_strategies(
                 max_evals=limit,
                 min_evals=max(budget_list, default=0),
                 settings=(settings or {}).get(name),
-                seed_configs=seed_configs,
+                start=start,
                 count_misses=count_misses,
                 pipeline_depth=pipeline_depth,
                 pool=pool,

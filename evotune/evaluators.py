@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evotune.errors import NoGpuError, UserError
 from evotune.space import SearchSpace
 from evotune.worker.evaluator import Evaluator
+
+if TYPE_CHECKING:
+    from evotune.landscape import Landscape
 
 __all__ = ["cuda_device_count", "open_evaluator", "parse_gpus"]
 
@@ -38,19 +41,18 @@ def open_evaluator(
     space: SearchSpace,
     interpret: bool = False,
     gpus: str | None = None,
-    replay: Path | None = None,
+    replay: Landscape | None = None,
     compile_workers: int | None = None,
     ray: str | None = None,
     ray_workers: int | None = None,
 ) -> Evaluator:
-    """Replay a landscape file, run on a Ray cluster, or run here: in the interpreter or on
+    """Replay a landscape (checked against `space`: `fit_to_space`), run on a Ray cluster, or run here: in the interpreter or on
     the GPUs asked for. `ray` is an address for `ray.init` ("auto", "ray://head:10001") or
     "local" to start a Ray of this host."""
     if replay is not None:
-        from evotune.landscape import load_landscape
         from evotune.replay import ReplayEvaluator
 
-        return ReplayEvaluator(load_landscape(replay))
+        return ReplayEvaluator(replay)
     if ray is not None:
         if gpus is not None:
             raise UserError("--gpus and --ray exclude each other: Ray places one actor per GPU")

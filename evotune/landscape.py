@@ -17,12 +17,13 @@ max_error, error. Unknown keys are kept (in `extra`) and written back.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ __all__ = [
     "Landscape",
     "LandscapeFileError",
     "LandscapeTrial",
+    "fit_to_space",
+    "import_measurements",
     "load_landscape",
     "merge_landscapes",
+    "parse_status",
     "save_landscape",
 ]
 
@@ -82,10 +86,7 @@ class LandscapeTrial:
         config = data.get("config")
         if not isinstance(config, dict):
             raise ValueError("'config' must be a mapping")
-        try:
-            status = TrialStatus(data.get("status"))
-        except ValueError:
-            raise ValueError(f"unknown status {data.get('status')!r}") from None
+        status = parse_status(data.get("status"))
         p50 = _optional_float(data, "p50_us")
         if status is TrialStatus.OK and (p50 is None or not p50 > 0):
             raise ValueError("an 'ok' trial needs a positive 'p50_us'")
@@ -114,6 +115,8 @@ class Landscape:
     trials: list[LandscapeTrial]
     # The sub-space the study searched (`evotune search --restrict`); None for the whole space.
     restrict: str | None = None
+    # Entries (trials, and the shape) that `fit_to_space` converted to the space's types.
+    normalised: int = field(default=0, compare=False)
     _index: dict[str, LandscapeTrial] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -221,6 +224,78 @@ class Landscape:
         return cls(kernel, shape, dict(environment), space_size, trials, restrict)
 
 
+def parse_status(value: Any) -> TrialStatus:
+    """A recorded trial's status; ValueError lists the valid ones."""
+    valid = TrialStatus.final()
+    if value in {s.value for s in valid}:
+        return TrialStatus(value)
+    raise ValueError(f"unknown status {value!r}; valid: {', '.join(s.value for s in valid)}")
+
+
+def fit_to_space(landscape: Landscape, space: SearchSpace, source: str | Path) -> Landscape:
+    """The landscape checked against the space it is replayed in, every lookup of which would
+    otherwise miss in silence: its dims complete and typed as declared, every knob known and
+    valued in its domain. Unambiguous differences are normalised ("64" for 64, 0/1 for a
+    bool, a knob that does not apply dropped) and counted in `normalised`; anything else is
+    one LandscapeFileError naming `source` (the file) and the first offending entry and knob."""
+    try:
+        return _fit(landscape, space)
+    except ValueError as exc:
+        raise LandscapeFileError(
+            f"{source}: does not fit the {space.kernel} space: {exc}"
+        ) from None
+
+
+def _fit(landscape: Landscape, space: SearchSpace) -> Landscape:
+    if landscape.kernel != space.kernel:
+        raise ValueError(f"the landscape is of kernel {landscape.kernel!r}, not {space.kernel!r}")
+    dims = space.typed_dims(landscape.shape.dims)
+    # Compared as JSON: == takes 1 for True, and the hash of a config's shape would not.
+    normalised = int(_json(dims) != _json(landscape.shape.dims))
+    trials: list[LandscapeTrial] = []
+    for i, trial in enumerate(landscape.trials):
+        try:
+            config = _fit_config(trial.config, space)
+        except ValueError as exc:
+            raise ValueError(f"trials[{i}]: {exc}") from None
+        if config_hash(config) != config_hash(trial.config):
+            normalised += 1
+            trial = replace(trial, config=config)
+        trials.append(trial)
+    return Landscape(
+        kernel=landscape.kernel,
+        shape=Shape(landscape.shape.name, dims),
+        environment=landscape.environment,
+        space_size=landscape.space_size,
+        trials=trials,
+        restrict=landscape.restrict,
+        normalised=normalised,
+    )
+
+
+def _fit_config(config: Config, space: SearchSpace) -> Config:
+    typed: dict[str, Any] = {}
+    for name, value in config.items():
+        param = space.parameters.get(name)
+        if param is None:
+            known = ", ".join(space.parameters)
+            raise ValueError(f"unknown knob {name!r}; the knobs of {space.kernel} are {known}")
+        try:
+            typed[name] = param.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"knob {name!r}: {exc}") from None
+    active = space.active_names(typed)
+    missing = [name for name in active if name not in typed]
+    if missing:
+        raise ValueError(f"knob {missing[0]!r} is missing (it applies to this config)")
+    # A knob that does not apply changes nothing the kernel runs: dropped, as the space does.
+    return {name: typed[name] for name in active}
+
+
+def _json(dims: Mapping[str, Any]) -> str:
+    return json.dumps(dims, sort_keys=True)
+
+
 def merge_landscapes(
     parts: Sequence[Landscape], space: SearchSpace, across_kernel_sources: bool = False
 ) -> Landscape:
@@ -288,6 +363,77 @@ def merge_landscapes(
         trials=list(trials.values()),
         restrict=restrict,
     )
+
+
+# Another tuner's time column, and the factor to microseconds.
+_TIME_COLUMNS = {"p50_us": 1.0, "time_us": 1.0, "time_ms": 1000.0}
+
+
+def import_measurements(
+    path: Path, space: SearchSpace, shape: Shape, gpu: str | None = None
+) -> Landscape:
+    """A landscape from another tuner's measurements of one shape: a .csv or .jsonl file of
+    one row per config, with knob columns, one time column (`_TIME_COLUMNS`) and optionally
+    `status` (default ok; a row without a time failed: `crashed`) and the other trial keys.
+    Checked and normalised as a replay is (`fit_to_space`)."""
+    # Imported here, as in merge_landscapes: evotune.search pulls in the strategies.
+    from evotune.search.grid import valid_configs
+
+    rows = _read_rows(path)
+    time_columns = [c for c in _TIME_COLUMNS if any(c in row for row in rows)]
+    if len(time_columns) != 1:
+        found = ", ".join(time_columns) or "none"
+        raise LandscapeFileError(
+            f"{path}: needs one time column of {', '.join(_TIME_COLUMNS)}; found {found}"
+        )
+    trials = []
+    for i, row in enumerate(rows, start=1):
+        try:
+            trials.append(LandscapeTrial.from_dict(_trial_of_row(row, time_columns[0])))
+        except ValueError as exc:
+            raise LandscapeFileError(f"{path}: row {i}: {exc}") from None
+    environment = {"gpu": gpu, "imported_from": path.name, "interpreted": False}
+    size = len(valid_configs(space, shape.dims))
+    return fit_to_space(Landscape(space.kernel, shape, environment, size, trials), space, path)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """A .csv (with a header) or .jsonl file's rows; empty cells and nulls left out."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise LandscapeFileError(f"cannot read {path}: {reason}") from None
+    if path.suffix == ".csv":
+        rows: list[Any] = list(csv.DictReader(text.splitlines()))
+    elif path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise LandscapeFileError(f"{path}: line {i}: not valid JSON: {exc}") from None
+    else:
+        raise LandscapeFileError(f"{path}: give a .csv or .jsonl file")
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise LandscapeFileError(f"{path}: row {i}: expected an object of columns")
+    return [{k: v for k, v in row.items() if v not in ("", None)} for row in rows]
+
+
+def _trial_of_row(row: Mapping[str, Any], time_column: str) -> dict[str, Any]:
+    reserved = {"status", *_TRIAL_KEYS, *_TIME_COLUMNS}
+    trial: dict[str, Any] = {k: v for k, v in row.items() if k in reserved - set(_TIME_COLUMNS)}
+    trial["config"] = {k: v for k, v in row.items() if k not in reserved}
+    time = _optional_float(row, time_column)
+    trial["p50_us"] = None if time is None else time * _TIME_COLUMNS[time_column]
+    failed = TrialStatus.CRASHED.value  # the row does not say why: the most general failure
+    trial.setdefault("status", failed if time is None else TrialStatus.OK.value)
+    if time is None and "error" not in trial:
+        trial["error"] = "no time recorded"
+    return trial
 
 
 def load_landscape(path: str | Path) -> Landscape:

@@ -305,7 +305,16 @@ def run_search(
             observer.shootout_started(options.finalists)
             _shootout_and_publish(db, study_id, space, shape, evaluator, options, tolerance)
     _set_state(db, study_id, state)
-    summary = summarize(db, study_id, space, shape, resumed, trials_run, len(rerun_requests))
+    summary = summarize(
+        db,
+        study_id,
+        space,
+        shape,
+        resumed,
+        trials_run,
+        len(rerun_requests),
+        with_flops=options.replay is None,
+    )
     summary.wall_s = time.monotonic() - run_started
     summary.search_s = search_s
     summary.worker_busy_s = busy_s
@@ -582,8 +591,10 @@ def summarize(
     resumed: bool = False,
     trials_run: int = 0,
     rerun: int = 0,
+    with_flops: bool = True,
 ) -> SearchSummary:
-    """A study's outcome: counts, best, speedup over the space's default config."""
+    """A study's outcome: counts, best, speedup over the space's default config. The TFLOPS
+    need the kernel plug-in's flops: `with_flops=False` (a replay) leaves them out."""
     default_hash = config_hash(space.default_config())
     with db.session() as session:
         study = repository.get_study(session, study_id)
@@ -597,7 +608,8 @@ def summarize(
             best = min(ok, key=lambda t: t.p50_us or math.inf) if ok else None
         default = next((t for t in trials if t.config_hash == default_hash), None)
         best_p50 = best.shootout_p50_us or best.p50_us if best else None
-        flops = load_plugin(space.module).flops(shape.dims) if best_p50 else 0.0
+        # A replay never imports the kernel module (nor torch): it must run where neither can.
+        flops = load_plugin(space.module).flops(shape.dims) if best_p50 and with_flops else 0.0
         return SearchSummary(
             study_id=study.id,
             resumed=resumed,

@@ -38,6 +38,7 @@ __all__ = [
     "available_kernels",
     "load_space",
     "parse_dim",
+    "parse_value",
     "shape_distance",
     "space_directory",
 ]
@@ -47,6 +48,7 @@ DimType = Literal["int", "bool", "str"]
 BOOL_TRUE = frozenset({"true", "1", "yes", "on"})
 BOOL_FALSE = frozenset({"false", "0", "no", "off"})
 _INT = re.compile(r"^[+-]?\d{1,18}$")
+_DIM_TYPES: dict[str, type] = {"int": int, "bool": bool, "str": str}
 
 
 class _Strict(BaseModel):
@@ -81,6 +83,21 @@ class Parameter(_Strict):
         if self.when is not None:
             compile_expression(self.when)
         return self
+
+    def parse(self, value: Any) -> Any:
+        """The choice a recorded value stands for: itself, or a value of another type that
+        means exactly one choice ("64" for 64, 0/1 for a bool). ValueError if none."""
+        choices = self.choices()
+        if _typed_in(value, choices):
+            return value
+        for kind in dict.fromkeys(type(c) for c in choices):
+            try:
+                converted = parse_value(value, kind)
+            except ValueError:
+                continue
+            if _typed_in(converted, choices):
+                return converted
+        raise ValueError(f"{value!r} is not one of {choices}")
 
     def choices(self) -> list[Any]:
         """Every value this parameter can take, in order."""
@@ -157,6 +174,28 @@ def parse_dim(name: str, kind: str, raw: str) -> Any:
             return False
         raise UserError(f"{name} must be true or false")
     return raw
+
+
+def parse_value(value: Any, kind: type) -> Any:
+    """`value` as a `kind` (int, bool or str) where that is unambiguous: text as `parse_dim`
+    reads it, 0/1 as a bool, an integral float as an int. ValueError otherwise."""
+    if type(value) is kind:
+        return value
+    if isinstance(value, str) and kind in (int, bool):
+        try:
+            return parse_dim("value", kind.__name__, value)
+        except UserError:
+            pass
+    elif kind is bool and type(value) in (int, float) and value in (0, 1):
+        return bool(value)
+    elif kind is int and type(value) is float and value.is_integer():
+        return int(value)
+    raise ValueError(f"{value!r} is not a {kind.__name__}")
+
+
+def _typed_in(value: Any, choices: list[Any]) -> bool:
+    # `in` alone would take 1 for True and 64.0 for 64, which hash as other configs.
+    return any(type(c) is type(value) and c == value for c in choices)
 
 
 def shape_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
@@ -241,13 +280,27 @@ class SearchSpace(_Strict):
         extra = set(dims) - set(self.dims)
         if missing or extra:
             raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
-        py_types = {"int": int, "bool": bool, "str": str}
         for dim, kind in self.dims.items():
             value = dims[dim]
-            if type(value) is not py_types[kind]:
+            if type(value) is not _DIM_TYPES[kind]:
                 raise ValueError(f"{where}.{dim}: expected {kind}, got {value!r}")
         if "dtype" in dims and dims["dtype"] not in self.tolerances:
             raise ValueError(f"{where}.dtype: no tolerance declared for {dims['dtype']!r}")
+
+    def typed_dims(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """Recorded dims as declared: each converted where unambiguous (`parse_value`), then
+        checked; ValueError names the first dim missing, unknown or of another type."""
+        typed = {name: self._typed_dim(name, value) for name, value in dims.items()}
+        self._check_dims(typed, "shape")
+        return typed
+
+    def _typed_dim(self, name: str, value: Any) -> Any:
+        if name not in self.dims:
+            return value  # _check_dims names it
+        try:
+            return parse_value(value, _DIM_TYPES[self.dims[name]])
+        except ValueError:
+            return value  # _check_dims names it
 
     # --- shapes -------------------------------------------------------------------------
 

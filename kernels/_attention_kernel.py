@@ -128,7 +128,8 @@ def _kv_loop(
     WARP_SPECIALIZE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """Online softmax over key blocks [lo, hi): updates the accumulator, row sums and row maxima."""
+    """Online softmax over key blocks [lo, hi) of S keys: updates the accumulator, row sums and
+    row maxima. Causal modes keep the keys cols <= offs_m (query rows in key coordinates)."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     LOAD_MASK: tl.constexpr = MODE != _FULL and not EVEN_N
@@ -205,7 +206,9 @@ def _attn_tile(
     stride_os,
     stride_od,
     H,
-    S,
+    kv_group,
+    Sq,
+    Skv,
     BH,
     num_m,
     head_group,
@@ -240,16 +243,19 @@ def _attn_tile(
         start_m = m_idx
     off_b = (bh // H).to(tl.int64)
     off_h = (bh % H).to(tl.int64)
-    kv_row0 = bh * S
-    q_row0 = kv_row0 + start_m * BLOCK_M
+    # q heads [g * kv_group, (g + 1) * kv_group) share K/V head g; since H = Hkv * kv_group,
+    # bh // kv_group is the flat (batch, K/V head) index.
+    off_kvh = ((bh % H) // kv_group).to(tl.int64)
+    kv_row0 = (bh // kv_group) * Skv
+    q_row0 = bh * Sq + start_m * BLOCK_M
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     k_base = K
     v_base = V
     if not TMA:
-        k_base = K + off_b * stride_kb + off_h * stride_kh
-        v_base = V + off_b * stride_vb + off_h * stride_vh
+        k_base = K + off_b * stride_kb + off_kvh * stride_kh
+        v_base = V + off_b * stride_vb + off_kvh * stride_vh
     if TMA:
         q = Q.load([q_row0, 0])
     else:
@@ -263,7 +269,7 @@ def _attn_tile(
         if EVEN_M:
             q = tl.load(q_ptrs)
         else:
-            q = tl.load(q_ptrs, mask=offs_m[:, None] < S, other=0.0)
+            q = tl.load(q_ptrs, mask=offs_m[:, None] < Sq, other=0.0)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -272,35 +278,39 @@ def _attn_tile(
     # WARP_SPECIALIZE each tile runs a single loop, masked throughout where it needs a mask
     # (causal: on every block; the per-block branch is not tried in a specialized loop).
     if CAUSAL:
-        diag_hi = tl.minimum((start_m + 1) * BLOCK_M, S)
+        # Bottom-right alignment: the loop compares key columns with the query rows shifted
+        # by Skv - Sq (0 for self-attention), computed once per tile.
+        shift = Skv - Sq
+        diag_hi = tl.minimum((start_m + 1) * BLOCK_M + shift, Skv)
+        kv_offs_m = (start_m * BLOCK_M + shift) + tl.arange(0, BLOCK_M)
         mode: tl.constexpr = _DIAG if WARP_SPECIALIZE else _CAUSAL
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-            kv_row0, 0, diag_hi, S, qk_scale, offs_m, mode, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            kv_row0, 0, diag_hi, Skv, qk_scale, kv_offs_m, mode, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
             FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip
     elif EVEN_N:
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-            kv_row0, 0, S, S, qk_scale, offs_m, _FULL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            kv_row0, 0, Skv, Skv, qk_scale, offs_m, _FULL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
             FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip
     elif WARP_SPECIALIZE:
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-            kv_row0, 0, S, S, qk_scale, offs_m, _TAIL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            kv_row0, 0, Skv, Skv, qk_scale, offs_m, _TAIL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
             FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip
     else:
-        full_hi = S // BLOCK_N * BLOCK_N
+        full_hi = Skv // BLOCK_N * BLOCK_N
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-            kv_row0, 0, full_hi, S, qk_scale, offs_m, _FULL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            kv_row0, 0, full_hi, Skv, qk_scale, offs_m, _FULL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
             FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip
         acc, l_i, m_i = _kv_loop(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_kd, stride_vs, stride_vd,
-            kv_row0, full_hi, S, S, qk_scale, offs_m, _TAIL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
+            kv_row0, full_hi, Skv, Skv, qk_scale, offs_m, _TAIL, EVEN_N, HEAD_DIM, BLOCK_M, BLOCK_N,
             FAST_EXP, TMA, WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip
 
@@ -319,12 +329,14 @@ def _attn_tile(
         if EVEN_M:
             tl.store(o_ptrs, o)
         else:
-            tl.store(o_ptrs, o, mask=offs_m[:, None] < S)
+            tl.store(o_ptrs, o, mask=offs_m[:, None] < Sq)
 
 
 # Sizes are not specialised on divisibility (the masks and tile indices do not profit), so one
 # compiled kernel serves every shape with the same head dim, dtype, causality and tile fit.
-@triton.jit(do_not_specialize=["H", "S", "BH", "num_m", "num_tiles", "head_group"])
+# kv_group is left to Triton's specialisation: at 1 (every q head has its own K/V head) it
+# becomes a constant and the K/V head index costs nothing.
+@triton.jit(do_not_specialize=["H", "Sq", "Skv", "BH", "num_m", "num_tiles", "head_group"])
 def attn_fwd_kernel(
     Q,
     K,
@@ -347,7 +359,9 @@ def attn_fwd_kernel(
     stride_os,
     stride_od,
     H,
-    S,
+    kv_group,
+    Sq,
+    Skv,
     BH,
     num_m,
     num_tiles,
@@ -366,8 +380,11 @@ def attn_fwd_kernel(
     WARP_SPECIALIZE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """O = softmax(Q K^T * scale) V; Q/K/V/O are [B, H, S, HEAD_DIM] pointers or descriptors.
+    """O = softmax(Q K^T * scale) V; Q/O are [B, H, Sq, HEAD_DIM], K/V [B, H / kv_group, Skv,
+    HEAD_DIM] (Sq <= Skv), as pointers or as descriptors over their flattened rows.
 
+    q head h reads K/V head h // kv_group (grouped-query attention, without copies). Causal
+    masks are aligned bottom-right: query i sees keys j <= i + Skv - Sq.
     qk_scale is sm_scale * log2(e). With PERSISTENT each program walks tiles
     pid, pid + grid, ...; otherwise the grid has one program per tile.
     """
@@ -377,7 +394,7 @@ def attn_fwd_kernel(
                 tile, Q, K, V, O,
                 stride_qb, stride_qh, stride_qs, stride_qd, stride_kb, stride_kh, stride_ks,
                 stride_kd, stride_vb, stride_vh, stride_vs, stride_vd, stride_ob, stride_oh,
-                stride_os, stride_od, H, S, BH, num_m, head_group, qk_scale,
+                stride_os, stride_od, H, kv_group, Sq, Skv, BH, num_m, head_group, qk_scale,
                 HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, EVEN_M, EVEN_N, FAST_EXP, TMA, O_TMA,
                 WARP_SPECIALIZE, DOT_PRECISION,
             )  # fmt: skip
@@ -386,7 +403,7 @@ def attn_fwd_kernel(
             tl.program_id(0), Q, K, V, O,
             stride_qb, stride_qh, stride_qs, stride_qd, stride_kb, stride_kh, stride_ks,
             stride_kd, stride_vb, stride_vh, stride_vs, stride_vd, stride_ob, stride_oh,
-            stride_os, stride_od, H, S, BH, num_m, head_group, qk_scale,
+            stride_os, stride_od, H, kv_group, Sq, Skv, BH, num_m, head_group, qk_scale,
             HEAD_DIM, BLOCK_M, BLOCK_N, CAUSAL, EVEN_M, EVEN_N, FAST_EXP, TMA, O_TMA,
             WARP_SPECIALIZE, DOT_PRECISION,
         )  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "SUPPORTED_HEAD_DIMS",
     "attention",
+    "attention_op",
     "baselines",
     "bytes",
     "compile_only",
@@ -73,9 +75,19 @@ def _interpreted() -> bool:
 # --- input and config checks --------------------------------------------------------------
 
 
-def _check_inputs(
-    q: Any, k: Any, v: Any, out: Any, sm_scale: float | None
-) -> tuple[int, int, int, int, float]:
+@dataclass(frozen=True)
+class _Shape:
+    """Sizes of one call: q/out [B, H, Sq, D], k/v [B, Hkv, Skv, D]."""
+
+    B: int
+    H: int
+    Hkv: int
+    Sq: int
+    Skv: int
+    D: int
+
+
+def _check_inputs(q: Any, k: Any, v: Any, out: Any, sm_scale: float | None) -> tuple[_Shape, float]:
     """Raise ValueError naming the argument for anything the kernel cannot take."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -89,16 +101,26 @@ def _check_inputs(
             raise ValueError(f"{name} has dtype {t.dtype}, but q has {q.dtype}")
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device}, but q is on {q.device}")
-        if t.shape != q.shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, but q has {tuple(q.shape)}")
+    for name, t in (("q", q), ("k", k)):
+        if min(t.shape[:3]) < 1:
+            raise ValueError(f"{name} has an empty dimension: shape {tuple(t.shape)}")
+    B, H, Sq, D = q.shape
+    _, Hkv, Skv, _ = k.shape
+    if k.shape[0] != B:
+        raise ValueError(f"k has batch {k.shape[0]}, but q has {B}")
+    if k.shape[3] != D:
+        raise ValueError(f"k has head dim {k.shape[3]}, but q has {D}")
+    if H % Hkv:
+        raise ValueError(f"k has {Hkv} heads, which does not divide the {H} heads of q")
+    if v.shape != k.shape:
+        raise ValueError(f"v has shape {tuple(v.shape)}, but k has {tuple(k.shape)}")
+    if Sq > Skv:
+        raise ValueError(f"q has {Sq} queries, more than the {Skv} keys of k (needs Sq <= Skv)")
     if q.device.type != "cuda" and not _interpreted():
         raise ValueError(
             f"q is on {q.device}: the kernel needs CUDA tensors "
             "(or TRITON_INTERPRET=1 set before importing kernels, for the CPU interpreter)"
         )
-    B, H, S, D = q.shape
-    if min(B, H, S) < 1:
-        raise ValueError(f"q has an empty dimension: shape {tuple(q.shape)}")
     if D not in SUPPORTED_HEAD_DIMS:
         raise ValueError(
             f"q has head dim D={D}; supported: {', '.join(map(str, SUPPORTED_HEAD_DIMS))}"
@@ -117,7 +139,7 @@ def _check_inputs(
         scale = float(sm_scale)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"sm_scale must be a positive finite number, got {sm_scale!r}")
-    return B, H, S, D, scale
+    return _Shape(B, H, Hkv, Sq, Skv, D), scale
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -191,7 +213,8 @@ class _Plan:
 
 
 def _flat_rows_ok(spec: _TensorSpec, B: int, H: int, S: int, itemsize: int) -> bool:
-    """Whether rows (b, h, s) sit at a uniform stride, so that a 2-D [B*H*S, D] TMA view works."""
+    """Whether rows (b, h, s) sit at a uniform stride, so that a 2-D [B*H*S, D] TMA view works
+    (H and S of this operand: k and v have Hkv heads of Skv rows)."""
     sb, sh, ss, sd = spec.strides
     return (
         sd == 1
@@ -218,10 +241,7 @@ def device_limits(device: torch.device) -> tuple[int, int]:
 
 
 def _plan(
-    B: int,
-    H: int,
-    S: int,
-    D: int,
+    shape: _Shape,
     dtype: torch.dtype,
     specs: tuple[_TensorSpec, _TensorSpec, _TensorSpec, _TensorSpec],
     causal: bool,
@@ -230,25 +250,32 @@ def _plan(
     sm_count: int,
     l2_bytes: int,
 ) -> _Plan:
+    B, H, Hkv, Sq, Skv, D = shape.B, shape.H, shape.Hkv, shape.Sq, shape.Skv, shape.D
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
     itemsize = dtype.itemsize
-    num_m = triton.cdiv(S, bm)
+    num_m = triton.cdiv(Sq, bm)
     bh = B * H
     num_tiles = num_m * bh
-    group = head_group(bh, 2 * S * D * itemsize, l2_bytes, causal)
+    group = head_group(bh, 2 * Skv * D * itemsize, l2_bytes, causal)
     persistent = cfg["CTA_MULT"] > 0
     grid = (max(1, min(num_tiles, cfg["CTA_MULT"] * sm_count)),) if persistent else (num_tiles,)
-    tma_qkv = bool(cfg["TMA"]) and all(_flat_rows_ok(s, B, H, S, itemsize) for s in specs[:3])
+    # Descriptors cover the flattened rows of each operand: B*H*Sq for q and o, B*Hkv*Skv for
+    # k and v, which the kernel indexes from (bh // kv_group) * Skv.
+    tma_qkv = (
+        bool(cfg["TMA"])
+        and _flat_rows_ok(specs[0], B, H, Sq, itemsize)
+        and all(_flat_rows_ok(s, B, Hkv, Skv, itemsize) for s in specs[1:3])
+    )
     # Warp specialization needs the descriptor loads: without them it is left off.
     warp_specialize = bool(cfg["WARP_SPECIALIZE"]) and tma_qkv
     if warp_specialize and not _interpreted():
         problem = _ws_hazard(cfg)
         if problem:
             raise ValueError(problem)
-    even_m = S % bm == 0
+    even_m = Sq % bm == 0
     # A TMA store after a warp-specialized loop does not compile in Triton 3.6: O goes by pointers.
     tma_o = (
-        tma_qkv and even_m and not warp_specialize and _flat_rows_ok(specs[3], B, H, S, itemsize)
+        tma_qkv and even_m and not warp_specialize and _flat_rows_ok(specs[3], B, H, Sq, itemsize)
     )
     ints: tuple[Any, ...] = (
         *specs[0].strides,
@@ -256,7 +283,9 @@ def _plan(
         *specs[2].strides,
         *specs[3].strides,
         H,
-        S,
+        H // Hkv,
+        Sq,
+        Skv,
         bh,
         num_m,
         num_tiles,
@@ -269,7 +298,7 @@ def _plan(
         "BLOCK_N": bn,
         "CAUSAL": bool(causal),
         "EVEN_M": even_m,
-        "EVEN_N": S % bn == 0,
+        "EVEN_N": Skv % bn == 0,
         "FAST_EXP": cfg["FAST_EXP"],
         "PERSISTENT": persistent,
         "TMA": tma_qkv,
@@ -303,16 +332,32 @@ def attention(
     config: Mapping[str, Any] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T * sm_scale) v for q, k, v of shape [B, H, S, D] (any strides).
+    """softmax(q k^T * sm_scale) v for q [B, H, Sq, D] and k, v [B, Hkv, Skv, D] (any strides).
 
-    sm_scale defaults to 1/sqrt(D); config=None runs the search space's default config;
-    `out` (same shape/dtype/device as q, any strides) receives the result if given.
+    Grouped-query and multi-query attention: Hkv divides H and q head h attends with K/V head
+    h // (H // Hkv), read in place (k and v are not expanded). Sq <= Skv: causal masks are
+    aligned bottom-right, query i seeing keys j <= i + Skv - Sq (FlashAttention-2's
+    convention). sm_scale defaults to 1/sqrt(D); config=None runs the search space's default
+    config; `out` (same shape/dtype/device as q, any strides) receives the result if given.
     TMA configs use tensor descriptors where the layout allows (rows at a uniform,
     16-byte-aligned stride); otherwise they run with plain pointers and without warp
-    specialization, which needs the descriptors.
+    specialization, which needs the descriptors. impl 'gluon' takes Hkv == H and Sq == Skv
+    only. `attention_op` is the same launcher as a torch custom op, for torch.compile.
     """
-    B, H, S, D, scale = _check_inputs(q, k, v, out, sm_scale)
+    shape, scale = _check_inputs(q, k, v, out, sm_scale)
     cfg = resolve_config(config)
+    if cfg["impl"] == "gluon":
+        # The Gluon kernel indexes K/V like Q (kernels/_gluon_attention_kernel.py).
+        if shape.Hkv != shape.H:
+            raise ValueError(
+                f"k has {shape.Hkv} heads but q has {shape.H}: impl 'gluon' has no grouped-query "
+                "attention (use impl 'triton')"
+            )
+        if shape.Sq != shape.Skv:
+            raise ValueError(
+                f"q has {shape.Sq} queries but k has {shape.Skv} keys: impl 'gluon' needs "
+                "Sq == Skv (use impl 'triton')"
+            )
     if out is None:
         out = torch.empty_like(q)
     if cfg["impl"] == "gluon":
@@ -329,15 +374,16 @@ def attention(
 
     sm_count, l2_bytes = device_limits(q.device)
     specs = (_spec(q), _spec(k), _spec(v), _spec(out))
-    plan = _plan(B, H, S, D, q.dtype, specs, causal, scale, cfg, sm_count, l2_bytes)
-    bm, bn, rows = cfg["BLOCK_M"], cfg["BLOCK_N"], B * H * S
+    plan = _plan(shape, q.dtype, specs, causal, scale, cfg, sm_count, l2_bytes)
+    bm, bn, D = cfg["BLOCK_M"], cfg["BLOCK_N"], shape.D
+    q_rows, kv_rows = shape.B * shape.H * shape.Sq, shape.B * shape.Hkv * shape.Skv
     if plan.tma_qkv:
-        q_arg: Any = _descriptor(q, rows, q.stride(2), bm, D)
-        k_arg: Any = _descriptor(k, rows, k.stride(2), bn, D)
-        v_arg: Any = _descriptor(v, rows, v.stride(2), bn, D)
+        q_arg: Any = _descriptor(q, q_rows, q.stride(2), bm, D)
+        k_arg: Any = _descriptor(k, kv_rows, k.stride(2), bn, D)
+        v_arg: Any = _descriptor(v, kv_rows, v.stride(2), bn, D)
     else:
         q_arg, k_arg, v_arg = q, k, v
-    o_arg: Any = _descriptor(out, rows, out.stride(2), bm, D) if plan.tma_o else out
+    o_arg: Any = _descriptor(out, q_rows, out.stride(2), bm, D) if plan.tma_o else out
     attn_fwd_kernel[plan.grid](
         q_arg,
         k_arg,
@@ -351,17 +397,61 @@ def attention(
     return out
 
 
+# --- torch custom op, for torch.compile ----------------------------------------------------
+
+
+# A thin wrapper: torch.compile(fullgraph=True) traces a call to it as one opaque node (the fake
+# implementation gives the output's shape, dtype, device and strides), where it could not trace
+# into the Triton launch. A custom op takes no dicts, so the config travels as a JSON string
+# ("" for the default config); build it once, outside the compiled code, with json.dumps.
+@torch.library.custom_op("evotune::attention", mutates_args=())
+def attention_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config_json: str = "",
+) -> torch.Tensor:
+    """`attention(q, k, v, causal, sm_scale, json.loads(config_json))` as torch.ops.evotune.attention."""
+    return attention(q, k, v, causal, sm_scale, json.loads(config_json) if config_json else None)
+
+
+@attention_op.register_fake
+def _attention_fake(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    config_json: str = "",
+) -> torch.Tensor:
+    # What attention() allocates for its result.
+    return torch.empty_like(q)
+
+
 # --- plug-in interface (evotune/plugin.py) ------------------------------------------------
+
+
+def _dims_shape(dims: Mapping[str, Any]) -> _Shape:
+    """The call's sizes for a shape: S is the query length; the optional keys Hkv and Skv (no
+    named shape of the space sets them yet) give grouped K/V heads and a longer key sequence."""
+    H, S = int(dims["H"]), int(dims["S"])
+    return _Shape(
+        int(dims["B"]), H, int(dims.get("Hkv", H)), S, int(dims.get("Skv", S)), int(dims["D"])
+    )
 
 
 def make_inputs(dims: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
     """Fresh q, k, v ~ N(0, 1) for a shape, reproducible from the seed."""
     dtype = _DTYPES[str(dims["dtype"])]
-    shape = (int(dims["B"]), int(dims["H"]), int(dims["S"]), int(dims["D"]))
+    shape = _dims_shape(dims)
+    q_shape = (shape.B, shape.H, shape.Sq, shape.D)
+    kv_shape = (shape.B, shape.Hkv, shape.Skv, shape.D)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     q, k, v = (
-        torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
-        for _ in range(3)
+        torch.randn(size, generator=gen, device=device, dtype=torch.float32).to(dtype)
+        for size in (q_shape, kv_shape, kv_shape)
     )
     return {"q": q, "k": k, "v": v, "causal": bool(dims["causal"]), "sm_scale": None}
 
@@ -384,36 +474,44 @@ def run(inputs: Mapping[str, Any], out: torch.Tensor, config: Mapping[str, Any])
 
 def reference(inputs: Mapping[str, Any]) -> torch.Tensor:
     """Attention in float32 (float64 on the CPU) on upcast inputs, in chunks of heads so that
-    the S x S scores stay under about 1 GiB; returned as float32."""
+    the Sq x Skv scores stay under about 1 GiB; returned as float32. Grouped K/V heads are
+    repeated here (the kernel reads them in place); causal masks are aligned bottom-right."""
     q, k, v = inputs["q"], inputs["k"], inputs["v"]
-    B, H, S, D = q.shape
+    B, H, Sq, D = q.shape
+    Hkv, Skv = k.shape[1], k.shape[2]
     causal = bool(inputs["causal"])
     sm_scale = inputs.get("sm_scale")
     scale = 1.0 / math.sqrt(D) if sm_scale is None else float(sm_scale)
     work = torch.float64 if q.device.type == "cpu" else torch.float32
-    qf, kf, vf = (t.reshape(B * H, S, D) for t in (q, k, v))
-    out = torch.empty((B * H, S, D), dtype=torch.float32, device=q.device)
-    chunk = max(1, (1 << 30) // (S * S * work.itemsize))
-    mask = torch.ones((S, S), dtype=torch.bool, device=q.device).triu(1) if causal else None
+    qf = q.reshape(B * H, Sq, D)
+    kf, vf = (t.repeat_interleave(H // Hkv, dim=1).reshape(B * H, Skv, D) for t in (k, v))
+    out = torch.empty((B * H, Sq, D), dtype=torch.float32, device=q.device)
+    chunk = max(1, (1 << 30) // (Sq * Skv * work.itemsize))
+    mask = None
+    if causal:
+        mask = torch.ones((Sq, Skv), dtype=torch.bool, device=q.device).triu(Skv - Sq + 1)
     for i in range(0, B * H, chunk):
         sl = slice(i, i + chunk)
         scores = torch.matmul(qf[sl].to(work), kf[sl].to(work).transpose(1, 2)) * scale
         if mask is not None:
             scores.masked_fill_(mask, float("-inf"))
         out[sl] = torch.matmul(torch.softmax(scores, dim=-1), vf[sl].to(work)).float()
-    return out.reshape(B, H, S, D)
+    return out.reshape(B, H, Sq, D)
 
 
 def flops(dims: Mapping[str, Any]) -> float:
-    """4 B H S^2 D (two matrix products), halved when causal."""
-    total = 4.0 * dims["B"] * dims["H"] * dims["S"] ** 2 * dims["D"]
-    return total / 2 if dims["causal"] else total
+    """4 B H Sq Skv D (two matrix products); causal, the Sq^2 / 2 masked pairs less."""
+    shape = _dims_shape(dims)
+    pairs = shape.Sq * shape.Skv - (shape.Sq**2 / 2 if dims["causal"] else 0)
+    return 4.0 * shape.B * shape.H * pairs * shape.D
 
 
 def bytes(dims: Mapping[str, Any]) -> float:
     """The fewest bytes a call moves: q, k and v read once, o written once."""
     itemsize = _DTYPES[str(dims["dtype"])].itemsize
-    return 4.0 * dims["B"] * dims["H"] * dims["S"] * dims["D"] * itemsize
+    shape = _dims_shape(dims)
+    rows = 2 * shape.H * shape.Sq + 2 * shape.Hkv * shape.Skv
+    return float(shape.B * rows * shape.D * itemsize)
 
 
 def baselines(inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -422,14 +520,23 @@ def baselines(inputs: Mapping[str, Any]) -> dict[str, Any]:
     raises when called (its row then says why)."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.bias import causal_lower_right
 
     q, k, v = inputs["q"], inputs["k"], inputs["v"]
     causal, scale = bool(inputs["causal"]), inputs.get("sm_scale")
+    gqa = k.shape[1] != q.shape[1]
+    # SDPA's is_causal aligns the mask top-left; the kernel's (bottom-right) differs for Sq < Skv.
+    mask = (
+        causal_lower_right(q.shape[2], k.shape[2]) if causal and q.shape[2] != k.shape[2] else None
+    )
+    is_causal = causal and mask is None
 
     def backend_call(backend: Any) -> Any:
         def call() -> torch.Tensor:
             with sdpa_kernel(backend):
-                return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+                return F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=gqa
+                )
 
         return call
 
@@ -451,8 +558,17 @@ def unsupported(
         return f"head dim D={dims.get('D')} is not supported ({SUPPORTED_HEAD_DIMS})"
     if dims.get("dtype") not in _DTYPES:
         return f"dtype {dims.get('dtype')!r} is not supported"
+    shape = _dims_shape(dims)
+    if shape.H % shape.Hkv:
+        return f"Hkv={shape.Hkv} K/V heads do not divide H={shape.H}"
+    if shape.Sq > shape.Skv:
+        return f"S={shape.Sq} queries exceed Skv={shape.Skv} keys"
     capability = device.capability or (0, 0)
     if cfg["impl"] == "gluon":
+        if shape.Hkv != shape.H:
+            return "impl 'gluon' has no grouped-query attention (Hkv != H)"
+        if shape.Sq != shape.Skv:
+            return "impl 'gluon' needs as many queries as keys (S != Skv)"
         if device.interpreted:
             return "impl 'gluon' needs a Hopper GPU (sm_90); the CPU interpreter cannot run Gluon"
         if capability != (9, 0):
@@ -502,22 +618,24 @@ def compile_only(dims: Mapping[str, Any], config: Mapping[str, Any], device: Any
         return
     from triton.runtime.jit import MockTensor
 
-    B, H, S, D = (int(dims[x]) for x in ("B", "H", "S", "D"))
+    shape = _dims_shape(dims)
+    B, H, Hkv, Sq, Skv, D = shape.B, shape.H, shape.Hkv, shape.Sq, shape.Skv, shape.D
     dtype = _DTYPES[str(dims["dtype"])]
-    contiguous = _TensorSpec((H * S * D, S * D, D, 1), True)
-    specs = (contiguous,) * 4
+    q_spec = _TensorSpec((H * Sq * D, Sq * D, D, 1), True)
+    kv_spec = _TensorSpec((Hkv * Skv * D, Skv * D, D, 1), True)
+    specs = (q_spec, kv_spec, kv_spec, q_spec)
     # Grid and L2 grouping do not change the compiled code: any device numbers do.
-    plan = _plan(
-        B, H, S, D, dtype, specs, bool(dims["causal"]), 1.0 / math.sqrt(D), cfg, 132, 50 << 20
-    )
-    rows = B * H * S
+    plan = _plan(shape, dtype, specs, bool(dims["causal"]), 1.0 / math.sqrt(D), cfg, 132, 50 << 20)
+    q_rows, kv_rows = B * H * Sq, B * Hkv * Skv
     if plan.tma_qkv:
-        q_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_M"], D)
-        k_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_N"], D)
-        v_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_N"], D)
+        q_arg: Any = _descriptor(MockTensor(dtype), q_rows, D, cfg["BLOCK_M"], D)
+        k_arg: Any = _descriptor(MockTensor(dtype), kv_rows, D, cfg["BLOCK_N"], D)
+        v_arg: Any = _descriptor(MockTensor(dtype), kv_rows, D, cfg["BLOCK_N"], D)
     else:
         q_arg = k_arg = v_arg = dtype
-    o_arg: Any = _descriptor(MockTensor(dtype), rows, D, cfg["BLOCK_M"], D) if plan.tma_o else dtype
+    o_arg: Any = (
+        _descriptor(MockTensor(dtype), q_rows, D, cfg["BLOCK_M"], D) if plan.tma_o else dtype
+    )
     attn_fwd_kernel.warmup(
         q_arg,
         k_arg,

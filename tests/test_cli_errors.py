@@ -3,6 +3,7 @@ as it was. One table of cases, each run as a user would: `python -m evotune ...`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -65,6 +67,31 @@ def _space_with_missing_module(tmp: Path, db: Path) -> None:
     data["module"] = "no_such_kernel_module"
     (tmp / "spaces").mkdir()
     (tmp / "spaces" / "attention.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _bad_landscape(change: Callable[[dict[str, Any]], None]) -> Callable[[Path, Path], None]:
+    """A setup writing {tmp}/bad.json: the mission-triton landscape, changed."""
+
+    def setup(tmp: Path, db: Path) -> None:
+        data = json.loads(Path(MISSION_TRITON).read_text())
+        change(data)
+        (tmp / "bad.json").write_text(json.dumps(data))
+
+    return setup
+
+
+def _rename_knob(data: dict[str, Any]) -> None:
+    config = data["trials"][3]["config"]
+    config["BLOCKN"] = config.pop("BLOCK_N")
+
+
+def _measurements(text: str) -> Callable[[Path, Path], None]:
+    """A setup writing {tmp}/m.csv, another tuner's measurements."""
+
+    def setup(tmp: Path, db: Path) -> None:
+        (tmp / "m.csv").write_text(text)
+
+    return setup
 
 
 def _read_only_dir(tmp: Path) -> Path:
@@ -134,6 +161,34 @@ CASES = [
          ("compare", "--landscape", MISSION_TRITON, "--sim-gpus", "2",
           "--sim-compile-rule", "impl == 'gluon'"),
          "--sim-compile-rule takes 'EXPR=SECONDS'"),
+    Case("compare: a knob the space lacks",
+         ("compare", "--landscape", "{tmp}/bad.json"), "trials[3]: unknown knob 'BLOCKN'",
+         setup=_bad_landscape(_rename_knob)),
+    Case("compare: a value of no type of the knob",
+         ("compare", "--landscape", "{tmp}/bad.json"), "trials[0]: knob 'TMA': 'maybe' is not",
+         setup=_bad_landscape(lambda d: d["trials"][0]["config"].update(TMA="maybe"))),
+    Case("compare: a dim missing", ("compare", "--landscape", "{tmp}/bad.json"),
+         "shape: missing ['D']", setup=_bad_landscape(lambda d: d["shape"]["dims"].pop("D"))),
+    Case("compare: a dim of another type", ("compare", "--landscape", "{tmp}/bad.json"),
+         "shape.S: expected int, got 'long'",
+         setup=_bad_landscape(lambda d: d["shape"]["dims"].update(S="long"))),
+    Case("compare: unknown status", ("compare", "--landscape", "{tmp}/bad.json"),
+         "unknown status 'fine'; valid: ok, compile_error",
+         setup=_bad_landscape(lambda d: d["trials"][1].update(status="fine"))),
+    Case("compare: unknown start",
+         ("compare", "--landscape", MISSION_TRITON, "--start", "best"),
+         "--start must be one of default, random, none"),
+    Case("replay: a knob the space lacks",
+         ("search", "--shape", "mission", "--replay", "{tmp}/bad.json", "--budget", "8"),
+         "unknown knob 'BLOCKN'", setup=_bad_landscape(_rename_knob)),
+    Case("import: no time column",
+         ("landscape", "import", "{tmp}/m.csv", "-s", "mission", "{tmp}/out.json"),
+         "needs one time column of p50_us, time_us, time_ms; found none",
+         setup=_measurements("BLOCK_M,speed\n64,1.0\n")),
+    Case("import: unknown status",
+         ("landscape", "import", "{tmp}/m.csv", "-s", "mission", "{tmp}/out.json"),
+         "row 1: unknown status 'fine'; valid: ok,",
+         setup=_measurements("BLOCK_M,time_us,status\n64,1.0,fine\n")),
     Case("unknown kernel", ("search", "--shape", "tiny", "--kernel", "nope", "--interpret"),
          "unknown kernel 'nope'"),
     Case("unknown strategy",

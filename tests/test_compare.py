@@ -13,10 +13,16 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from evotune.compare import compare_strategies, render_comparison, run_on_landscape
+from evotune.compare import (
+    compare_strategies,
+    render_comparison,
+    run_on_landscape,
+    start_configs,
+)
 from evotune.errors import UserError
 from evotune.landscape import Landscape, load_landscape, save_landscape
 from evotune.pool_model import PoolModel
+from evotune.records import config_hash
 from evotune.space import SearchSpace
 from tests.search.synthetic import attention_space, synthetic_landscape
 from tests.search.toy import toy_landscape, toy_space
@@ -166,3 +172,32 @@ def test_a_run_ends_when_it_has_told_every_recorded_config() -> None:
     few = Landscape(full.kernel, full.shape, full.environment, full.space_size, full.trials[:3])
     run = run_on_landscape(few, space, "grid", 0, target=-1.0)  # a target nothing reaches
     assert run.ended == "exhausted" and run.evaluations == 3
+
+
+def test_start_configs() -> None:
+    space, dims = toy_space(), toy_landscape().shape.dims
+    assert start_configs("default", space, dims, 0) == [space.default_config()]
+    assert start_configs("none", space, dims, 0) == []
+    drawn = [start_configs("random", space, dims, seed) for seed in range(8)]
+    assert all(len(c) == 1 and not space.violations(c[0], dims) for c in drawn)
+    assert drawn[0] == start_configs("random", space, dims, 0)  # one seed, one start
+    assert len({config_hash(c[0]) for c in drawn}) > 1
+    with pytest.raises(UserError, match="--start must be one of default, random, none"):
+        start_configs("best", space, dims, 0)
+
+
+@pytest.mark.parametrize("start", ["default", "random"])
+def test_a_run_first_evaluates_its_start(start: str) -> None:
+    space, landscape = toy_space(), toy_landscape()
+    run = run_on_landscape(landscape, space, "evolution", 3, max_evals=1, start=start)
+    (first,) = start_configs(start, space, landscape.shape.dims, 3)
+    trial = landscape.lookup(first)
+    assert trial is not None and run.best_curve == [trial.p50_us]
+
+
+def test_compare_without_a_start() -> None:
+    space, landscape = toy_space(), toy_landscape()
+    report = compare_strategies(
+        landscape, space, ["evolution", "random", "tpe"], seeds=2, max_evals=30, start="none"
+    )
+    assert all(r.evaluations > 0 for s in report.summaries for r in s.runs)

@@ -53,7 +53,7 @@ OUTPUT_CHECKS: list[tuple[str, str]] = [
     (r"echo \"exit code: \$\?\"", "exit code: 2"),
     (r"^evotune search (?!.*--help)[^;]*$", "finished"),
     (r"^evotune best ", "config"),
-    (r"^evotune landscape (export|merge) ", "wrote "),
+    (r"^evotune landscape (export|merge|import) ", "wrote "),
     (r"^evotune compare ", "evals to"),
     (r"^evotune db upgrade", "newest schema revision"),
 ]

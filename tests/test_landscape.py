@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from evotune.landscape import (
     Landscape,
     LandscapeFileError,
     LandscapeTrial,
+    fit_to_space,
+    import_measurements,
     load_landscape,
     merge_landscapes,
     save_landscape,
@@ -193,3 +197,140 @@ def test_merge_refuses_parts_that_do_not_belong_together(other: Landscape, messa
 def test_merge_needs_parts() -> None:
     with pytest.raises(ValueError, match="no landscapes"):
         merge_landscapes([], toy_space())
+
+
+def _toy_with(changes: dict[int, dict[str, Any]], dims: dict[str, Any] | None = None) -> Landscape:
+    """The toy landscape with some trials' config values replaced (None: the knob removed)."""
+    landscape = toy_landscape()
+    trials = list(landscape.trials)
+    for i, change in changes.items():
+        config = {**trials[i].config, **change}
+        trials[i] = replace(trials[i], config={k: v for k, v in config.items() if v is not None})
+    shape = Shape(landscape.shape.name, dims or dict(landscape.shape.dims))
+    return Landscape("toy", shape, landscape.environment, landscape.space_size, trials)
+
+
+def test_fit_normalises_what_is_unambiguous() -> None:
+    space, clean = toy_space(), toy_landscape()
+    a = next(i for i, t in enumerate(clean.trials) if t.config["impl"] == "a")
+    b = next(i for i, t in enumerate(clean.trials) if t.config["impl"] == "b")
+    recorded = _toy_with(
+        {
+            a: {
+                "flag": int(clean.trials[a].config["flag"]),
+                "stages": str(clean.trials[a].config["stages"]),
+                "ring": 2,
+            },
+            b: {
+                "BLOCK": str(clean.trials[b].config["BLOCK"]),
+                "flag": str(clean.trials[b].config["flag"]).lower(),
+            },
+            b + 1: {"BLOCK": float(clean.trials[b + 1].config["BLOCK"])},
+        },
+        dims={"S": "128"},
+    )
+    assert recorded.lookup(clean.trials[a].config) is None  # what replay would miss in silence
+    fitted = fit_to_space(recorded, space, "toy.json")
+    assert fitted.normalised == 4  # three trials and the shape
+    assert fitted.shape.dims == {"S": 128} and type(fitted.shape.dims["S"]) is int
+    assert "ring" not in fitted.trials[a].config
+    assert all(fitted.lookup(t.config) is not None for t in clean.trials)
+    assert fit_to_space(clean, space, "toy.json").normalised == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"BLOCKS": 64}, "trials[0]: unknown knob 'BLOCKS'; the knobs of toy are impl, BLOCK"),
+        ({"BLOCK": "sixty"}, "trials[0]: knob 'BLOCK': 'sixty' is not one of"),
+        ({"BLOCK": True}, "knob 'BLOCK': True is not one of"),  # a bool is no number
+        ({"BLOCK": 48}, "knob 'BLOCK': 48 is not one of [16, 32, 64, 128]"),
+        ({"flag": 2}, "knob 'flag': 2 is not one of [False, True]"),
+        ({"impl": "a", "warps": None}, "knob 'warps' is missing"),
+    ],
+)
+def test_fit_refuses_the_rest(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(LandscapeFileError, match=re.escape("toy.json: does not fit the toy")):
+        fit_to_space(_toy_with({0: change}), toy_space(), "toy.json")
+    with pytest.raises(LandscapeFileError, match=re.escape(message)):
+        fit_to_space(_toy_with({0: change}), toy_space(), "toy.json")
+
+
+def test_fit_refuses_other_kernels_and_dims() -> None:
+    space = toy_space()
+    with pytest.raises(LandscapeFileError, match=re.escape("shape.S: expected int, got 'long'")):
+        fit_to_space(_toy_with({}, dims={"S": "long"}), space, "toy.json")
+    with pytest.raises(LandscapeFileError, match=re.escape("shape: missing ['S'], unknown ['T']")):
+        fit_to_space(_toy_with({}, dims={"T": 128}), space, "toy.json")
+    other = replace(toy_landscape(), kernel="attention")
+    with pytest.raises(
+        LandscapeFileError, match="the landscape is of kernel 'attention', not 'toy'"
+    ):
+        fit_to_space(other, space, "toy.json")
+
+
+@pytest.mark.parametrize("status", ["meh", "running"])
+def test_status_errors_list_the_valid_statuses(status: str) -> None:
+    data = {"config": {}, "status": status}
+    with pytest.raises(ValueError, match=f"unknown status '{status}'; valid: ok, compile_error, "):
+        LandscapeTrial.from_dict(data)
+
+
+TOY_CSV = """impl,BLOCK,warps,stages,flag,ring,time_ms,status
+a,64,4,3,false,,0.010,
+a,64,4,2,0,,,
+b,32,,,1,3,0.020,ok
+a,128,8,1,true,,,out_of_resources
+"""
+
+
+def test_import_csv(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text(TOY_CSV)
+    imported = import_measurements(path, toy_space(), Shape("s128", {"S": 128}), "H100")
+    saved = load_landscape(save_landscape(imported, tmp_path / "out.json"))
+    assert saved.to_dict() == imported.to_dict() and imported.environment["gpu"] == "H100"
+    assert imported.space_size == len(toy_landscape()) and imported.normalised == 4
+    best = imported.lookup({"impl": "a", "BLOCK": 64, "warps": 4, "stages": 3, "flag": False})
+    assert best is not None and best.ok and best.p50_us == pytest.approx(10.0)
+    failed = imported.lookup({"impl": "a", "BLOCK": 64, "warps": 4, "stages": 2, "flag": False})
+    assert failed is not None and failed.status is TrialStatus.CRASHED  # no time: failed
+    b = imported.lookup({"impl": "b", "BLOCK": 32, "flag": True, "ring": 3})
+    assert b is not None and b.p50_us == pytest.approx(20.0)
+    assert imported.trials[3].status is TrialStatus.OUT_OF_RESOURCES
+
+
+def test_import_jsonl_in_microseconds(tmp_path: Path) -> None:
+    rows = [
+        {"impl": "b", "BLOCK": 32, "flag": True, "ring": 3, "time_us": 14.5},
+        {"impl": "b", "BLOCK": 16, "flag": False, "ring": 2, "time_us": None},
+    ]
+    path = tmp_path / "other.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    imported = import_measurements(path, toy_space(), Shape("s128", {"S": 128}))
+    assert [t.p50_us for t in imported.trials] == [14.5, None] and imported.normalised == 0
+    assert [t.status for t in imported.trials] == [TrialStatus.OK, TrialStatus.CRASHED]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("m.csv", "impl,BLOCK,time_us,time_ms\na,64,1,1\n", "found time_us, time_ms"),
+        ("m.csv", "impl,BLOCK\na,64\n", "found none"),
+        (
+            "m.csv",
+            "impl,BLOCK,time_us\na,64,fast\n",
+            "row 1: 'time_us' must be a number, got 'fast'",
+        ),
+        ("m.jsonl", '{"impl": "a"}\n[1]\n', "row 2: expected an object of columns"),
+        ("m.txt", "", "give a .csv or .jsonl file"),
+        ("m.csv", "impl,BLOCK,time_us\na,64,1.0\n", "trials[0]: knob 'warps' is missing"),
+    ],
+)
+def test_import_refuses_what_it_cannot_read(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(LandscapeFileError, match=re.escape(message)):
+        import_measurements(path, toy_space(), Shape("s128", {"S": 128}))
