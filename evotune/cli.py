@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from evotune.errors import UserError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 app = typer.Typer(no_args_is_help=True, help="Evolutionary autotuning of Triton kernels.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
@@ -58,6 +62,17 @@ def _print_error(message: str) -> None:
 
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _print_records(records: BaseModel | Sequence[BaseModel]) -> None:
+    """Stored records (`evotune.schemas`) as the REST API gives them; strict JSON (the
+    builders turn NaN and infinities into null, and allow_nan=False makes sure)."""
+    data = (
+        [r.model_dump(mode="json") for r in records]
+        if isinstance(records, Sequence)
+        else records.model_dump(mode="json")
+    )
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _print_version(value: bool) -> None:
@@ -263,6 +278,7 @@ def best(
     GPU-measured first (interpreted ones on a CPU host), under the kernel source installed
     here unless --stale."""
     from evotune.evaluators import cuda_device_count
+    from evotune.schemas import best_out, environment_out
     from evotune.source_hash import kernel_source_hash
     from evotune.storage import open_database, repository
 
@@ -284,39 +300,21 @@ def best(
                 f"nothing tuned for kernel {kernel!r} shape {target.label()!r} under the "
                 f"installed kernel source; run `evotune search {_shape_args(target)}`{older}"
             )
-        data = {
-            "kernel": kernel,
-            "shape": target.name,
-            "dims": target.dims,
-            "config": row.config,
-            "p50_us": row.p50_us,
-            "shootout_p50_us": row.shootout_p50_us,
-            "tflops": row.tflops,
-            "max_error": row.max_error,
-            "study_id": row.study_id,
-            "trial_id": row.trial_id,
-            "measured_at": row.measured_at.isoformat(),
-            "gpu": row.environment.gpu,
-            "interpreted": row.environment.interpreted,
-            "fingerprint": row.environment.fingerprint_hash,
-            "kernel_source_hash": row.environment.kernel_source_hash,
-            "stale": row.environment.kernel_source_hash != installed,
-        }
+        # As GET /v1/best answers, asked for under the installed kernel source.
+        out = best_out(kernel, target, row, environment_out(row.environment), installed)
     if as_json:
-        _print_json(data)
+        _print_records(out)
         return
-    if data["stale"]:
+    if out.stale:
         console.print(
-            f"[yellow]stale: measured under kernel source {data['kernel_source_hash']}, the "
-            f"installed one is {installed}; re-tune[/yellow]"
+            f"[yellow]stale: measured under kernel source {out.environment.kernel_source_hash}, "
+            f"the installed one is {installed}; re-tune[/yellow]"
         )
     table = Table(title=f"best config: {kernel} / {target.label()}")
     table.add_column("field")
     table.add_column("value")
-    for key, value in data.items():
-        table.add_row(
-            key, json.dumps(value, default=str) if isinstance(value, dict) else str(value)
-        )
+    for key, value in out.model_dump(mode="json", exclude={"requested", "exact"}).items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(table)
 
 
@@ -406,50 +404,31 @@ def studies(
     db: DbOpt = None, kernel: Annotated[str | None, typer.Option()] = None, as_json: JsonOpt = False
 ) -> None:
     """Every study, newest first."""
+    from evotune.schemas import StudyOut, study_out
     from evotune.storage import open_database, repository
 
     database = open_database(db)
     with database.session() as session:
-        rows = []
-        for study in repository.list_studies(session, kernel=kernel, limit=10_000):
-            rows.append(
-                {
-                    "id": study.id,
-                    "kernel": study.kernel.name,
-                    "shape": study.shape.name or study.shape.key,
-                    "strategy": study.strategy,
-                    "state": study.state,
-                    "trials": repository.count_trials(session, study.id),
-                    "ok": repository.count_trials(session, study.id, status="ok"),
-                    "budget": study.budget,
-                    "settings": dict(study.settings),
-                    "gpu": study.environment.gpu,
-                    "interpreted": study.interpreted,
-                    "created_at": study.created_at.isoformat(),
-                }
-            )
+        found = repository.list_studies(session, kernel=kernel, limit=10_000)
+        stats = repository.trial_stats(session, [s.id for s in found])
+        rows: list[StudyOut] = [study_out(s, *stats[s.id]) for s in found]
     if as_json:
-        _print_json(rows)
+        _print_records(rows)
         return
     table = Table(title="studies")
     for column in ("id", "kernel", "shape", "strategy", "state", "trials", "ok", "budget", "gpu"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            *(
-                str(row[c])
-                for c in (
-                    "id",
-                    "kernel",
-                    "shape",
-                    "strategy",
-                    "state",
-                    "trials",
-                    "ok",
-                    "budget",
-                    "gpu",
-                )
-            )
+            str(row.id),
+            row.kernel,
+            row.shape.name or row.shape.key,
+            row.strategy,
+            row.state,
+            str(row.trials),
+            str(row.status_counts.get("ok", 0)),
+            str(row.budget),
+            row.environment.gpu,
         )
     console.print(table)
 
@@ -463,6 +442,7 @@ def trials(
 ) -> None:
     """The trials of one study, in the order they were asked."""
     from evotune.records import TrialStatus
+    from evotune.schemas import TrialOut, trial_out
     from evotune.storage import open_database, repository
 
     statuses = [s.value for s in TrialStatus]
@@ -471,43 +451,25 @@ def trials(
     database = open_database(db)
     with database.session() as session:
         repository.get_study(session, study_id)
-        rows = [
-            {
-                "id": t.id,
-                "number": t.number,
-                "status": t.status,
-                "p50_us": t.p50_us,
-                "p20_us": t.p20_us,
-                "p80_us": t.p80_us,
-                "n_runs": t.n_runs,
-                "max_error": t.max_error,
-                "generation": t.generation,
-                "operator": t.operator,
-                "parents": t.parents,
-                "config": t.config,
-                "config_hash": t.config_hash,
-                "seed": t.seed,
-                "shootout_p50_us": t.shootout_p50_us,
-                "compile_s": t.compile_s,
-                "error": t.error,
-            }
+        rows: list[TrialOut] = [
+            trial_out(t)
             for t in repository.list_trials(session, study_id, status=status, limit=1_000_000)
         ]
     if as_json:
-        _print_json(rows)
+        _print_records(rows)
         return
     table = Table(title=f"trials of study {study_id}")
     for column in ("number", "gen", "op", "status", "p50 µs", "max err", "config"):
         table.add_column(column)
     for r in rows:
         table.add_row(
-            str(r["number"]),
-            str(r["generation"]),
-            str(r["operator"]),
-            str(r["status"]),
-            f"{r['p50_us']:.2f}" if r["p50_us"] is not None else "-",
-            f"{r['max_error']:.2e}" if r["max_error"] is not None else "-",
-            json.dumps(r["config"]),
+            str(r.number),
+            str(r.generation),
+            r.operator,
+            r.status,
+            f"{r.p50_us:.2f}" if r.p50_us is not None else "-",
+            f"{r.max_error:.2e}" if r.max_error is not None else "-",
+            json.dumps(r.config),
         )
     console.print(table)
 

@@ -85,6 +85,9 @@ class TrialResult:
     compile_s: float | None = None
     run_s: float | None = None
     error: str | None = None
+    # The plug-in's flops(dims) for an `ok` result, so that the parent, which never imports
+    # the plug-in, can give TFLOPS; None from an evaluator without the plug-in (a replay).
+    flops: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from evotune.errors import StudyBusyError, UserError
-from evotune.plugin import load_plugin
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.grid import valid_configs
@@ -217,8 +216,10 @@ def run_search(
     started_at = time.monotonic()
     trials_run = 0
     busy_s = 0.0
+    flops: float | None = None  # of the shape, as the workers' results report it
     # Trials an earlier, stopped run left in flight are measured first, as they were asked.
     for result in evaluator.evaluate(rerun_requests) if rerun_requests else ():
+        flops = result.flops or flops
         trial = _store_result(db, result)
         trials_run += 1
         busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
@@ -289,6 +290,7 @@ def run_search(
         ask_ahead()
         while pipeline.outstanding:
             for result in evaluator.collect():
+                flops = result.flops or flops
                 finished(_store_result(db, result))
             ask_ahead()
     except KeyboardInterrupt:
@@ -303,18 +305,11 @@ def run_search(
             _mark_best_unpublished(db, study_id)
         else:
             observer.shootout_started(options.finalists)
-            _shootout_and_publish(db, study_id, space, shape, evaluator, options, tolerance)
+            flops = _shootout_and_publish(
+                db, study_id, space, shape, evaluator, options, tolerance, flops
+            )
     _set_state(db, study_id, state)
-    summary = summarize(
-        db,
-        study_id,
-        space,
-        shape,
-        resumed,
-        trials_run,
-        len(rerun_requests),
-        with_flops=options.replay is None,
-    )
+    summary = summarize(db, study_id, space, resumed, trials_run, len(rerun_requests), flops)
     summary.wall_s = time.monotonic() - run_started
     summary.search_s = search_s
     summary.worker_busy_s = busy_s
@@ -354,9 +349,9 @@ def _pipeline(
     workers at once). Asynchronous pipelines keep as many trials in flight as the evaluator
     can work on at once (its `capacity`: GPU workers plus compile processes)."""
     if depth is None:
-        depth = 0 if getattr(evaluator, "workers", 1) > 1 else 1
+        depth = 0 if evaluator.workers > 1 else 1
     if depth == 0:
-        return AsyncPipeline(strategy, window=int(getattr(evaluator, "capacity", 0)))
+        return AsyncPipeline(strategy, window=evaluator.capacity)
     return GenerationPipeline(strategy, depth=depth)
 
 
@@ -368,14 +363,13 @@ def _warm_up(
     tolerance: dict[str, float],
     options: SearchOptions,
 ) -> None:
-    """Let an evaluator with processes to warm (the GPU pool) put the default config through
-    each of them before the clock starts. Nothing is stored: the search measures the
-    default config as a trial like any other."""
-    warm_up = getattr(evaluator, "warm_up", None)
+    """Let the evaluator put the default config through each of its processes before the
+    clock starts. Nothing is stored: the search measures the default config as a trial like
+    any other."""
     config = space.default_config()
-    if warm_up is None or space.violations(config, shape.dims):
+    if space.violations(config, shape.dims):
         return
-    warm_up(
+    evaluator.warm_up(
         TrialRequest(
             trial_id=-1,
             kernel=space.kernel,
@@ -486,8 +480,10 @@ def _shootout_and_publish(
     evaluator: Evaluator,
     options: SearchOptions,
     tolerance: dict[str, float],
-) -> None:
-    """Re-measure the top few interleaved in one worker; publish the winner of that."""
+    flops: float | None,
+) -> float | None:
+    """Re-measure the top few interleaved in one worker; publish the winner of that.
+    Returns the shape's flops (`flops`, or as the shoot-out's results report it)."""
     with db.session() as session:
         ok = repository.list_trials(session, study_id, status=TrialStatus.OK.value, limit=100_000)
         finalists = sorted(ok, key=lambda t: t.p50_us or math.inf)[: max(1, options.finalists)]
@@ -501,9 +497,9 @@ def _shootout_and_publish(
             for t in finalists
         ]
     if not requests:
-        return
+        return flops
     results = evaluator.shootout(requests, options.shootout_rounds) if len(requests) > 1 else []
-    flops = load_plugin(space.module).flops(shape.dims)
+    flops = next((r.flops for r in results if r.flops), flops)
     with db.session() as session:
         study = repository.get_study(session, study_id)
         for result in results:
@@ -531,7 +527,7 @@ def _shootout_and_publish(
             ] or scored
         if not scored:
             study.best_trial_id = None
-            return  # every finalist was wrong: nothing is published
+            return flops  # every finalist was wrong: nothing is published
         _, winner, shootout_p50 = min(scored, key=lambda item: item[0])
         study.best_trial_id = winner.id
         study.shootout = [
@@ -540,9 +536,9 @@ def _shootout_and_publish(
         ]
         ranked_p50 = shootout_p50 or winner.p50_us
         assert ranked_p50 is not None
-        repository.publish_best(
-            session, study, winner, shootout_p50, flops / (ranked_p50 * 1e-6) / 1e12
-        )
+        tflops = flops / (ranked_p50 * 1e-6) / 1e12 if flops else None
+        repository.publish_best(session, study, winner, shootout_p50, tflops)
+    return flops
 
 
 def _seed_configs(
@@ -587,14 +583,13 @@ def summarize(
     db: Database,
     study_id: int,
     space: SearchSpace,
-    shape: Shape,
     resumed: bool = False,
     trials_run: int = 0,
     rerun: int = 0,
-    with_flops: bool = True,
+    flops: float | None = None,
 ) -> SearchSummary:
-    """A study's outcome: counts, best, speedup over the space's default config. The TFLOPS
-    need the kernel plug-in's flops: `with_flops=False` (a replay) leaves them out."""
+    """A study's outcome: counts, best, speedup over the space's default config, and TFLOPS
+    where the shape's `flops` is known (the workers report it; a replay's evaluator cannot)."""
     default_hash = config_hash(space.default_config())
     with db.session() as session:
         study = repository.get_study(session, study_id)
@@ -608,8 +603,6 @@ def summarize(
             best = min(ok, key=lambda t: t.p50_us or math.inf) if ok else None
         default = next((t for t in trials if t.config_hash == default_hash), None)
         best_p50 = best.shootout_p50_us or best.p50_us if best else None
-        # A replay never imports the kernel module (nor torch): it must run where neither can.
-        flops = load_plugin(space.module).flops(shape.dims) if best_p50 and with_flops else 0.0
         return SearchSummary(
             study_id=study.id,
             resumed=resumed,
@@ -619,7 +612,7 @@ def summarize(
             best_config=dict(best.config) if best else None,
             best_p50_us=best.p50_us if best else None,
             best_shootout_p50_us=best.shootout_p50_us if best else None,
-            best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 else None,
+            best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 and flops else None,
             default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
             rerun_trials=rerun,
             state=study.state,

@@ -3,16 +3,14 @@
 `attention()` is the public launcher; the module-level plug-in functions (`make_inputs`,
 `run`, `reference`, ...) are what evotune's worker calls (see evotune/plugin.py). The
 Triton kernel itself lives in `kernels/_attention_kernel.py`; `impl: gluon` configs go to
-`kernels/attention_gluon.py`.
+`kernels/attention_gluon.py`; the defaults and the sm_90 limits come from
+search_spaces/attention.yaml through `kernels/attention_common.py`.
 
-This module imports only torch and triton (no pydantic): GPU hosts run it bare.
+This module imports torch, triton and pyyaml (no pydantic): GPU hosts run it bare.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import json
 import math
 from collections.abc import Mapping
@@ -22,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import triton
 
+from evotune.expressions import evaluate
+from kernels import attention_gluon as gluon
 from kernels._attention_kernel import attn_fwd_kernel
+from kernels.attention_common import default_config, device_limits, space_constraint
 from kernels.tile_order import head_group
 
 if TYPE_CHECKING:
@@ -46,19 +47,8 @@ __all__ = [
     "unsupported",
 ]
 
-# Must equal the parameter defaults of search_spaces/attention.yaml (a CPU test checks it);
-# kept here so that the module needs no YAML or pydantic on a bare GPU host.
-DEFAULT_CONFIG: dict[str, Any] = {
-    "impl": "triton",
-    "BLOCK_M": 64,
-    "BLOCK_N": 64,
-    "num_warps": 4,
-    "num_stages": 3,
-    "FAST_EXP": 0,
-    "CTA_MULT": 0,
-    "TMA": False,
-    "WARP_SPECIALIZE": False,
-}
+# The space's default config (search_spaces/attention.yaml, the one table of defaults).
+DEFAULT_CONFIG: dict[str, Any] = default_config()
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
 
@@ -181,10 +171,14 @@ def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
+# The space's constraint on warp-specialized tl configs that Triton 3.6 miscompiles on H100.
+_WS_SAFE = space_constraint("triton 3.6 on H100")
+
+
 def _ws_hazard(cfg: Mapping[str, Any]) -> str | None:
     """Warp-specialized configs that Triton 3.6 miscompiles on H100 (measured 2026-11-23:
     BLOCK_N=32 hung, 4 warps returned inf; 8 warps with BLOCK_N >= 64 passed every shape)."""
-    if cfg["num_warps"] != 8 or cfg["BLOCK_N"] < 64:
+    if not evaluate(_WS_SAFE, cfg):
         return (
             "config: WARP_SPECIALIZE needs num_warps=8 and BLOCK_N >= 64 on the GPU "
             "(Triton 3.6 hangs or computes inf otherwise)"
@@ -223,21 +217,6 @@ def _flat_rows_ok(spec: _TensorSpec, B: int, H: int, S: int, itemsize: int) -> b
         and (H == 1 or sh == S * ss)
         and (B == 1 or sb == H * S * ss)
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _device_limits(index: int) -> tuple[int, int]:
-    """(SM count, L2 bytes) of a CUDA device."""
-    props = torch.cuda.get_device_properties(index)
-    return props.multi_processor_count, int(getattr(props, "L2_cache_size", 50 << 20))
-
-
-def device_limits(device: torch.device) -> tuple[int, int]:
-    """(SM count, L2 bytes) that the launchers plan tile grids and tile order with."""
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return _device_limits(index)
-    return 4, 8 << 20  # interpreter: a few "SMs" so that the persistent loop really loops
 
 
 def _plan(
@@ -361,11 +340,6 @@ def attention(
     if out is None:
         out = torch.empty_like(q)
     if cfg["impl"] == "gluon":
-        if importlib.util.find_spec("kernels.attention_gluon") is None:
-            raise ValueError(
-                "config: impl 'gluon' needs kernels/attention_gluon.py, which does not exist yet"
-            )
-        gluon = importlib.import_module("kernels.attention_gluon")
         # The Gluon launcher applies its own defaults to the keys the config leaves out.
         result: torch.Tensor = gluon.gluon_attention(
             q, k, v, causal, scale, dict(config or {}), out
@@ -573,11 +547,7 @@ def unsupported(
             return "impl 'gluon' needs a Hopper GPU (sm_90); the CPU interpreter cannot run Gluon"
         if capability != (9, 0):
             return f"impl 'gluon' needs a Hopper GPU (sm_90), this is {device.name} {capability}"
-        if importlib.util.find_spec("kernels.attention_gluon") is None:
-            return "impl 'gluon': kernels/attention_gluon.py does not exist yet"
-        gluon = importlib.import_module("kernels.attention_gluon")
-        check = getattr(gluon, "gluon_unsupported", None)
-        return check(dict(config), dict(dims), device) if check is not None else None
+        return gluon.gluon_unsupported(dict(config), dict(dims), device)
     if device.interpreted:
         if dims["dtype"] == "bfloat16":
             return "the CPU interpreter cannot run bf16 dots"
@@ -608,13 +578,7 @@ def compile_only(dims: Mapping[str, Any], config: Mapping[str, Any], device: Any
         return
     cfg = resolve_config(config)
     if cfg["impl"] == "gluon":
-        if importlib.util.find_spec("kernels.attention_gluon") is None:
-            return
-        gluon = importlib.import_module("kernels.attention_gluon")
-        if hasattr(gluon, "compile_only"):
-            gluon.compile_only(dims, config, device)
-        elif hasattr(gluon, "gluon_compile"):
-            gluon.gluon_compile(dict(dims), dict(config))
+        gluon.compile_only(dict(dims), dict(config), device)
         return
     from triton.runtime.jit import MockTensor
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
+from kernels.attention_common import device_limits, parameter_defaults, space_constant
 from kernels.tile_order import head_group
 from kernels.tile_schedule import PersistentGrid, schedule_tensor
 
@@ -30,24 +31,33 @@ __all__ = [
     "resolve_gluon_config",
 ]
 
+# The space's defaults (search_spaces/attention.yaml) of the knobs the kernel reads, but for the
+# tile: the space's BLOCK_M default (64) is the tl kernel's and cannot be split over the default
+# two consumer warpgroups, and the YAML has no per-impl defaults, so a gluon config that leaves
+# the tile out runs 128 x 128 (every config a search proposes names both). P_BUFFERS, PINGPONG and
+# PIN_SOFTMAX are kernel experiments the space does not search (PIN_SOFTMAX off for three
+# consumers, see resolve_gluon_config).
+_SPACE_KNOBS = (
+    "PRODUCER_WARPS",
+    "PRODUCER_REGS",
+    "CONSUMER_WGS",
+    "KV_STAGES",
+    "FAST_EXP",
+    "CTA_MULT",
+    "TILE_ORDER",
+)
 GLUON_DEFAULTS: dict[str, int] = {
     "BLOCK_M": 128,
     "BLOCK_N": 128,
-    "PRODUCER_WARPS": 1,
-    "PRODUCER_REGS": 24,
-    "CONSUMER_WGS": 2,
-    "KV_STAGES": 2,
-    "FAST_EXP": 0,
-    "CTA_MULT": 0,
+    **{name: int(parameter_defaults()[name]) for name in _SPACE_KNOBS},
     "P_BUFFERS": 1,
     "PINGPONG": 1,
     "PIN_SOFTMAX": 1,
-    "TILE_ORDER": 0,
 }
 
-# Opt-in shared memory of one block on sm_90 (227 KiB) and the register file of one SM.
-_SMEM_LIMIT = 232448
-_REGS_PER_SM = 65536
+# sm_90 limits, spelled once in the space file.
+_SMEM_LIMIT: int = space_constant("smem_limit")
+_REGS_PER_SM: int = space_constant("regs_per_sm")
 # Shared memory of one SM on sm_90 (a block may take _SMEM_LIMIT of it; each block reserves 1 KiB).
 _SMEM_PER_SM = 233472
 _SMEM_RESERVED_PER_BLOCK = 1024
@@ -378,7 +388,6 @@ def gluon_attention(
     from triton.experimental.gluon import language as gl
 
     from kernels._gluon_attention_kernel import gluon_attn_fwd
-    from kernels.attention import device_limits
 
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
         raise ValueError(f"q, k, v and out must share one [B, H, S, D] shape; got {tuple(q.shape)}")

@@ -152,7 +152,7 @@ def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> No
     assert best.returncode == 0, best.stderr
     best_data = json.loads(best.stdout)
     assert isinstance(best_data["config"], dict) and best_data["config"]
-    assert best_data["interpreted"] is True
+    assert best_data["environment"]["interpreted"] is True
     assert best_data["study_id"] == summary["study_id"]
 
     # The same command again: the study is resumed, nothing is measured twice.
@@ -189,7 +189,8 @@ def test_interpreted_search_stores_resumes_and_serves_best(tmp_path: Path) -> No
     refused = evotune("best", "--shape", "tiny", "--json", db=db)
     assert refused.returncode == 2 and "--stale" in refused.stderr
     stale = json.loads(evotune("best", "--shape", "tiny", "--stale", "--json", db=db).stdout)
-    assert stale["stale"] is True and stale["kernel_source_hash"] == "an-older-source"
+    assert stale["stale"] is True
+    assert stale["environment"]["kernel_source_hash"] == "an-older-source"
 
 
 def test_population_sets_the_batch_of_a_strategy_without_one(tmp_path: Path) -> None:
@@ -230,8 +231,9 @@ def test_search_and_best_by_dims_seeded_from_the_nearest_tuned_shape(tmp_path: P
     assert summary["state"] == "finished" and summary["total_trials"] == 4
 
     best = json.loads(evotune("best", "--dims", ADHOC, "--json", db=db).stdout)
-    assert best["study_id"] == summary["study_id"] and best["shape"] is None
-    assert best["dims"] == {"B": 1, "H": 1, "S": 128, "D": 64, "causal": True, "dtype": "float16"}
+    shape = best["shape"]
+    assert best["study_id"] == summary["study_id"] and shape["name"] is None
+    assert shape["dims"] == {"B": 1, "H": 1, "S": 128, "D": 64, "causal": True, "dtype": "float16"}
     # tiny's best starts the ad-hoc search, as for a named shape.
     tiny_best = json.loads(evotune("best", "--shape", "tiny", "--json", db=db).stdout)["config"]
     trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
@@ -239,7 +241,7 @@ def test_search_and_best_by_dims_seeded_from_the_nearest_tuned_shape(tmp_path: P
     # The dims of a named shape are that shape.
     named = evotune("best", "--dims", ADHOC.replace("H=1", "H=2"), "--json", db=db)
     assert json.loads(named.stdout)["study_id"] == json.loads(tiny.stdout)["study_id"]
-    assert json.loads(named.stdout)["shape"] == "tiny"
+    assert json.loads(named.stdout)["shape"]["name"] == "tiny"
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,22 @@ class Evaluator(Protocol):
         kernel_source_hash, interpreted (bool)."""
         ...
 
+    @property
+    def workers(self) -> int:
+        """Trials measured at once; above 1 the search runs asynchronously by default."""
+        ...
+
+    @property
+    def capacity(self) -> int:
+        """Requests it can work on at once: how many an asynchronous search keeps in flight
+        (at least a generation)."""
+        ...
+
+    def warm_up(self, request: TrialRequest) -> None:
+        """Put `request` through every process of the evaluator and drop the results, so
+        first-use costs are paid before the search starts. Only while nothing is outstanding."""
+        ...
+
     def submit(self, requests: Sequence[TrialRequest]) -> None:
         """Queue requests behind those already submitted; they are measured in turn."""
         ...
@@ -45,17 +61,15 @@ class Evaluator(Protocol):
     def close(self) -> None: ...
 
 
-# Optional, used by the runner where present (`evotune.worker.pool.WorkerPool` has all three):
-# - `warm_up(request) -> None` puts one request through every process of the evaluator and
-#   drops the results, so first-use costs are paid before the search starts;
-# - `workers: int`, trials measured at once (several: the search runs asynchronously);
-# - `capacity: int`, requests it can work on at once (how many the search keeps in flight).
-
-
 class BatchSubmission(abc.ABC):
     """`submit` / `collect` for an evaluator that measures whole batches with `evaluate`:
     `collect` measures everything submitted since the last call. Subclasses call
-    `super().__init__()`."""
+    `super().__init__()`.
+
+    It works in the calling process, one request at a time, with nothing to warm up."""
+
+    workers: int = 1
+    capacity: int = 1
 
     def __init__(self) -> None:
         self._submitted: list[TrialRequest] = []
@@ -66,6 +80,9 @@ class BatchSubmission(abc.ABC):
     def collect(self) -> list[TrialResult]:
         batch, self._submitted = self._submitted, []
         return list(self.evaluate(batch)) if batch else []
+
+    def warm_up(self, request: TrialRequest) -> None:
+        return None
 
     @abc.abstractmethod
     def evaluate(self, requests: Sequence[TrialRequest]) -> Iterator[TrialResult]:

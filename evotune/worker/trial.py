@@ -342,13 +342,10 @@ def prepare(
 
 
 def _ok_or_floor(
-    prepared: Prepared,
-    device: Device,
-    timing: measure.Timing,
-    floor: Callable[[float], str | None],
+    plugin: KernelPlugin, prepared: Prepared, device: Device, timing: measure.Timing
 ) -> Verdict:
     request = prepared.request
-    problem = floor(timing.p50_us)
+    problem = floor_check(plugin, request, device)(timing.p50_us)
     fields: dict[str, Any] = {
         "p50_us": timing.p50_us,
         "p20_us": timing.p20_us,
@@ -362,7 +359,8 @@ def _ok_or_floor(
     if problem is not None:
         fields = {k: fields[k] for k in ("n_runs", "samples_us", "compile_s", "run_s")}
         return _wrong(request, "wrong result: " + problem, None, **fields)
-    return Verdict(TrialResult(request.trial_id, TrialStatus.OK, **fields))
+    flops = float(plugin.flops(request.dims))
+    return Verdict(TrialResult(request.trial_id, TrialStatus.OK, **fields, flops=flops))
 
 
 def floor_check(
@@ -411,7 +409,7 @@ def time_prepared(
     except Exception as exc:
         return _fail(request, device, exc, "timing", prepared.compile_s)
     prepared.run_s += time.perf_counter() - t0
-    return _ok_or_floor(prepared, device, timing, floor_check(plugin, request, device))
+    return _ok_or_floor(plugin, prepared, device, timing)
 
 
 def shootout(
@@ -457,9 +455,7 @@ def shootout(
             verdicts[i].result.error = "shoot-out failed: " + (verdicts[i].result.error or "")
         return _results(requests, verdicts)
     for i, p in live:
-        verdicts[i] = _ok_or_floor(
-            p, device, measure.summarize(p.samples), floor_check(plugin, p.request, device)
-        )
+        verdicts[i] = _ok_or_floor(plugin, p, device, measure.summarize(p.samples))
     return _results(requests, verdicts)
 
 

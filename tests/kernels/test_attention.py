@@ -240,6 +240,21 @@ def test_triton_configs_of_the_space_resolve() -> None:
         assert attn.unsupported(config, dims, HOPPER) is None, config
 
 
+def test_attention_modules_import_one_way() -> None:
+    """kernels/attention.py imports kernels/attention_gluon.py, never the other way round; the
+    sm_90 shared memory limit is spelled once, in the space file."""
+    import ast
+
+    kernels = Path(attn.__file__).parent
+    for module in ("attention_gluon", "attention_common"):
+        tree = ast.parse((kernels / f"{module}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "kernels.attention" not in imported, module
+    for module in ("attention", "attention_gluon", "attention_common"):
+        assert "232448" not in (kernels / f"{module}.py").read_text(), module
+
+
 # --- the plug-in interface ------------------------------------------------------------------
 
 

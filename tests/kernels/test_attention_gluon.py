@@ -111,6 +111,18 @@ def test_the_search_space_prunes_what_the_kernel_refuses_for_its_structure() -> 
             assert "PRODUCER_REGS" not in full or full["PRODUCER_WARPS"] > 0
 
 
+def test_defaults_are_the_search_spaces() -> None:
+    """GLUON_DEFAULTS is the space's table but for the tile (the space's BLOCK_M default is the
+    tl kernel's 64, which two consumer warpgroups cannot split) and the knobs it does not search."""
+    space = load_space("attention")
+    params = space.parameters
+    differ = {k for k, v in GLUON_DEFAULTS.items() if k in params and params[k].default != v}
+    assert differ == {"BLOCK_M", "BLOCK_N"}
+    assert set(GLUON_DEFAULTS) - set(space.parameters) == {"P_BUFFERS", "PINGPONG", "PIN_SOFTMAX"}
+    gluon_knobs = {n for n, p in space.parameters.items() if p.when and "gluon" in p.when}
+    assert gluon_knobs <= set(GLUON_DEFAULTS)
+
+
 def test_register_split_matches_tritons_warpgroup_allocation() -> None:
     # Three warpgroups (producer + 2 consumers) share 64K registers: 168 at launch, then
     # setmaxnreg gives 24 to the producer and 240 to each consumer.

@@ -660,7 +660,7 @@ def test_interpreted_search_stores_ok_trials_and_publishes_a_best(tmp_path: Path
     assert best.returncode == 0, best.stderr
     published = json.loads(best.stdout)
     assert published["kernel"] == "matmul" and published["study_id"] == summary["study_id"]
-    assert not load_space("matmul").violations(published["config"], published["dims"])
+    assert not load_space("matmul").violations(published["config"], published["shape"]["dims"])
 
 
 # --- GPU --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from evotune.api.best_cache import BestCache, CachedAnswer
 from evotune.api.database import DatabaseGate
 from evotune.api.errors import error_body, error_responses
 from evotune.api.params import resolve_kernel, resolve_shape
-from evotune.api.schemas import BestOut, EnvironmentOut, best_out, environment_out
+from evotune.schemas import BestOut, EnvironmentOut, best_out, environment_out
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, repository
 from evotune.storage.models import BestConfig

@@ -16,10 +16,11 @@ from evotune.api.deps import GateDep, SpacesDep
 from evotune.api.errors import error_responses
 from evotune.api.params import resolve_kernel
 from evotune.api.responses import JSONBytes, dump_list
-from evotune.api.schemas import BaselineOut, OverviewRow, finite, shape_ref
+from evotune.api.schemas import BaselineOut, OverviewRow
 from evotune.api.spaces import SpaceCatalog
 from evotune.errors import UserError
 from evotune.records import config_hash
+from evotune.schemas import finite, shape_ref
 from evotune.storage import BestConfig, Study, Trial, repository
 
 router = APIRouter(prefix="/v1", tags=["best"])
