@@ -6,10 +6,12 @@ read while a search writes. Any other SQLAlchemy URL (PostgreSQL for several hos
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache, partial
@@ -156,9 +158,18 @@ def make_engine(
         raise DatabaseError(f"cannot open database {display_url(url)!r}: {exc}{hint}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms))
+        # Pooled connections still open at exit are never closed by SQLite, so the WAL
+        # stays beside the file: a copy of evotune.db alone would then miss recent writes.
+        atexit.register(_dispose_at_exit, weakref.ref(engine))
     if parsed.get_backend_name() == "postgresql":
         event.listen(engine, "connect", _postgres_session)
     return engine
+
+
+def _dispose_at_exit(engine: weakref.ref[Engine]) -> None:
+    alive = engine()
+    if alive is not None:
+        alive.dispose()
 
 
 def _sqlite_existing(path: str, timeout_s: float) -> sqlite3.Connection:
