@@ -181,4 +181,3 @@ class ImportanceOut(FrozenModel):
         description="parameters not assessed: one value in every trial, or not set in all"
     )
     note: str | None = None
-
