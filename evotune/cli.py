@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evotune.errors import UserError
+from evotune.kerneltuner import KERNEL_TUNER_PREFIX, KERNEL_TUNER_STRATEGIES
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -50,8 +51,8 @@ ShapeOpt = Annotated[
 DimsOpt = Annotated[
     str | None,
     typer.Option(
-        help="An ad-hoc shape instead of --shape: every dim of the space, e.g. "
-        "'B=8,H=32,S=3000,D=128,causal=true,dtype=bfloat16'."
+        help="An ad-hoc shape instead of --shape: every dim of the space (those with a "
+        "default may be left out), e.g. 'B=8,H=32,S=3000,D=128,causal=true,dtype=bfloat16'."
     ),
 ]
 
@@ -105,9 +106,10 @@ def _space_and_shape(kernel: str, shape: str | None, dims: str | None) -> tuple[
     if shape is not None:
         return space, space.shape(shape)
     if dims is None:
+        # [optional]: the dims that have a default
+        listed = (f"[{d}=...]" if d in space.dim_defaults else f"{d}=..." for d in space.dims)
         raise UserError(
-            f"give --shape (one of {', '.join(space.shapes)}) or --dims "
-            f"({', '.join(f'{d}=...' for d in space.dims)})"
+            f"give --shape (one of {', '.join(space.shapes)}) or --dims ({', '.join(listed)})"
         )
     try:
         return space, space.parse_dims(dims)
@@ -129,8 +131,12 @@ def search(
     kernel: KernelOpt = "attention",
     budget: Annotated[int, typer.Option(min=1, help="Trials to run in the study.")] = 120,
     seed: Annotated[
-        int, typer.Option(help="Seed of the strategy and of every trial's inputs.")
-    ] = 0,
+        int | None,
+        typer.Option(
+            help="Seed of the strategy and of every trial's inputs (default 0; a resumed "
+            "study keeps its own)."
+        ),
+    ] = None,
     strategy: Annotated[
         str, typer.Option(help="evolution, random, grid, tpe, cmaes, nsga2.")
     ] = "evolution",
@@ -186,7 +192,7 @@ def search(
     from evotune.evaluators import open_evaluator
     from evotune.progress import search_observer
     from evotune.runner import SearchOptions, run_search
-    from evotune.storage import open_database
+    from evotune.storage import SqlTrialStore, open_database
 
     space, target = _space_and_shape(kernel, shape, dims)
     if replay is not None and not replay.is_file():
@@ -216,7 +222,9 @@ def search(
     )
     try:
         with search_observer(err_console if as_json else console, target.label()) as observer:
-            summary = run_search(database, space, target, evaluator, options, observer)
+            summary = run_search(
+                SqlTrialStore(database), space, target, evaluator, options, observer
+            )
     finally:
         evaluator.close()
     if as_json:
@@ -332,7 +340,8 @@ def shapes(kernel: KernelOpt = "attention", as_json: JsonOpt = False) -> None:
     for dim in space.dims:
         table.add_column(dim)
     for name, dims in space.shapes.items():
-        table.add_row(name, *(str(dims[d]) for d in space.dims))
+        complete = space.complete_dims(dims)  # the file leaves out dims at their default
+        table.add_row(name, *(str(complete[d]) for d in space.dims))
     console.print(table)
 
 
@@ -530,7 +539,9 @@ def bench(
             configs["best"] = dict(row.config)
     rows = bench_table(space, target, configs, seed=seed)
     if as_json:
-        _print_json([row.__dict__ for row in rows])
+        from evotune.schemas import bench_row_out
+
+        _print_records([bench_row_out(row) for row in rows])
         return
     console.print(render_bench_table(rows, title=f"{kernel} / {target.label()}"))
 
@@ -590,6 +601,64 @@ def export(
     console.print(f"wrote {len(entries)} best configs of {kernel} to {output}", highlight=False)
 
 
+@app.command("tune-pending")
+def tune_pending(
+    kernel: Annotated[
+        str | None,
+        typer.Option(
+            "--kernel",
+            "-k",
+            help="Only the misses of this decorated kernel (<module>.<qualified name>).",
+        ),
+    ] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(min=1, help="Trials per miss (default: the decorator's budget)."),
+    ] = None,
+    interpret: Annotated[
+        bool,
+        typer.Option(
+            "--interpret",
+            help="Run the kernels through Triton's CPU interpreter (sets TRITON_INTERPRET=1), "
+            "for misses recorded under it.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say which misses can be tuned here.")
+    ] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tune the misses that `evotune.autotune` recorded (pending studies), in this process,
+    on arguments rebuilt from the recorded call; one line per miss."""
+    import os
+
+    if interpret:
+        os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    from evotune.autotuning.offline import tune_pending as run_pending
+    from evotune.storage import SqlTrialStore, open_database
+
+    out = err_console if as_json else console
+    outcomes = run_pending(
+        SqlTrialStore(open_database(db)),
+        kernel=kernel,
+        budget=budget,
+        dry_run=dry_run,
+        on_outcome=lambda o: out.print(o.line(), markup=False, highlight=False, soft_wrap=True),
+    )
+    if as_json:
+        _print_json([o.to_dict() for o in outcomes])
+        return
+    if not outcomes:
+        console.print("nothing pending" + (f" for {kernel}" if kernel else ""), highlight=False)
+        return
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    summary = ", ".join(f"{n} {result}" for result, n in counts.items())
+    console.print(f"{len(outcomes)} pending: {summary}", highlight=False)
+
+
 @landscape_app.command("export")
 def landscape_export(
     study_id: Annotated[int, typer.Argument(help="A (grid) study to export.")],
@@ -645,19 +714,11 @@ def landscape_merge(
     ] = False,
 ) -> None:
     """Join landscapes recorded in parts (sub-spaces, sessions) into one file."""
-    from evotune.landscape import (
-        LandscapeFileError,
-        load_landscape,
-        merge_landscapes,
-        save_landscape,
-    )
+    from evotune.landscape import load_landscape, merge_landscapes, save_landscape
     from evotune.space import load_space
 
     loaded = [load_landscape(path) for path in parts]
-    try:
-        merged = merge_landscapes(loaded, load_space(loaded[0].kernel), across_kernel_sources)
-    except ValueError as exc:
-        raise LandscapeFileError(f"cannot merge: {exc}") from None
+    merged = merge_landscapes(loaded, load_space(loaded[0].kernel), across_kernel_sources)
     save_landscape(merged, output)
     console.print(
         f"wrote {len(merged)} trials from {len(parts)} files to {output} "
@@ -695,12 +756,19 @@ def landscape_import(
     )
 
 
+# (No square brackets in help: rich would take them for markup.)
+_COMPARE_STRATEGIES_HELP = (
+    "Comma list of strategies: evotune's, and Kernel Tuner's own (with the kerneltuner extra "
+    "installed): " + ", ".join(KERNEL_TUNER_PREFIX + name for name in KERNEL_TUNER_STRATEGIES) + "."
+)
+
+
 @app.command()
 def compare(
     landscape: Annotated[Path, typer.Option(help="A landscape file (`evotune landscape export`).")],
-    strategies: Annotated[
-        str, typer.Option(help="Comma list of strategies.")
-    ] = "evolution,random,tpe,cmaes",
+    strategies: Annotated[str, typer.Option(help=_COMPARE_STRATEGIES_HELP)] = (
+        "evolution,random,tpe,cmaes"
+    ),
     seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1).")] = 20,
     target: Annotated[
         float, typer.Option(help="Within this fraction of the landscape's best p50.")
@@ -765,7 +833,7 @@ def compare(
     space = load_space(recorded.kernel).searched(recorded.restrict, interpreted)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     check_comparison(
-        recorded, names, seeds, start
+        recorded, names, seeds, start, pipeline_depth, pool
     )  # before the progress shows: one line if refused
     with progress_counter(
         err_console if as_json else console, "compare runs", len(names) * seeds
@@ -792,16 +860,18 @@ def compare(
 
 def _compile_rule(text: str) -> tuple[str, float]:
     """'EXPR=SECONDS' -> (EXPR, seconds); the split is at the last '='."""
-    from evotune.expressions import ExpressionError, compile_expression
+    from evotune.errors import ExpressionError
+    from evotune.expressions import compile_expression
 
     expression, sep, seconds = text.rpartition("=")
+    refused = UserError(f"--sim-compile-rule takes 'EXPR=SECONDS', not {text!r}")
+    if not sep:
+        raise refused
     try:
-        if not sep:
-            raise ValueError
         value = float(seconds)
         compile_expression(expression.strip())
     except (ValueError, ExpressionError):
-        raise UserError(f"--sim-compile-rule takes 'EXPR=SECONDS', not {text!r}") from None
+        raise refused from None
     return expression.strip(), value
 
 

@@ -21,18 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evotune.errors import UserError
+from evotune.errors import SourceError
 
 if TYPE_CHECKING:
     from evotune.space import Shape
 
-__all__ = ["SourceError", "best_config", "clear_cache"]
+__all__ = ["best_config", "clear_cache"]
 
 Config = dict[str, Any]
-
-
-class SourceError(UserError):
-    """The source of best configs cannot answer: unreachable, unreadable, or refused."""
 
 
 _cache: dict[tuple[Any, ...], Config | None] = {}

@@ -46,16 +46,27 @@ def open_evaluator(
     ray: str | None = None,
     ray_workers: int | None = None,
 ) -> Evaluator:
-    """Replay a landscape (checked against `space`: `fit_to_space`), run on a Ray cluster, or run here: in the interpreter or on
-    the GPUs asked for. `ray` is an address for `ray.init` ("auto", "ray://head:10001") or
-    "local" to start a Ray of this host."""
+    """Replay a landscape (checked against `space`: `fit_to_space`), run on a Ray cluster, or
+    run here: in the interpreter or on the GPUs asked for. `ray` is an address for `ray.init`
+    ("auto", "ray://head:10001") or "local" to start a Ray of this host. An option that the
+    chosen evaluator would ignore is refused, so a user never believes it took effect."""
+    # (the option given, what makes it meaningless)
+    conflicts = [
+        ("--gpus", gpus is not None, "--replay", replay is not None),
+        ("--gpus", gpus is not None, "--interpret", interpret),
+        ("--gpus", gpus is not None, "--ray (it places one actor per GPU)", ray is not None),
+        ("--ray", ray is not None, "--replay", replay is not None),
+        ("--compile-workers", compile_workers is not None, "--replay", replay is not None),
+        ("--compile-workers", compile_workers is not None, "--interpret", interpret),
+    ]
+    for option, given, other, chosen in conflicts:
+        if given and chosen:
+            raise UserError(f"{option} has no effect with {other}: drop one of them")
     if replay is not None:
         from evotune.replay import ReplayEvaluator
 
         return ReplayEvaluator(replay)
     if ray is not None:
-        if gpus is not None:
-            raise UserError("--gpus and --ray exclude each other: Ray places one actor per GPU")
         from evotune.worker.ray_pool import RayEvaluator
 
         return RayEvaluator(

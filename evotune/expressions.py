@@ -13,11 +13,9 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["ExpressionError", "compile_expression", "evaluate", "names_in"]
+from evotune.errors import ExpressionError
 
-
-class ExpressionError(ValueError):
-    """The expression is not allowed, does not parse, or names something unknown."""
+__all__ = ["compile_expression", "evaluate", "names_in"]
 
 
 _BIN_OPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {

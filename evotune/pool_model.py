@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evotune.expressions import ExpressionError, evaluate
+from evotune.errors import ExpressionError, UserError
+from evotune.expressions import evaluate
 from evotune.records import TrialStatus
 
 __all__ = ["PoolModel", "SimulatedPool"]
@@ -41,9 +42,11 @@ class PoolModel:
 
     def __post_init__(self) -> None:
         if self.gpus < 1 or self.compilers < 1:
-            raise ValueError("a simulated pool needs at least one GPU and one compile process")
+            raise UserError("a simulated pool needs at least one GPU and one compile process")
         if min(self.compile_s, self.gpu_s, self.refusal_s, *(s for _, s in self.compile_rules)) < 0:
-            raise ValueError("simulated durations cannot be negative")
+            raise UserError(
+                "simulated durations (--sim-*-s, --sim-compile-rule) cannot be negative"
+            )
 
     @property
     def capacity(self) -> int:

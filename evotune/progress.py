@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evotune.runner import SearchSummary
-from evotune.storage import Study, Trial
+from evotune.storage.trial_store import StudyRecord, TrialRecord
 
 __all__ = [
     "LineSearchObserver",
@@ -105,7 +105,7 @@ class RichSearchObserver:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
 
-    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None:
         verb = "resuming" if resumed else "new"
         self._progress.update(
             self._task,
@@ -118,7 +118,10 @@ class RichSearchObserver:
         )
         self._live.__enter__()
 
-    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
+    def note(self, text: str) -> None:
+        self._console.print(f"[yellow]note:[/] {text}", highlight=False)
+
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None:
         self._status[trial.status] += 1
         self._best = best_p50_us
         p50 = f"{trial.p50_us:.2f} µs" if trial.p50_us is not None else trial.status
@@ -162,13 +165,16 @@ class LineSearchObserver:
     def _line(self, text: str) -> None:
         self._console.print(text, highlight=False, soft_wrap=True, markup=False)
 
-    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None:
         self._done, self._budget = done, budget
         self._steps = _SteppedLines(budget, done)
         verb = "resuming" if resumed else "new"
         self._line(f"study {study.id} ({verb}) {self._label}: {done}/{budget} trials done")
 
-    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
+    def note(self, text: str) -> None:
+        self._line(f"note: {text}")
+
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None:
         self._status[trial.status] += 1
         self._done += 1
         if self._steps.due(self._done):
@@ -189,8 +195,9 @@ class SearchProgress(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None: ...
-    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None: ...
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None: ...
+    def note(self, text: str) -> None: ...
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None: ...
     def shootout_started(self, finalists: int) -> None: ...
 
 

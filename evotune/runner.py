@@ -1,5 +1,8 @@
 """One search, end to end: study, ask, store as running, evaluate, store, tell; then the
 finalists' shoot-out and the published best. The CLI and the API call `run_search`.
+
+Storage is reached only through a `TrialStore` (evotune/storage/trial_store.py): the SQL
+store for a database, the memory store for a search that leaves no trace.
 """
 
 from __future__ import annotations
@@ -10,17 +13,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
-
-from evotune.errors import StudyBusyError, UserError
-from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
+from evotune.errors import UserError
+from evotune.records import Config, TrialRequest, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.grid import valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
-from evotune.space import SearchSpace, Shape, shape_distance
-from evotune.storage import Database, Study, Trial, heartbeat, repository
-from evotune.storage.models import utcnow
+from evotune.space import SearchSpace, Shape
+from evotune.storage.trial_store import (
+    BestRecord,
+    NewTrial,
+    StudyRecord,
+    StudySpec,
+    TrialRecord,
+    TrialStore,
+)
 from evotune.worker.evaluator import Evaluator
 
 __all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
@@ -32,7 +39,7 @@ class SearchOptions:
 
     strategy: str = "evolution"
     budget: int = 120
-    seed: int = 0
+    seed: int | None = None  # None: 0 for a new study; a resumed one keeps its own
     fresh: bool = False
     replay: str | None = None
     restrict: str | None = None  # an extra constraint: search only this sub-space
@@ -109,20 +116,43 @@ class SearchSummary:
 class SearchObserver(Protocol):
     """Progress hooks (the CLI shows them with rich); all optional to act on."""
 
-    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None: ...
-    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None: ...
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None: ...
+    def note(self, text: str) -> None: ...
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None: ...
     def shootout_started(self, finalists: int) -> None: ...
 
 
 class _SilentObserver:
-    def started(self, study: Study, resumed: bool, done: int, budget: int) -> None:
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None:
         pass
 
-    def trial_finished(self, trial: Trial, best_p50_us: float | None) -> None:
+    def note(self, text: str) -> None:
+        pass
+
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None:
         pass
 
     def shootout_started(self, finalists: int) -> None:
         pass
+
+
+def _kept_on_resume(study: StudyRecord, options: SearchOptions) -> str | None:
+    """What a resumed study keeps although this run asked otherwise (its seed and strategy
+    settings decide the trials it already ran), said as one line; None if nothing differs."""
+    asked = {"seed": options.seed, **options.settings}
+    kept = {"seed": study.seed, **study.settings}
+    differ = [
+        f"{name} {kept.get(name)!r} (asked {value!r})"
+        for name, value in asked.items()
+        if value is not None and kept.get(name) != value
+    ]
+    if not differ:
+        return None
+    return (
+        f"study {study.id} resumed with its own "
+        + ", ".join(differ)
+        + "; --fresh starts a new study"
+    )
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -130,7 +160,7 @@ def trial_seed(study_seed: int, number: int) -> int:
     return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
 
 
-def _observation(trial: Trial) -> Observation:
+def _observation(trial: TrialRecord) -> Observation:
     return Observation(
         config=dict(trial.config),
         status=TrialStatus(trial.status),
@@ -142,7 +172,7 @@ def _observation(trial: Trial) -> Observation:
 
 
 def run_search(
-    db: Database,
+    store: TrialStore,
     space: SearchSpace,
     shape: Shape,
     evaluator: Evaluator,
@@ -158,171 +188,139 @@ def run_search(
     _require_a_valid_config(space, shape, options.restrict, interpreted)
     tolerance = space.tolerance(shape.dims).model_dump()
 
-    with db.session() as session:
-        repository.lock_searches(session)
-        kernel_row = repository.get_or_create_kernel(session, space.kernel)
-        shape_row = repository.get_or_create_shape(session, kernel_row, shape)
-        env_row = repository.get_or_create_environment(session, environment)
-        study = None
-        if not options.fresh:
-            study = repository.resumable_study(
-                session,
-                kernel_row,
-                shape_row,
-                env_row,
-                options.strategy,
-                options.replay,
-                options.restrict,
-            )
-        if study is not None:
-            _refuse_if_busy(study)
-        resumed = study is not None
-        if study is None:
-            settings = {
-                **default_settings(options.strategy),
-                **options.settings,
-                "restrict": options.restrict,
-            }
-            study = Study(
-                kernel_id=kernel_row.id,
-                shape_id=shape_row.id,
-                environment_id=env_row.id,
-                strategy=options.strategy,
-                settings=settings,
-                seed=options.seed,
-                budget=options.budget,
-                interpreted=interpreted,
-                replay=options.replay,
-            )
-            session.add(study)
-            session.flush()
-        else:
-            study.budget = options.budget
-        study.state = "running"
-        heartbeat.stamp(study)  # alive from now on, before the beating thread's first beat
-        rerun, _gave_up = repository.claim_interrupted(session, study)
-        history = repository.study_trials(session, study)
-        seeds = _seed_configs(session, space, shape, env_row.id)
-        study_id, study_seed, settings = study.id, study.seed, dict(study.settings)
-        observer.started(study, resumed, len(history), options.budget)
-        best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
-        rerun_requests = [
-            _request(space, shape, t, tolerance, _run_timeout(best_p50, options)) for t in rerun
-        ]
-
-    _heartbeat = heartbeat.start(db, study_id)  # "running" means alive while this call runs
-    run_started = time.monotonic()
-    _warm_up(evaluator, space, shape, study_seed, tolerance, options)
-    started_at = time.monotonic()
-    trials_run = 0
-    busy_s = 0.0
-    flops: float | None = None  # of the shape, as the workers' results report it
-    # Trials an earlier, stopped run left in flight are measured first, as they were asked.
-    for result in evaluator.evaluate(rerun_requests) if rerun_requests else ():
-        flops = result.flops or flops
-        trial = _store_result(db, result)
-        trials_run += 1
-        busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
-        if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
-            best_p50 = trial.p50_us
-        observer.trial_finished(trial, best_p50)
-    if rerun_requests:
-        history = _finished_trials(db, study_id)
-
-    # `restrict` describes the study's sub-space (already applied to `space`), not the strategy.
-    strategy_settings = {k: v for k, v in settings.items() if k != "restrict"}
-    strategy = make_strategy(
-        options.strategy, space, shape.dims, study_seed, strategy_settings, seeds
+    spec = StudySpec(
+        kernel=space.kernel,
+        shape=shape,
+        environment=environment,
+        strategy=options.strategy,
+        settings={**default_settings(options.strategy), **options.settings},
+        seed=options.seed or 0,
+        budget=options.budget,
+        replay=options.replay,
+        restrict=options.restrict,
     )
-    strategy.restore([_observation(t) for t in history])
-    pipeline = _pipeline(strategy, evaluator, options.pipeline_depth)
-    measured = {t.config_hash for t in history}
-    number = len(history)
-    batch_size = strategy.generation_size
-    state = "running"
+    opened = store.open_study(spec, fresh=options.fresh)
+    study = opened.study
+    history = store.trials(study.id)
+    seeds = _seed_configs(space, shape, store.bests_of_kernel(space.kernel, study.fingerprint))
+    observer.started(study, opened.resumed, len(history), options.budget)
+    if opened.resumed and (kept := _kept_on_resume(study, options)):
+        observer.note(kept)
+    best_p50 = min((t.p50_us for t in history if t.p50_us is not None), default=None)
+    rerun_requests = [
+        _request(space, shape, t, tolerance, _run_timeout(best_p50, options)) for t in opened.rerun
+    ]
 
-    def stop_reason() -> str | None:
-        if number >= options.budget:
-            return "finished"
-        if (
-            options.time_limit_s is not None
-            and time.monotonic() - started_at > options.time_limit_s
-        ):
-            return "finished"
-        if strategy.should_stop():
-            return "finished"
-        if should_stop():
-            return "interrupted"
-        return None
+    with store.keep_alive(study.id):  # "running" means alive while the search runs
+        try:
+            run_started = time.monotonic()
+            _warm_up(evaluator, space, shape, study.seed, tolerance, options)
+            started_at = time.monotonic()
+            trials_run = 0
+            busy_s = 0.0
+            flops: float | None = None  # of the shape, as the workers' results report it
 
-    def finished(trial: Trial) -> None:
-        nonlocal trials_run, busy_s, best_p50
-        trials_run += 1
-        busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
-        if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
-            best_p50 = trial.p50_us
-        observer.trial_finished(trial, best_p50)
-        measured.add(trial.config_hash)
-        pipeline.tell(_observation(trial))
+            def counted(trial: TrialRecord) -> None:
+                nonlocal trials_run, busy_s, best_p50
+                trials_run += 1
+                busy_s += (trial.compile_s or 0.0) + (trial.run_s or 0.0)
+                if trial.p50_us is not None and (best_p50 is None or trial.p50_us < best_p50):
+                    best_p50 = trial.p50_us
+                observer.trial_finished(trial, best_p50)
 
-    def ask_ahead() -> None:
-        """Open generations until the pipeline is full, a stop applies or nothing is new."""
-        nonlocal number, state
-        while state == "running" and pipeline.advance():
-            reason = stop_reason()
-            if reason is not None:
-                state = reason
-                return
-            candidates = pipeline.ask(min(batch_size, options.budget - number), skip=measured)
-            if not candidates:
-                state = "finished"
-                return
-            requests, invalid = _store_batch(
-                db, study_id, study_seed, space, shape, candidates, number, tolerance,
-                best_p50, options,
-            )  # fmt: skip
-            number += len(candidates)
-            evaluator.submit(requests)
-            for trial in invalid:
-                finished(trial)
-
-    try:
-        ask_ahead()
-        while pipeline.outstanding:
-            for result in evaluator.collect():
-                flops = result.flops or flops
-                finished(_store_result(db, result))
-            ask_ahead()
-    except KeyboardInterrupt:
-        state = "interrupted"
-        _set_state(db, study_id, state)
-        raise
-    search_s = time.monotonic() - started_at
-
-    if state == "finished" and (trials_run > 0 or not _has_best(db, study_id)):
-        if options.replay is not None:
-            # A replay is a simulation: it picks its best but never publishes it as measured.
-            _mark_best_unpublished(db, study_id)
-        else:
-            observer.shootout_started(options.finalists)
-            flops = _shootout_and_publish(
-                db, study_id, space, shape, evaluator, options, tolerance, flops
+            # `restrict` describes the study's sub-space (already applied to `space`), not the
+            # strategy.
+            strategy_settings = {k: v for k, v in study.settings.items() if k != "restrict"}
+            strategy = make_strategy(
+                options.strategy, space, shape.dims, study.seed, strategy_settings, seeds
             )
-    _set_state(db, study_id, state)
-    summary = summarize(db, study_id, space, resumed, trials_run, len(rerun_requests), flops)
+            pipeline = _pipeline(strategy, evaluator, options.pipeline_depth)
+            measured = {t.config_hash for t in history}
+            number = len(history)
+            batch_size = strategy.generation_size
+            state = "running"
+
+            def stop_reason() -> str | None:
+                if number >= options.budget:
+                    return "finished"
+                if (
+                    options.time_limit_s is not None
+                    and time.monotonic() - started_at > options.time_limit_s
+                ):
+                    return "finished"
+                if strategy.should_stop():
+                    return "finished"
+                if should_stop():
+                    return "interrupted"
+                return None
+
+            def finished(trial: TrialRecord) -> None:
+                counted(trial)
+                measured.add(trial.config_hash)
+                pipeline.tell(_observation(trial))
+
+            def ask_ahead() -> None:
+                """Open generations until the pipeline is full, a stop applies or nothing is new."""
+                nonlocal number, state
+                while state == "running" and pipeline.advance():
+                    reason = stop_reason()
+                    if reason is not None:
+                        state = reason
+                        return
+                    candidates = pipeline.ask(
+                        min(batch_size, options.budget - number), skip=measured
+                    )
+                    if not candidates:
+                        state = "finished"
+                        return
+                    requests, invalid = _store_batch(
+                        store, study, space, shape, candidates, number, tolerance, best_p50, options
+                    )
+                    number += len(candidates)
+                    evaluator.submit(requests)
+                    for trial in invalid:
+                        finished(trial)
+
+            # Trials an earlier, stopped run left in flight are measured first, as they were
+            # asked; then the strategy learns the whole history.
+            for result in evaluator.evaluate(rerun_requests) if rerun_requests else ():
+                flops = result.flops or flops
+                counted(store.finish_trial(result))
+            if rerun_requests:
+                history = store.trials(study.id)
+            strategy.restore([_observation(t) for t in history])
+            ask_ahead()
+            while pipeline.outstanding:
+                for result in evaluator.collect():
+                    flops = result.flops or flops
+                    finished(store.finish_trial(result))
+                ask_ahead()
+            search_s = time.monotonic() - started_at
+
+            if state == "finished" and (
+                trials_run > 0 or store.study(study.id).best_trial_id is None
+            ):
+                if options.replay is not None:
+                    # A replay is a simulation: it picks its best, never publishes it as measured.
+                    fastest = _fastest(store.trials(study.id, TrialStatus.OK.value))
+                    if fastest is not None:
+                        store.set_winner(study.id, fastest.id)
+                else:
+                    observer.shootout_started(options.finalists)
+                    flops = _shootout_and_publish(
+                        store, study, space, shape, evaluator, options, tolerance, flops
+                    )
+            store.end_study(study.id, state)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGINT from the service stopping its search
+            store.end_study(study.id, "interrupted")
+            raise
+    summary = summarize(
+        store, study.id, space, opened.resumed, trials_run, len(rerun_requests), flops
+    )
     summary.wall_s = time.monotonic() - run_started
     summary.search_s = search_s
     summary.worker_busy_s = busy_s
     return summary
-
-
-def _refuse_if_busy(study: Study) -> None:
-    if not heartbeat.is_alive(study):
-        return
-    raise StudyBusyError(
-        f"study {study.id} is being searched by process {study.runner_pid} on "
-        f"{study.runner_host}; wait for it to finish, or start a separate study with --fresh"
-    )
 
 
 def _require_a_valid_config(
@@ -385,9 +383,8 @@ def _warm_up(
 
 
 def _store_batch(
-    db: Database,
-    study_id: int,
-    study_seed: int,
+    store: TrialStore,
+    study: StudyRecord,
     space: SearchSpace,
     shape: Shape,
     candidates: Sequence[Candidate],
@@ -395,47 +392,32 @@ def _store_batch(
     tolerance: dict[str, float],
     best_p50: float | None,
     options: SearchOptions,
-) -> tuple[list[TrialRequest], list[Trial]]:
+) -> tuple[list[TrialRequest], list[TrialRecord]]:
     """Store a generation: as running, or as invalid where a constraint already rules it
     out (never compiled). Returns the requests to measure and the invalid trials."""
-    requests: list[TrialRequest] = []
-    finished: list[Trial] = []
+    new = []
+    for offset, cand in enumerate(candidates):
+        number = first_number + offset
+        problems = space.violations(cand.config, shape.dims)
+        new.append(
+            NewTrial(
+                number=number,
+                config=cand.config,
+                config_hash=cand.config_hash,
+                seed=trial_seed(study.seed, number),
+                generation=cand.generation,
+                parents=tuple(cand.parents),
+                operator=cand.operator,
+                refused="; ".join(problems) if problems else None,
+            )
+        )
+    stored = store.add_trials(study.id, new)
     timeout = _run_timeout(best_p50, options)
-    with db.session() as session:
-        study = repository.get_study(session, study_id)
-        for offset, cand in enumerate(candidates):
-            number = first_number + offset
-            try:
-                trial = repository.add_running_trial(
-                    session,
-                    study,
-                    number=number,
-                    config=cand.config,
-                    config_hash=cand.config_hash,
-                    seed=trial_seed(study_seed, number),
-                    generation=cand.generation,
-                    parents=cand.parents,
-                    operator=cand.operator,
-                )
-            except IntegrityError:
-                # Another process stored this trial first: it took the study over while this
-                # one ran (from another host, after its heartbeat lease ran out). This batch is rolled back.
-                raise StudyBusyError(
-                    f"study {study_id} is being searched by another process as well; "
-                    "stopping this one (its stored trials stay)"
-                ) from None
-            problems = space.violations(cand.config, shape.dims)
-            if problems:
-                # Never compiled: a constraint already says it cannot work.
-                repository.finish_trial(
-                    session,
-                    trial,
-                    TrialResult(trial.id, TrialStatus.INVALID, error="; ".join(problems)),
-                )
-                finished.append(trial)
-                continue
-            requests.append(_request(space, shape, trial, tolerance, timeout))
-    return requests, finished
+    running = TrialStatus.RUNNING.value
+    requests = [
+        _request(space, shape, t, tolerance, timeout) for t in stored if t.status == running
+    ]
+    return requests, [t for t in stored if t.status != running]
 
 
 def _run_timeout(best_p50: float | None, options: SearchOptions) -> float:
@@ -446,7 +428,11 @@ def _run_timeout(best_p50: float | None, options: SearchOptions) -> float:
 
 
 def _request(
-    space: SearchSpace, shape: Shape, trial: Trial, tolerance: dict[str, float], timeout: float
+    space: SearchSpace,
+    shape: Shape,
+    trial: TrialRecord,
+    tolerance: dict[str, float],
+    timeout: float,
 ) -> TrialRequest:
     return TrialRequest(
         trial_id=trial.id,
@@ -459,22 +445,14 @@ def _request(
     )
 
 
-def _finished_trials(db: Database, study_id: int) -> list[Trial]:
-    with db.session() as session:
-        return repository.study_trials(session, repository.get_study(session, study_id))
-
-
-def _store_result(db: Database, result: TrialResult) -> Trial:
-    with db.session() as session:
-        stored = session.get(Trial, result.trial_id)
-        assert stored is not None
-        repository.finish_trial(session, stored, result)
-    return stored
+def _fastest(trials: Sequence[TrialRecord]) -> TrialRecord | None:
+    """The trial with the lowest search p50 (ties: the earlier one)."""
+    return min(trials, key=lambda t: t.p50_us or math.inf, default=None)
 
 
 def _shootout_and_publish(
-    db: Database,
-    study_id: int,
+    store: TrialStore,
+    study: StudyRecord,
     space: SearchSpace,
     shape: Shape,
     evaluator: Evaluator,
@@ -484,103 +462,78 @@ def _shootout_and_publish(
 ) -> float | None:
     """Re-measure the top few interleaved in one worker; publish the winner of that.
     Returns the shape's flops (`flops`, or as the shoot-out's results report it)."""
-    with db.session() as session:
-        ok = repository.list_trials(session, study_id, status=TrialStatus.OK.value, limit=100_000)
-        finalists = sorted(ok, key=lambda t: t.p50_us or math.inf)[: max(1, options.finalists)]
-        # The default config joins the shoot-out so the speedup over it is measured alike.
-        default_hash = config_hash(space.default_config())
-        default = next((t for t in ok if t.config_hash == default_hash), None)
-        if default is not None and default not in finalists:
-            finalists.append(default)
-        requests = [
-            TrialRequest(t.id, space.kernel, dict(shape.dims), dict(t.config), t.seed, tolerance)
-            for t in finalists
-        ]
-    if not requests:
+    ok = store.trials(study.id, TrialStatus.OK.value)
+    finalists = sorted(ok, key=lambda t: t.p50_us or math.inf)[: max(1, options.finalists)]
+    # The default config joins the shoot-out so the speedup over it is measured alike.
+    default_hash = config_hash(space.default_config())
+    default = next((t for t in ok if t.config_hash == default_hash), None)
+    if default is not None and default not in finalists:
+        finalists.append(default)
+    if not finalists:
         return flops
+    requests = [
+        TrialRequest(t.id, space.kernel, dict(shape.dims), dict(t.config), t.seed, tolerance)
+        for t in finalists
+    ]
     results = evaluator.shootout(requests, options.shootout_rounds) if len(requests) > 1 else []
     flops = next((r.flops for r in results if r.flops), flops)
-    with db.session() as session:
-        study = repository.get_study(session, study_id)
-        for result in results:
-            trial = session.get(Trial, result.trial_id)
-            if trial is None:
-                continue
-            if result.status is TrialStatus.OK and result.p50_us is not None:
-                trial.shootout_p50_us = result.p50_us
-            elif result.status is TrialStatus.WRONG_RESULT:
-                # Its own fault (wrong on a later launch, or under the physical floor): it
-                # must never win. Crashes and timeouts may be another finalist's doing.
-                repository.fail_finalist(session, trial, result)
-        scored: list[tuple[float, Trial, float | None]] = []
-        for request in requests:
-            trial = session.get(Trial, request.trial_id)
-            assert trial is not None
-            if trial.status == TrialStatus.OK.value and trial.p50_us is not None:
-                scored.append((trial.p50_us, trial, None))
-        if results:
-            # Ranked by the shoot-out; by the search's p50 only if it measured none of them.
-            scored = [
-                (t.shootout_p50_us, t, t.shootout_p50_us)
-                for _, t, _ in scored
-                if t.shootout_p50_us is not None
-            ] or scored
-        if not scored:
-            study.best_trial_id = None
-            return flops  # every finalist was wrong: nothing is published
-        _, winner, shootout_p50 = min(scored, key=lambda item: item[0])
-        study.best_trial_id = winner.id
-        study.shootout = [
+    finalist_ids = {t.id for t in finalists}
+    for result in results:
+        if result.trial_id not in finalist_ids:
+            continue
+        if result.status is TrialStatus.OK and result.p50_us is not None:
+            store.record_shootout(result.trial_id, result.p50_us)
+        elif result.status is TrialStatus.WRONG_RESULT:
+            # Its own fault (wrong on a later launch, or under the physical floor): it must
+            # never win. Crashes and timeouts may be another finalist's doing.
+            store.fail_finalist(result)
+    # Still `ok` after the shoot-out, in the order they were asked: (rank, trial, the
+    # shoot-out p50 it is ranked by, None when ranked by the search's p50).
+    after = {t.id: t for t in store.trials(study.id, TrialStatus.OK.value)}
+    still_ok = [t for t in (after.get(f.id) for f in finalists) if t and t.p50_us is not None]
+    scored: list[tuple[float, TrialRecord, float | None]] = [
+        (t.p50_us, t, None) for t in still_ok if t.p50_us is not None
+    ]
+    if results:
+        # Ranked by the shoot-out; by the search's p50 only if it measured none of them.
+        scored = [
+            (t.shootout_p50_us, t, t.shootout_p50_us)
+            for t in still_ok
+            if t.shootout_p50_us is not None
+        ] or scored
+    if not scored:
+        store.set_winner(study.id, None)
+        return flops  # every finalist was wrong: nothing is published
+    ranked_p50, winner, shootout_p50 = min(scored, key=lambda item: item[0])
+    store.set_winner(
+        study.id,
+        winner.id,
+        [
             {"trial_id": t.id, "p50_us": t.p50_us, "shootout_p50_us": t.shootout_p50_us}
             for _, t, _ in scored
-        ]
-        ranked_p50 = shootout_p50 or winner.p50_us
-        assert ranked_p50 is not None
-        tflops = flops / (ranked_p50 * 1e-6) / 1e12 if flops else None
-        repository.publish_best(session, study, winner, shootout_p50, tflops)
+        ],
+    )
+    tflops = flops / (ranked_p50 * 1e-6) / 1e12 if flops else None
+    store.publish_best(study.id, winner.id, shootout_p50, tflops)
     return flops
 
 
-def _seed_configs(
-    session: Any, space: SearchSpace, shape: Shape, environment_id: int
-) -> list[Config]:
+def _seed_configs(space: SearchSpace, shape: Shape, tuned: Sequence[BestRecord]) -> list[Config]:
     """The space default first, then the space's seeds that fit the shape, then the best
-    configs of the nearest tuned shapes."""
+    configs of the nearest tuned shapes (`tuned`: the kernel's bests in this environment)."""
     seeds = [space.default_config(), *space.seed_configs(shape.dims)]
-    tuned = repository.best_configs_of_kernel(session, space.kernel, environment_id)
-    for row in sorted(tuned, key=lambda r: shape_distance(shape.dims, r.shape.dims))[:3]:
+    for best in sorted(tuned, key=lambda b: space.shape_distance(shape.dims, b.dims))[:3]:
         # Normalized first: a config stored under an older space file may carry a parameter
         # that no longer applies (or lack a new one).
-        config = space.normalize(row.config)
-        if row.shape.key != shape.key and not space.violations(config, shape.dims):
+        config = space.normalize(best.config)
+        if best.shape_key != shape.key and not space.violations(config, shape.dims):
             seeds.append(config)
     unique = {config_hash(c): c for c in seeds}
     return list(unique.values())
 
 
-def _mark_best_unpublished(db: Database, study_id: int) -> None:
-    with db.session() as session:
-        study = repository.get_study(session, study_id)
-        ok = repository.list_trials(session, study_id, status=TrialStatus.OK.value, limit=1_000_000)
-        if ok:
-            study.best_trial_id = min(ok, key=lambda t: t.p50_us or math.inf).id
-
-
-def _has_best(db: Database, study_id: int) -> bool:
-    with db.session() as session:
-        return repository.get_study(session, study_id).best_trial_id is not None
-
-
-def _set_state(db: Database, study_id: int, state: str) -> None:
-    with db.session() as session:
-        study = repository.get_study(session, study_id)
-        study.state = state
-        if state == "finished":
-            study.finished_at = utcnow()
-
-
 def summarize(
-    db: Database,
+    store: TrialStore,
     study_id: int,
     space: SearchSpace,
     resumed: bool = False,
@@ -591,30 +544,30 @@ def summarize(
     """A study's outcome: counts, best, speedup over the space's default config, and TFLOPS
     where the shape's `flops` is known (the workers report it; a replay's evaluator cannot)."""
     default_hash = config_hash(space.default_config())
-    with db.session() as session:
-        study = repository.get_study(session, study_id)
-        trials = repository.study_trials(session, study)
-        counts: dict[str, int] = {}
-        for t in trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
-        best = session.get(Trial, study.best_trial_id) if study.best_trial_id else None
-        if best is None:
-            ok = [t for t in trials if t.p50_us is not None]
-            best = min(ok, key=lambda t: t.p50_us or math.inf) if ok else None
-        default = next((t for t in trials if t.config_hash == default_hash), None)
-        best_p50 = best.shootout_p50_us or best.p50_us if best else None
-        return SearchSummary(
-            study_id=study.id,
-            resumed=resumed,
-            trials_run=trials_run,
-            total_trials=len(trials),
-            status_counts=counts,
-            best_config=dict(best.config) if best else None,
-            best_p50_us=best.p50_us if best else None,
-            best_shootout_p50_us=best.shootout_p50_us if best else None,
-            best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 and flops else None,
-            default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
-            rerun_trials=rerun,
-            state=study.state,
-            published=repository.published_best_of_study(session, study.id) is not None,
-        )
+    study = store.study(study_id)
+    trials = store.trials(study_id)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    by_id = {t.id: t for t in trials}
+    best = by_id.get(study.best_trial_id) if study.best_trial_id is not None else None
+    if best is None:
+        best = _fastest([t for t in trials if t.p50_us is not None])
+    default = next((t for t in trials if t.config_hash == default_hash), None)
+    best_p50 = best.shootout_p50_us or best.p50_us if best else None
+    served = store.best(study.kernel, study.shape_key, study.fingerprint)
+    return SearchSummary(
+        study_id=study.id,
+        resumed=resumed,
+        trials_run=trials_run,
+        total_trials=len(trials),
+        status_counts=counts,
+        best_config=dict(best.config) if best else None,
+        best_p50_us=best.p50_us if best else None,
+        best_shootout_p50_us=best.shootout_p50_us if best else None,
+        best_tflops=flops / (best_p50 * 1e-6) / 1e12 if best_p50 and flops else None,
+        default_p50_us=(default.shootout_p50_us or default.p50_us) if default else None,
+        rerun_trials=rerun,
+        state=study.state,
+        published=served is not None and served.study_id == study.id,
+    )

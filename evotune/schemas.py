@@ -1,5 +1,5 @@
 """Stored records as JSON: studies, trials, bests and their environments, with their builders
-from ORM rows. The CLI's `--json` and the REST API both print these, so the two give the
+from ORM rows; and the rows of `evotune bench`. The CLI's `--json` and the REST API both print these, so the two give the
 same fields and always valid JSON.
 
 Builders live here so every caller turns rows into JSON the same way: timestamps as UTC,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -18,7 +18,11 @@ from evotune.space import SearchSpace, Shape
 from evotune.storage import heartbeat
 from evotune.storage.models import BestConfig, Environment, ShapeRow, Study, Trial
 
+if TYPE_CHECKING:
+    from evotune.bench import BenchRow
+
 __all__ = [
+    "BenchRowOut",
     "BestOut",
     "EnvironmentOut",
     "FrozenModel",
@@ -28,6 +32,7 @@ __all__ = [
     "StudyOut",
     "TrialOut",
     "UtcDatetime",
+    "bench_row_out",
     "best_out",
     "environment_out",
     "finite",
@@ -173,6 +178,45 @@ class StudyDetailOut(StudyOut):
     best_trial: TrialOut | None = Field(description="the study's winner, else its fastest ok trial")
     published_best: PublishedBestOut | None = Field(
         description="the best config this study published for serving, if any"
+    )
+
+
+class BenchRowOut(FrozenModel):
+    """One row of `evotune bench --json` (evotune/bench.py); null where not measured (the
+    launch-cost fields under the interpreter, or for a row without a GPU time)."""
+
+    label: str
+    kind: str = Field(description="kernel or baseline")
+    p50_us: float | None = Field(description="GPU time of one call, L2 flushed (the trial timer)")
+    tflops: float | None
+    ratio_to_best_baseline: float | None
+    max_error: float | None
+    n_runs: int
+    error: str | None
+    wall_us_per_call: float | None = Field(
+        description="back-to-back calls, synchronized once at the end, per call"
+    )
+    host_us_per_call: float | None = Field(description="the same calls' enqueue time, per call")
+    graph_us_per_call: float | None = Field(
+        description="GPU time per call of the call captured in a CUDA graph and replayed"
+    )
+    graph_error: str | None = Field(description="why there is no graph time")
+
+
+def bench_row_out(row: BenchRow) -> BenchRowOut:
+    return BenchRowOut(
+        label=row.label,
+        kind=row.kind,
+        p50_us=finite(row.p50_us),
+        tflops=finite(row.tflops),
+        ratio_to_best_baseline=finite(row.ratio_to_best_baseline),
+        max_error=finite(row.max_error),
+        n_runs=row.n_runs,
+        error=row.error,
+        wall_us_per_call=finite(row.wall_us_per_call),
+        host_us_per_call=finite(row.host_us_per_call),
+        graph_us_per_call=finite(row.graph_us_per_call),
+        graph_error=row.graph_error,
     )
 
 

@@ -197,7 +197,12 @@ CASES = [
     Case("database folder missing", ("best", "--shape", "tiny", "--db", "sqlite:////no/such/x.db"),
          "cannot open database"),
     Case("--gpus with --ray", ("search", "--shape", "tiny", "--gpus", "0", "--ray", "auto"),
-         "--gpus and --ray exclude each other"),
+         "--gpus has no effect with --ray"),
+    Case("--gpus with --interpret", ("search", "--shape", "tiny", "--gpus", "0", "--interpret"),
+         "--gpus has no effect with --interpret"),
+    Case("--compile-workers with --interpret",
+         ("search", "--shape", "tiny", "--compile-workers", "2", "--interpret"),
+         "--compile-workers has no effect with --interpret"),
     Case("--ray-workers alone", ("search", "--shape", "tiny", "--interpret", "--ray-workers", "2"),
          "--ray-workers needs --ray"),
 ]  # fmt: skip

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from evotune import client
-from evotune.client import SourceError
-from evotune.errors import UserError
+from evotune.errors import SourceError, UserError
 from evotune.space import load_space
 from evotune.storage import open_database, repository
 from tests.api.conftest import (

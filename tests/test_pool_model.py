@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from evotune.errors import UserError
 from evotune.pool_model import PoolModel, SimulatedPool
 from evotune.records import TrialStatus
 
@@ -51,7 +52,10 @@ def test_compile_and_gpu_times_follow_the_model() -> None:
 
 
 def test_impossible_models_are_refused() -> None:
-    with pytest.raises(ValueError):
+    # The CLI's --sim-* options make them: a user error (one line, exit 2), not a traceback.
+    with pytest.raises(UserError, match="at least one GPU"):
         PoolModel(gpus=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="cannot be negative"):
         PoolModel(gpu_s=-1.0)
+    with pytest.raises(UserError, match="cannot be negative"):
+        PoolModel(compile_rules=(("impl == 'gluon'", -3.0),))

@@ -29,9 +29,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from evotune.api.errors import ServiceUnavailable
 from evotune.api.gate import Gate
 from evotune.api.limits import DbLimits
+from evotune.errors import ServiceUnavailableError
 from evotune.storage import Database
 from evotune.storage.engine import head_revision, make_engine, normalize_url
 
@@ -222,7 +222,7 @@ class DatabaseGate:
         """`fn()` in a worker thread under the call's deadline; 503 when it cannot be run."""
         problem = self.guard.problem()
         if problem is not None:
-            raise ServiceUnavailable(problem, code="database_unavailable", retry_after=5)
+            raise ServiceUnavailableError(problem, code="database_unavailable", retry_after=5)
         return await self.gate.run(partial(self._run, fn))
 
     async def read(self, fn: Callable[[Session], T]) -> T:
@@ -238,11 +238,11 @@ class DatabaseGate:
         _deadline.at = time.monotonic() + self.limits.timeout_s
         try:
             if self.guard.stale() and (problem := self.guard.refresh()) is not None:
-                raise ServiceUnavailable(problem, code="database_unavailable", retry_after=5)
+                raise ServiceUnavailableError(problem, code="database_unavailable", retry_after=5)
             return fn()
         except SQLAlchemyError as exc:
             self.guard.failed()
             code = "busy" if isinstance(exc, PoolTimeout) else "database_unavailable"
-            raise ServiceUnavailable(describe(exc), code=code) from None
+            raise ServiceUnavailableError(describe(exc), code=code) from None
         finally:
             _deadline.at = None

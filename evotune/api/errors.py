@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from evotune.api.schemas import ErrorOut, FieldError
+from evotune.errors import ServiceUnavailableError
 
 __all__ = [
-    "ServiceUnavailable",
     "error_body",
     "error_response",
     "error_responses",
@@ -55,16 +55,6 @@ _DESCRIPTIONS = {
     503: "the database is unavailable or busy; retry after Retry-After seconds",
 }
 _MAX_DETAIL = 500
-
-
-class ServiceUnavailable(Exception):
-    """The database cannot answer now (missing, unmigrated, busy, too slow): a 503."""
-
-    def __init__(self, detail: str, code: str = "unavailable", retry_after: int = 1) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
-        self.retry_after = retry_after
 
 
 def error_body(
@@ -159,7 +149,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceUnavailable)
+    assert isinstance(exc, ServiceUnavailableError)
     return error_response(
         503, exc.detail, code=exc.code, headers={"Retry-After": str(exc.retry_after)}
     )
@@ -173,5 +163,5 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ServiceUnavailable, _unavailable)
+    app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(Exception, _internal_error)

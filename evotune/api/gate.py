@@ -1,7 +1,7 @@
 """Bounded admission to a few worker threads: wait briefly, or be told "busy" at once.
 
 `Gate.run(fn)` runs `fn()` in one of `slots` threads. At most `queue` callers wait for a slot,
-each at most `wait_s`; past either, `ServiceUnavailable("busy")` (a 503 with Retry-After),
+each at most `wait_s`; past either, `ServiceUnavailableError("busy")` (a 503 with Retry-After),
 so a burst of requests is answered quickly instead of piling up behind the work.
 """
 
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from anyio import CapacityLimiter, fail_after, to_thread
 
-from evotune.api.errors import ServiceUnavailable
+from evotune.errors import ServiceUnavailableError
 
 __all__ = ["Gate"]
 
@@ -48,9 +48,9 @@ class Gate:
             slots = self._loops[loop] = _LoopSlots(self.slots)
         return slots
 
-    def _busy(self) -> ServiceUnavailable:
+    def _busy(self) -> ServiceUnavailableError:
         self.rejected += 1
-        return ServiceUnavailable(
+        return ServiceUnavailableError(
             f"the service is busy: too many {self.what} at once; retry shortly", code="busy"
         )
 

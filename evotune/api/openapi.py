@@ -41,6 +41,8 @@ def _dim_schema(kind: str, space: SearchSpace, dim: str) -> dict[str, Any]:
         schema.update(minimum=-_INT_LIMIT, maximum=_INT_LIMIT)
     if dim == "dtype" and kind == "str":  # space.py checks dtype against the tolerances
         schema["enum"] = sorted(space.tolerances)
+    if dim in space.dim_defaults:
+        schema["description"] = f"optional; default: {space.dim_defaults[dim]}"
     return schema
 
 
@@ -82,7 +84,7 @@ def _best_lookup(spaces: list[SearchSpace], common: dict[str, Any]) -> dict[str,
                 "title": f"{space.kernel}: an ad-hoc shape, every dim given",
                 "type": "object",
                 "properties": {"kernel": kernel, **dims, **common},
-                "required": ["kernel", *space.dims],
+                "required": ["kernel", *(d for d in space.dims if d not in space.dim_defaults)],
                 "additionalProperties": False,
             }
         )

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from evotune.api.spaces import SpaceCatalog
-from evotune.errors import UserError
+from evotune.errors import ImpossibleShapeError, UserError
 from evotune.space import SearchSpace, Shape, parse_dim
 
 __all__ = ["bad_query", "query_dim", "resolve_kernel", "resolve_shape"]
@@ -41,7 +41,9 @@ def query_dim(name: str, kind: str, raw: str) -> Any:
 
 
 def resolve_shape(space: SearchSpace, shape: str | None, query: Mapping[str, str]) -> Shape:
-    """A named shape (`shape=`) or an ad-hoc one (every dim as its own parameter), not both."""
+    """A named shape (`shape=`) or an ad-hoc one (every dim as its own parameter, those with a
+    default optional), not both. Dims that break a shape rule of the kernel raise
+    ImpossibleShapeError: the query is well formed, but no config can exist for it."""
     given = [dim for dim in space.dims if dim in query]
     if shape is not None:
         if given:
@@ -55,13 +57,17 @@ def resolve_shape(space: SearchSpace, shape: str | None, query: Mapping[str, str
             "shape",
             f"give shape= (one of {', '.join(space.shapes)}) or every dim: {', '.join(space.dims)}",
         )
-    missing = [dim for dim in space.dims if dim not in query]
+    missing = [dim for dim in space.dims if dim not in query and dim not in space.dim_defaults]
     if missing:
         raise bad_query(
             missing[0], f"an ad-hoc shape needs every dim; missing {', '.join(missing)}"
         )
-    dims = {dim: query_dim(dim, kind, query[dim]) for dim, kind in space.dims.items()}
+    dims = {
+        dim: query_dim(dim, kind, query[dim]) for dim, kind in space.dims.items() if dim in query
+    }
     try:
         return space.adhoc_shape(dims)
+    except ImpossibleShapeError:
+        raise
     except UserError as exc:
         raise bad_query("shape", str(exc), dims) from None

@@ -75,10 +75,14 @@ class KernelOut(FrozenModel):
 class ShapeOut(ShapeRef):
     kernel: str
     source: Literal["space", "database"] = Field(
-        description="declared in the search space, or known only from studies (ad hoc)"
+        description="declared in the search space, or known only from studies (ad hoc, or "
+        "a kernel decorated with evotune.autotune, which has no search-space file)"
     )
     tuned_on: list[str] = Field(
         default_factory=list, description="GPUs with a published, GPU-measured best config"
+    )
+    newest_study_id: int | None = Field(
+        default=None, description="the newest study of this shape, in any environment"
     )
 
 

@@ -23,16 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from evotune.errors import UserError
+from evotune.errors import JobsBusyError
 
-__all__ = ["DEFAULT_LAUNCHER", "JobsBusyError", "SearchJob", "SearchJobs", "search_argv"]
+__all__ = ["DEFAULT_LAUNCHER", "SearchJob", "SearchJobs", "search_argv"]
 
 DEFAULT_LAUNCHER: tuple[str, ...] = (sys.executable, "-m", "evotune")
 LOG_TAIL_BYTES = 4096
-
-
-class JobsBusyError(UserError):
-    """As many searches as allowed are already running."""
 
 
 def search_argv(

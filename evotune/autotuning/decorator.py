@@ -4,8 +4,10 @@ At a launch, the config comes from, in turn: this object's cache (per key values
 device); the best published in the store for exactly this kernel source, device and key
 values; else, with `tune=True`, an in-process search on this call's arguments
 (evotune/autotuning/tuner.py); else the first config, and the miss is recorded as a pending
-study. What a launch chose stays cached for the life of the object: a best published by
-another process later is seen by the next process.
+study, with the recipe of its call (evotune/autotuning/recipe.py) so that `evotune
+tune-pending` can tune it later without this program. What a launch chose stays cached for
+the life of the object: a best published by another process later is seen by the next
+process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 
 from evotune.autotuning.configs import DTYPES_DIM, TuningSpace, tuning_space
+from evotune.autotuning.recipe import record
 from evotune.autotuning.store import Target, TuningStore, check_store, open_store
 from evotune.errors import UserError
 from evotune.fingerprint import device_environment
@@ -44,6 +47,7 @@ class Autotuned:
         budget: int,
         seed: int,
         tolerance: tuple[float, float] | None,
+        inputs: Callable[[dict[str, Any]], Mapping[str, Any]] | None,
     ) -> None:
         python_fn = getattr(fn, "fn", None)
         if python_fn is None or not hasattr(fn, "arg_names"):
@@ -59,6 +63,9 @@ class Autotuned:
         check_store(store)  # now, not at the first launch
         self.store_url, self.tune, self.budget, self.seed = store, tune, budget, seed
         self.tolerance = tolerance
+        if inputs is not None and not callable(inputs):
+            raise UserError(f"inputs= takes a function, not {inputs!r}")
+        self.inputs = inputs
         self.last_config: Config | None = None
         self._cache: dict[tuple[str, str], Config] = {}
         self._environments: dict[str, dict[str, Any]] = {}
@@ -98,12 +105,13 @@ class Autotuned:
             return best
         first = self.tuning.first_config(dims)
         if not self.tune:
-            store.record_miss(target, self.budget)
+            recipe = record(self.fn, self.tuning, named, dims, grid, self.tolerance, self.inputs)
+            store.record_miss(target, self.budget, self.seed, recipe)
             return first
         from evotune.autotuning.tuner import CallArgs, tune
 
         tensors = {name: v for name, v in named.items() if isinstance(v, torch.Tensor)}
-        winner = tune(
+        tuned = tune(
             store,
             target,
             self.tuning,
@@ -113,7 +121,7 @@ class Autotuned:
             seed=self.seed,
             tolerance=self.tolerance,
         )
-        return first if winner is None else winner
+        return first if tuned.winner is None else dict(tuned.winner.config)
 
     def _open(self) -> TuningStore:
         if self._store is None:
@@ -178,6 +186,7 @@ def autotune(
     budget: int = DEFAULT_BUDGET,
     seed: int = 0,
     tolerance: tuple[float, float] | None = None,
+    inputs: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Callable[[Any], Autotuned]:
     """Decorate a `@triton.jit` kernel so that each launch uses the best stored config.
 
@@ -191,6 +200,10 @@ def autotune(
     budget: trials per tune (at most the number of valid configs).
     tolerance: (atol, rtol) against the first config's output, |out - ref| <= atol +
         rtol * |ref|; None: by dtype (float16 1e-2, bfloat16 2e-2, float32 1e-4, others exact).
+    inputs: for `evotune tune-pending`, which rebuilds a missed call from its recorded
+        argument specs with random contents: a module-level function that takes those
+        arguments by name and returns the ones to replace (say, index tensors whose values
+        matter), by name.
     """
 
     def decorate(fn: Any) -> Autotuned:
@@ -204,6 +217,7 @@ def autotune(
             budget=budget,
             seed=seed,
             tolerance=tolerance,
+            inputs=inputs,
         )
 
     return decorate

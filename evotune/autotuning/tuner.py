@@ -1,4 +1,5 @@
-"""Tuning in-process, on the arguments of the call that missed.
+"""Tuning in-process, on the arguments of the call that missed (or, for `evotune
+tune-pending`, on arguments rebuilt from a recorded miss: evotune/autotuning/offline.py).
 
 Every tensor argument is snapshotted first and restored before each trial, so that each
 config starts from the caller's data (a kernel that accumulates into its output, `y += x`,
@@ -22,21 +23,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 
 from evotune.autotuning.configs import TuningSpace
-from evotune.autotuning.store import STRATEGY, Target, TuningStore
+from evotune.autotuning.store import STRATEGY, TUNED_NOTE, Target, TuningStore
 from evotune.errors import WorkerError
 from evotune.plugin import DeviceInfo
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus
 from evotune.search import Candidate, Observation, make_strategy
 from evotune.search.grid import valid_configs
+from evotune.storage.trial_store import TrialRecord
 from evotune.worker import measure
 from evotune.worker.statuses import classify_exception, describe_exception
 from evotune.worker.trial import Device, WrongOnLaunch
 
-__all__ = ["CallArgs", "tune"]
+__all__ = ["CallArgs", "Tuned", "tune"]
 
 # (atol, rtol) by dtype, against the first config's output; other dtypes must match exactly.
 _TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
@@ -60,6 +63,16 @@ class CallArgs:
 
     def capture(self) -> dict[str, torch.Tensor]:
         return {name: t.clone() for name, t in self.tensors.items()}
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What a tune left: its study, how many trials it stored, and the fastest `ok` one
+    (published; None if no config worked)."""
+
+    study_id: int
+    trials: int
+    winner: TrialRecord | None
 
 
 class _WrongArgument(WrongOnLaunch):
@@ -217,35 +230,35 @@ def tune(
     budget: int,
     seed: int,
     tolerance: tuple[float, float] | None,
-) -> Config | None:
+    note: str = TUNED_NOTE,
+) -> Tuned:
     """Search the configs of `tuning` on this call; store every trial and publish the
-    fastest `ok` one. Returns the winner (None if no config worked); the call's tensors are
-    left as they were before."""
+    fastest `ok` one. The call's tensors are left as they were before. `note` says on the
+    study how it was tuned."""
     dims = target.shape.dims
     budget = min(max(1, budget), len(valid_configs(tuning.space, dims)))
     strategy = make_strategy(
         STRATEGY, tuning.space, dims, seed, seed_configs=[tuning.first_config(dims)]
     )
     measurer = _Measurer(tuning, target, call, launch, tolerance)
-    study_id = store.start_study(target, budget, seed)
-    beat = store.beat(study_id)
+    study_id = store.start_study(target, budget, seed, note)
     number, state = 0, "interrupted"
     try:
-        while number < budget and not strategy.should_stop():
-            candidates = strategy.ask(min(strategy.generation_size, budget - number))
-            if not candidates:
-                break
-            observations = []
-            for candidate in candidates:
-                observations.append(_trial(store, measurer, study_id, number, candidate))
-                number += 1
-            strategy.tell(observations)
+        with store.keep_alive(study_id):
+            while number < budget and not strategy.should_stop():
+                candidates = strategy.ask(min(strategy.generation_size, budget - number))
+                if not candidates:
+                    break
+                observations = []
+                for candidate in candidates:
+                    observations.append(_trial(store, measurer, study_id, number, candidate))
+                    number += 1
+                strategy.tell(observations)
         state = "finished"
     finally:
-        beat.stop()
         winner = store.finish_study(study_id, state)
         call.restore()
-    return winner
+    return Tuned(study_id, number, winner)
 
 
 def _trial(

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 from evotune.errors import StudyNotFoundError
 from evotune.fingerprint import fingerprint_hash
 from evotune.records import TrialResult, TrialStatus
-from evotune.space import Shape, shape_distance
+from evotune.space import SearchSpace, Shape
 from evotune.storage.models import (
     BestConfig,
     Environment,
@@ -22,34 +22,38 @@ from evotune.storage.models import (
     Trial,
     utcnow,
 )
+from evotune.storage.trial_store import MAX_ATTEMPTS, interrupted_error
 
 __all__ = [
+    "add_missing_settings",
     "add_running_trial",
+    "add_study",
     "best_config",
     "best_configs_of_kernel",
     "claim_interrupted",
+    "claim_pending",
     "count_trials",
+    "end_study",
     "fingerprint_hash",
     "finish_trial",
     "get_or_create_environment",
     "get_or_create_kernel",
     "get_or_create_shape",
     "get_study",
+    "get_trial",
     "list_studies",
     "list_trials",
     "lock_searches",
     "nearest_tuned_shape",
     "publish_best",
+    "record_shootout",
+    "restart_study",
     "resumable_study",
     "served_bests",
+    "set_winner",
     "study_trials",
 ]
 
-MAX_ATTEMPTS = 2
-INTERRUPTED_ERROR = (
-    "the search process stopped while this trial was in flight, {attempts} times: "
-    "not measured again"
-)
 
 _Row = TypeVar("_Row")
 
@@ -161,11 +165,84 @@ def resumable_study(
     return next((s for s in session.scalars(query) if s.settings.get("restrict") == restrict), None)
 
 
+def add_study(
+    session: Session,
+    kernel: KernelRow,
+    shape: ShapeRow,
+    environment: Environment,
+    strategy: str,
+    settings: dict[str, Any],
+    seed: int,
+    budget: int,
+    replay: str | None = None,
+    *,
+    state: str = "running",
+    note: str | None = None,
+) -> Study:
+    """A new study, `running` (or `pending`: recorded to run later)."""
+    study = Study(
+        kernel_id=kernel.id,
+        shape_id=shape.id,
+        environment_id=environment.id,
+        strategy=strategy,
+        settings=dict(settings),
+        seed=seed,
+        budget=budget,
+        state=state,
+        interpreted=environment.interpreted,
+        replay=replay,
+        note=note,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
+def restart_study(session: Session, study: Study, budget: int) -> None:
+    """A study a rerun resumes: `running` again, up to the rerun's budget."""
+    study.budget = budget
+    study.state = "running"
+
+
+def claim_pending(session: Session, study: Study, seed: int, budget: int, note: str) -> None:
+    """A `pending` study that starts now: `running`, with the run's seed, budget and note."""
+    study.state, study.seed, study.budget, study.note = "running", seed, budget, note
+
+
+def add_missing_settings(session: Session, study: Study, settings: dict[str, Any]) -> None:
+    """The settings the study lacks, added (those it has keep their values)."""
+    study.settings = {**settings, **study.settings}  # a new dict: JSON columns see reassignment
+
+
+def end_study(session: Session, study: Study, state: str) -> None:
+    """Leave `running` for `state`; `finished` stamps the time."""
+    study.state = state
+    if state == "finished":
+        study.finished_at = utcnow()
+
+
+def set_winner(
+    session: Session, study: Study, trial_id: int | None, shootout: list[Any] | None
+) -> None:
+    """The study's chosen trial, and (unless None) the shoot-out table it was chosen by."""
+    study.best_trial_id = trial_id
+    if shootout is not None:
+        study.shootout = shootout
+
+
 def get_study(session: Session, study_id: int) -> Study:
     study = session.get(Study, study_id)
     if study is None:
         raise StudyNotFoundError(f"no study with id {study_id}; `evotune studies` lists them")
     return study
+
+
+def get_trial(session: Session, trial_id: int) -> Trial:
+    """The trial of that id; KeyError if there is none (callers name trials they stored)."""
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise KeyError(f"no trial with id {trial_id}")
+    return trial
 
 
 def list_studies(
@@ -188,11 +265,12 @@ def list_trials(
     study_id: int,
     status: str | None = None,
     generation: int | None = None,
-    limit: int = 1000,
+    limit: int | None = 1000,
     offset: int = 0,
     after: int | None = None,
 ) -> list[Trial]:
-    """Trials in number order; `after`: only those numbered above it (incremental reads)."""
+    """Trials in number order (at most `limit`; None: all); `after`: only those numbered
+    above it (incremental reads)."""
     query = _trials_matching(select(Trial), study_id, status, generation, after)
     return list(session.scalars(query.order_by(Trial.number).limit(limit).offset(offset)))
 
@@ -230,7 +308,7 @@ def claim_interrupted(session: Session, study: Study) -> tuple[list[Trial], int]
     for trial in stale:
         if trial.attempts >= MAX_ATTEMPTS:
             trial.status = TrialStatus.CRASHED.value
-            trial.error = INTERRUPTED_ERROR.format(attempts=trial.attempts)
+            trial.error = interrupted_error(trial.attempts)
             trial.finished_at = utcnow()
         else:
             trial.attempts += 1
@@ -292,6 +370,11 @@ def fail_finalist(session: Session, trial: Trial, result: TrialResult) -> None:
         trial.max_error = result.max_error
     error = f"shoot-out: {result.error or result.status.value}"
     trial.error = error.replace("\x00", "\\x00")
+
+
+def record_shootout(session: Session, trial: Trial, p50_us: float) -> None:
+    """A finalist's p50 in the interleaved shoot-out."""
+    trial.shootout_p50_us = p50_us
 
 
 def publish_best(
@@ -356,20 +439,20 @@ def best_config(
 
 def nearest_tuned_shape(
     session: Session,
-    kernel: str,
+    space: SearchSpace,
     dims: dict[str, Any],
     fingerprint: str | None = None,
     gpu: str | None = None,
     include_interpreted: bool = False,
     kernel_source_hash: str | None = None,
 ) -> ShapeRow | None:
-    """The shape nearest to `dims` (`shape_distance`; ties: by key) among those with a best
-    that `best_config` with the same filters would serve."""
+    """The shape of `space`'s kernel nearest to `dims` (`space.shape_distance`; ties: by key)
+    among those with a best that `best_config` with the same filters would serve."""
     query = _served(
-        select(ShapeRow), kernel, fingerprint, gpu, include_interpreted, kernel_source_hash
+        select(ShapeRow), space.kernel, fingerprint, gpu, include_interpreted, kernel_source_hash
     ).distinct()
     shapes = list(session.scalars(query))
-    return min(shapes, key=lambda s: (shape_distance(dims, s.dims), s.key), default=None)
+    return min(shapes, key=lambda s: (space.shape_distance(dims, s.dims), s.key), default=None)
 
 
 def served_bests(
@@ -415,12 +498,16 @@ def _served(
     return query
 
 
-def best_configs_of_kernel(session: Session, kernel: str, environment_id: int) -> list[BestConfig]:
-    """Every published best of a kernel in one environment (seeds for nearby shapes)."""
+def best_configs_of_kernel(session: Session, kernel: str, fingerprint: str) -> list[BestConfig]:
+    """Every published best of a kernel in one environment (seeds for nearby shapes), with
+    its shape and environment loaded."""
     query = (
         select(BestConfig)
         .join(KernelRow, BestConfig.kernel_id == KernelRow.id)
-        .where(KernelRow.name == kernel, BestConfig.environment_id == environment_id)
+        .join(Environment, BestConfig.environment_id == Environment.id)
+        .where(KernelRow.name == kernel, Environment.fingerprint_hash == fingerprint)
+        .options(joinedload(BestConfig.shape), joinedload(BestConfig.environment))
+        .order_by(BestConfig.id)
     )
     return list(session.scalars(query))
 
@@ -612,3 +699,49 @@ __all__ += [
     "trials_by_hash",
     "tuned_gpus_by_shape",
 ]
+
+
+def newest_studies(
+    session: Session, strategy: str, states: Sequence[str], kernel: str | None = None
+) -> list[Study]:
+    """The newest study of each (kernel, shape, environment) of a strategy, where that one is
+    in one of `states`; oldest first, with kernel, shape and environment loaded."""
+    newest = (
+        select(func.max(Study.id))
+        .where(Study.strategy == strategy)
+        .group_by(Study.kernel_id, Study.shape_id, Study.environment_id)
+    )
+    query = (
+        select(Study)
+        .join(KernelRow, Study.kernel_id == KernelRow.id)
+        .where(Study.id.in_(newest), Study.state.in_(list(states)))
+        .options(joinedload(Study.kernel), joinedload(Study.shape), joinedload(Study.environment))
+        .order_by(Study.id)
+    )
+    if kernel is not None:
+        query = query.where(KernelRow.name == kernel)
+    return list(session.scalars(query))
+
+
+def has_kernel(session: Session, name: str) -> bool:
+    """Whether the database has a kernel of that name (a study of it was ever stored)."""
+    return session.scalar(select(KernelRow.id).where(KernelRow.name == name)) is not None
+
+
+def newest_study_by_shape(
+    session: Session, kernel: str | None = None
+) -> dict[tuple[str, str], int]:
+    """(kernel, shape key) -> the id of the newest study of that shape, in any environment."""
+    query = (
+        select(KernelRow.name, ShapeRow.key, func.max(Study.id))
+        .select_from(Study)
+        .join(KernelRow, Study.kernel_id == KernelRow.id)
+        .join(ShapeRow, Study.shape_id == ShapeRow.id)
+        .group_by(KernelRow.name, ShapeRow.key)
+    )
+    if kernel is not None:
+        query = query.where(KernelRow.name == kernel)
+    return {(name, key): study_id for name, key, study_id in session.execute(query)}
+
+
+__all__ += ["has_kernel", "newest_studies", "newest_study_by_shape"]

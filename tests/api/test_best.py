@@ -207,3 +207,21 @@ def test_nearest_never_serves_interpreted_results_unless_asked(
 def test_nearest_with_nothing_tuned_is_404(client: TestClient) -> None:
     code, body = _best(client, shape="long", nearest="true", gpu="NVIDIA B200")
     assert code == 404 and "nor for any other shape" in body["detail"]
+
+
+def test_dims_with_their_defaults_spelled_out_are_the_same_shape(
+    client: TestClient, sample: SampleData
+) -> None:
+    explicit = _query({**ADHOC_DIMS, "Hkv": 4, "Skv": 256})  # Hkv = H, Skv = S
+    code, body = _best(client, **explicit)
+    assert code == 200 and body["study_id"] == sample.adhoc.id
+    assert body["shape"]["dims"] == ADHOC_DIMS
+
+
+def test_dims_no_config_can_run_are_404_naming_the_rule(client: TestClient) -> None:
+    # Well-formed (the OpenAPI document allows them), but no kernel config runs them.
+    for extra, rule in (({"Hkv": 3}, "H % Hkv == 0"), ({"Skv": 128}, "S <= Skv")):
+        code, body = _best(client, **_query({**ADHOC_DIMS, **extra}), nearest="true")
+        assert code == 404 and body["code"] == "not_found", body
+        assert body["detail"].startswith("no config can exist for attention shape: ")
+        assert rule in body["detail"]

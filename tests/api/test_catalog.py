@@ -50,8 +50,11 @@ def test_openapi_documents_best_as_a_named_shape_or_every_dim(client: TestClient
     space = load_space(KERNEL)
     assert named["required"] == ["kernel", "shape"] and "S" not in named["properties"]
     assert named["properties"]["shape"]["enum"] == list(space.shapes)
-    assert adhoc["required"] == ["kernel", *space.dims] and "shape" not in adhoc["properties"]
+    # Every dim, but those with a default (Hkv = H, Skv = S), which are optional.
+    assert adhoc["required"] == ["kernel", "B", "H", "S", "D", "causal", "dtype"]
+    assert "shape" not in adhoc["properties"]
     assert adhoc["properties"]["S"]["type"] == "integer"
+    assert adhoc["properties"]["Hkv"]["description"] == "optional; default: H"
     assert adhoc["properties"]["causal"]["type"] == "boolean"
     assert adhoc["properties"]["dtype"]["enum"] == sorted(space.tolerances)
     for variant in (named, adhoc):

@@ -398,3 +398,58 @@ def test_a_missing_study_says_so(browser: Any, server: _Server) -> None:
         assert "no study with id 987654" in page.inner_text("#error")
     finally:
         page.close()
+
+
+def test_best_config_for_ad_hoc_dims(page: Any, server: _Server) -> None:
+    """An ad-hoc shape on the studies page is labelled by its dims and links to its study and
+    to the lookup on /overview, which answers other dims with the nearest tuned shape."""
+    from urllib.parse import urlencode
+
+    adhoc = next(
+        (s for s in _json(server, "/v1/shapes") if s["name"] is None and s["tuned_on"]), None
+    )
+    if adhoc is None:
+        pytest.skip("the database has no ad-hoc shape tuned on a GPU")
+    page.goto(server.base + "/")
+    row = page.locator(f"#shapes tbody tr[data-shape='{adhoc['key']}']")
+    row.wait_for()
+    text = {k: json.dumps(v) if isinstance(v, bool) else v for k, v in adhoc["dims"].items()}
+    label = " ".join(f"{k}={v}" for k, v in text.items())  # as JavaScript writes the dims
+    link = row.locator("td").nth(1).locator("a")
+    assert link.inner_text() == label
+    assert link.get_attribute("href") == f"/studies/{adhoc['newest_study_id']}"
+    row.locator("a.lookup-link").click()
+    page.wait_for_function("() => Number(document.body.dataset.lookups) >= 1")
+    answer = page.locator("#lookup-answer")
+    assert answer.get_attribute("data-exact") == "true"
+    assert answer.get_attribute("data-shape") == adhoc["key"]
+
+    numeric = next(k for k, v in adhoc["dims"].items() if isinstance(v, int) and v > 1)
+    page.fill(f"#dim-{numeric}", str(adhoc["dims"][numeric] * 2))
+    page.click("#lookup button[type=submit]")
+    page.wait_for_function("() => Number(document.body.dataset.lookups) >= 2")
+    asked = {**adhoc["dims"], numeric: adhoc["dims"][numeric] * 2}
+    query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in asked.items()}
+    served = _json(
+        server, "/v1/best?" + urlencode({"kernel": adhoc["kernel"], **query, "nearest": "true"})
+    )
+    assert answer.get_attribute("data-exact") == "false"
+    assert answer.get_attribute("data-shape") == served["shape"]["key"]
+    assert "the nearest tuned shape answered" in answer.inner_text()
+    assert f"{numeric}={asked[numeric]}" in page.url  # the lookup is a link
+
+    page.screenshot(path=str(_artifacts() / "dashboard-lookup.png"), full_page=True)
+
+
+def test_a_lookup_the_service_refuses_says_why(browser: Any, server: _Server) -> None:
+    page = browser.new_page()  # the refused fetch is a console error in Chromium
+    try:
+        kernel = _json(server, "/v1/kernels")[0]
+        dim = next(iter(kernel["dims"]))
+        page.goto(f"{server.base}/overview?kernel={kernel['name']}&{dim}=1")
+        page.wait_for_function("() => Number(document.body.dataset.lookups) >= 1")
+        answer = page.locator("#lookup-answer")
+        assert answer.get_attribute("data-status") == "422"
+        assert "missing" in answer.inner_text()  # the dims it needs
+    finally:
+        page.close()

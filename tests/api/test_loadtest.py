@@ -50,3 +50,12 @@ def test_the_command_line_parses() -> None:
     with pytest.raises(SystemExit) as stop:
         main(["--help"])
     assert stop.value.code == 0
+
+
+def test_a_server_without_routes_to_load_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With --url nothing is seeded, so the default route set ("best") is empty.
+    assert main(["--url", "http://127.0.0.1:9", "--seconds", "0.1", "--writer-rate", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: no routes to load (with --url, give --route PATH)\n"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gc
 import os
-import time
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from evotune.storage import Database, Study, heartbeat, open_database, repository
 from evotune.storage.models import utcnow
@@ -18,28 +22,36 @@ def _study(db: Database, study_id: int) -> Study:
         return repository.get_study(session, study_id)
 
 
-def _wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+class _CommitsNoted(Database):
+    """A database that says when a session committed: the beat's write, waited on."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(open_database(url).engine)
+        self.committed = threading.Event()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with super().session() as session:
+            yield session
+        self.committed.set()
 
 
 def test_a_heartbeat_stamps_host_and_pid_and_ends_with_the_study(tmp_path: Path) -> None:
     data = build_sample_db(tmp_path / "hb.db")
-    db = open_database(data.url)
+    db = _CommitsNoted(data.url)
     try:
         running = data.running.id
         before = _study(db, running)
         assert before.heartbeat_at is None and not heartbeat.is_alive(before)
+        db.committed.clear()
         beat = heartbeat.Heartbeat(db, running, every_s=0.05).start()
-        _wait_for(lambda: _study(db, running).heartbeat_at is not None)
+        assert db.committed.wait(timeout=30), "the first beat never committed"
         study = _study(db, running)
         assert study.runner_host == heartbeat.host_name() and study.runner_pid == os.getpid()
         assert heartbeat.is_alive(study)
         assert study.updated_at == before.updated_at  # a beat is not a change of the study
         with db.session() as session:
-            repository.get_study(session, running).state = "finished"
+            repository.end_study(session, repository.get_study(session, running), "finished")
         beat._thread.join(timeout=5)
         assert not beat._thread.is_alive()  # it saw the study stop running
         assert not heartbeat.is_alive(_study(db, running))

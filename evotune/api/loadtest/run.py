@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from evotune.api.loadtest import client, host
 from evotune.api.loadtest.writer import seed_database, writer_loop
+from evotune.errors import UserError
 
 __all__ = ["LoadResult", "db_routes", "main", "run_load"]
 
@@ -281,7 +282,7 @@ def _expand(routes: list[str], seeded: dict[str, Any]) -> list[str]:
         else:
             paths.append(route)
     if not paths:
-        raise ValueError("no routes to load (with --url, give --route PATH)")
+        raise UserError("no routes to load (with --url, give --route PATH)")
     return paths
 
 
@@ -364,21 +365,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="ok trials already in the writer's study")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = run_load(
-        seconds=args.seconds,
-        rate=args.rate,
-        connections=args.connections,
-        workers=args.workers,
-        writer_rate=args.writer_rate,
-        publish_every=args.publish_every,
-        routes=args.routes,
-        concurrency=args.concurrency,
-        timeout_s=args.timeout,
-        url=args.url,
-        after=args.after,
-        history=args.history,
-        honor_retry_after=not args.ignore_retry_after,
-    )
+    try:
+        result = run_load(
+            seconds=args.seconds,
+            rate=args.rate,
+            connections=args.connections,
+            workers=args.workers,
+            writer_rate=args.writer_rate,
+            publish_every=args.publish_every,
+            routes=args.routes,
+            concurrency=args.concurrency,
+            timeout_s=args.timeout,
+            url=args.url,
+            after=args.after,
+            history=args.history,
+            honor_retry_after=not args.ignore_retry_after,
+        )
+    except UserError as exc:  # one line and exit 2, as evotune's own commands
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(asdict(result), indent=2) if args.json else _report(result))
     return 1 if result.failures else 0
 

@@ -18,6 +18,7 @@ from evotune.api.best_cache import BestCache, CachedAnswer
 from evotune.api.database import DatabaseGate
 from evotune.api.errors import error_body, error_responses
 from evotune.api.params import resolve_kernel, resolve_shape
+from evotune.errors import ImpossibleShapeError
 from evotune.schemas import BestOut, EnvironmentOut, best_out, environment_out
 from evotune.space import SearchSpace, Shape
 from evotune.storage import Database, repository
@@ -56,7 +57,7 @@ def lookup_best(
                 "include_interpreted": interpreted,
                 "kernel_source_hash": None if stale else source_hash,
             }
-            row, served = _find_best(session, space.kernel, target, nearest, filters)
+            row, served = _find_best(session, space, target, nearest, filters)
         if row is not None:
             env = environments.get(row.environment_id)
             if env is None:
@@ -86,17 +87,17 @@ def lookup_best(
 
 
 def _find_best(
-    session: Session, kernel: str, target: Shape, nearest: bool, filters: dict[str, Any]
+    session: Session, space: SearchSpace, target: Shape, nearest: bool, filters: dict[str, Any]
 ) -> tuple[BestConfig | None, Shape]:
     """The best of `target`, else (with `nearest`) that of the nearest tuned shape; and the
     shape it is the best of."""
-    row = repository.best_config(session, kernel, target.key, **filters)
+    row = repository.best_config(session, space.kernel, target.key, **filters)
     if row is not None or not nearest:
         return row, target
-    near = repository.nearest_tuned_shape(session, kernel, target.dims, **filters)
+    near = repository.nearest_tuned_shape(session, space, target.dims, **filters)
     if near is None:
         return None, target
-    return repository.best_config(session, kernel, near.key, **filters), Shape(
+    return repository.best_config(session, space.kernel, near.key, **filters), Shape(
         near.name, dict(near.dims)
     )
 
@@ -158,7 +159,12 @@ async def get_best(
     answer, generation = cache.lookup(key)
     if answer is None:
         space = resolve_kernel(state.spaces, kernel)  # 422s are raised here, never cached
-        target = resolve_shape(space, shape, request.query_params)
+        try:
+            target = resolve_shape(space, shape, request.query_params)
+        except ImpossibleShapeError as exc:
+            # Well-formed dims that no config can run: nothing is, or can be, tuned for them.
+            detail = f"no config can exist for {space.kernel} {exc}"
+            return Response(error_body(404, detail), status_code=404, media_type="application/json")
         source_hash = kernel_source_hash or state.spaces.source_hash(space.kernel)
         gate: DatabaseGate = state.gate  # a few threads: see database.py
         answer = await cache.single_flight(

@@ -15,9 +15,10 @@ from anyio import CapacityLimiter, move_on_after, to_thread
 from fastapi import APIRouter, Request
 
 from evotune.api.database import DatabaseGuard
-from evotune.api.errors import ServiceUnavailable, error_responses
+from evotune.api.errors import error_responses
 from evotune.api.responses import JSONBytes, dump
 from evotune.api.schemas import HealthOut
+from evotune.errors import ServiceUnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -54,7 +55,7 @@ async def healthz(request: Request) -> JSONBytes:
     if problem is None:
         problem = await _checked(guard)
     if problem is not None:
-        raise ServiceUnavailable(problem, code="database_unavailable", retry_after=5)
+        raise ServiceUnavailableError(problem, code="database_unavailable", retry_after=5)
     health = HealthOut(
         status="ok",
         backend=guard.backend,

@@ -1,8 +1,9 @@
-"""GET /v1/shapes: named shapes of the search spaces, and ad-hoc shapes the database knows."""
+"""GET /v1/shapes: named shapes of the search spaces, ad-hoc shapes the database knows, and the
+shapes of kernels known only from their studies (decorated with `evotune.autotune`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -28,7 +29,9 @@ async def list_shapes(
         str | None, Query(max_length=100, description="only this kernel's shapes")
     ] = None,
 ) -> JSONBytes:
-    """Named shapes first (in file order), then ad-hoc shapes that have studies."""
+    """Named shapes first (in file order), then ad-hoc shapes that have studies. Without
+    `kernel`, then the shapes of kernels known only from their studies (kernels decorated
+    with `evotune.autotune`, which have no search-space file)."""
     if kernel is not None:
         kernels = [resolve_kernel(spaces, kernel).kernel]
     else:
@@ -38,11 +41,17 @@ async def list_shapes(
                 kernels.append(spaces.get(name).kernel)
             except UserError:
                 continue
-    return JSONBytes(await gate.read(lambda session: dump_list(_shapes(session, spaces, kernels))))
+    every = kernel is None
+    return JSONBytes(
+        await gate.read(lambda session: dump_list(_shapes(session, spaces, kernels, every)))
+    )
 
 
-def _shapes(session: Session, spaces: SpaceCatalog, kernels: list[str]) -> list[ShapeOut]:
+def _shapes(
+    session: Session, spaces: SpaceCatalog, kernels: list[str], without_file: bool
+) -> list[ShapeOut]:
     tuned = repository.tuned_gpus_by_shape(session)
+    newest = repository.newest_study_by_shape(session)
     out: list[ShapeOut] = []
     for name in kernels:
         space = spaces.get(name)
@@ -50,28 +59,33 @@ def _shapes(session: Session, spaces: SpaceCatalog, kernels: list[str]) -> list[
         for shape_name, dims in space.shapes.items():
             shape = Shape(shape_name, dict(dims))
             seen.add(shape.key)
-            out.append(
-                ShapeOut(
-                    kernel=name,
-                    name=shape_name,
-                    key=shape.key,
-                    dims=shape.dims,
-                    source="space",
-                    tuned_on=tuned.get((name, shape.key), []),
-                )
-            )
+            out.append(_shape_out(name, shape_name, shape.key, shape.dims, "space", tuned, newest))
         for row in repository.shapes_in_database(session, name):
-            if row.key in seen:
-                continue
-            seen.add(row.key)
-            out.append(
-                ShapeOut(
-                    kernel=name,
-                    name=row.name,
-                    key=row.key,
-                    dims=dict(row.dims),
-                    source="database",
-                    tuned_on=tuned.get((name, row.key), []),
-                )
-            )
+            if row.key not in seen:
+                seen.add(row.key)
+                out.append(_shape_out(name, row.name, row.key, row.dims, "database", tuned, newest))
+    if without_file:
+        for name in sorted({name for name, _ in newest} - set(spaces.kernels())):
+            for row in repository.shapes_in_database(session, name):
+                out.append(_shape_out(name, row.name, row.key, row.dims, "database", tuned, newest))
     return out
+
+
+def _shape_out(
+    kernel: str,
+    name: str | None,
+    key: str,
+    dims: dict[str, Any],
+    source: Literal["space", "database"],
+    tuned: dict[tuple[str, str], list[str]],
+    newest: dict[tuple[str, str], int],
+) -> ShapeOut:
+    return ShapeOut(
+        kernel=kernel,
+        name=name,
+        key=key,
+        dims=dict(dims),
+        source=source,
+        tuned_on=tuned.get((kernel, key), []),
+        newest_study_id=newest.get((kernel, key)),
+    )

@@ -19,8 +19,7 @@ from evotune.api.params import resolve_kernel
 from evotune.api.responses import JSONBytes, dump
 from evotune.api.routes.jobs import job_out
 from evotune.api.schemas import JobOut, SearchRequest, StudyPage, TrialPage
-from evotune.api.search_jobs import JobsBusyError
-from evotune.errors import StudyNotFoundError, UserError
+from evotune.errors import JobsBusyError, StudyNotFoundError, UserError
 from evotune.records import TrialStatus
 from evotune.schemas import StudyDetailOut, study_detail_out, study_out, trial_out
 from evotune.space import SearchSpace

@@ -55,25 +55,40 @@
     document.getElementById("older").disabled = page.offset + page.items.length >= page.total;
   }
 
-  function renderShapes(shapes) {
+  /* /overview's "best config for these dims", filled with this shape's dims. */
+  function lookupLink(shape) {
+    const params = new URLSearchParams({ kernel: shape.kernel });
+    for (const [k, v] of Object.entries(shape.dims)) params.set(k, String(v));
+    return h("a", { class: "lookup-link", href: `/overview?${params}` }, "best config");
+  }
+
+  /* Named shapes by name, ad-hoc ones (from --dims or evotune.autotune) by their dims; each
+     links to its newest study, and, where /v1/best knows the kernel, to a lookup. */
+  function renderShapes(shapes, lookupKernels) {
     const body = document.querySelector("#shapes tbody");
     body.textContent = "";
     for (const s of shapes) {
-      body.appendChild(h("tr", {},
+      const label = shapeLabel(s);
+      body.appendChild(h("tr", { dataset: { kernel: s.kernel, shape: s.key } },
         h("td", {}, s.kernel),
-        h("td", {}, s.name || "(ad hoc)"),
+        h("td", { class: s.name ? "" : "mono" },
+          s.newest_study_id ? h("a", { href: `/studies/${s.newest_study_id}` }, label) : label,
+          s.name ? null : [" ", h("span", { class: "badge" }, "ad hoc")]),
         h("td", { class: "mono" }, Object.entries(s.dims).map(([k, v]) => `${k}=${v}`).join(" ")),
-        h("td", {}, s.tuned_on.length ? s.tuned_on.join(", ") : h("span", { class: "muted" }, "not tuned"))));
+        h("td", {}, s.tuned_on.length ? s.tuned_on.join(", ")
+          : h("span", { class: "muted" }, s.newest_study_id ? "not tuned on a GPU" : "not tuned")),
+        h("td", {}, lookupKernels.has(s.kernel) ? lookupLink(s) : h("span", { class: "muted small" }, "no search space"))));
     }
   }
 
   async function load() {
-    const [page, shapes] = await Promise.all([
+    const [page, shapes, kernels] = await Promise.all([
       Evo.getJSON(`/v1/studies?limit=${PAGE}&offset=${offset}`),
       Evo.getJSON("/v1/shapes"),
+      Evo.getJSON("/v1/kernels"),
     ]);
     renderStudies(page);
-    renderShapes(shapes);
+    renderShapes(shapes, new Set(kernels.map((k) => k.name)));
     Evo.showError(null);
     const running = page.items.some((s) => s.state === "running");
     Evo.setLive(running, Evo.refreshMs());

@@ -38,6 +38,8 @@
     const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "plot parallel", role: "img",
       "aria-label": "parallel coordinates: parameters against p50", "data-lines": 0 }, target);
     const good = trials.filter((t) => t.status === "ok" && t.p50_us !== null);
+    // A parameter no ok trial has (a knob of an impl that cannot run at this shape) gets no axis.
+    names = names.filter((name) => good.some((t) => name in t.config));
     if (!good.length || !names.length) {
       el("text", { x: width / 2, y: height / 2, class: "empty", "text-anchor": "middle" }, svg)
         .textContent = "no ok trial yet";

@@ -90,6 +90,7 @@
     document.getElementById("dims").textContent =
       Object.entries(d.shape.dims).map(([k, v]) => `${k}=${v}`).join("  ");
     document.getElementById("interp-warning").hidden = !d.interpreted;
+    document.getElementById("pending-note").hidden = d.state !== "pending";
   }
 
   // --- convergence ---------------------------------------------------------------------------
