@@ -9,12 +9,18 @@ optional `baselines(inputs)` (label -> a call returning the output: torch SDPA's
 for attention, cuBLAS for a GEMM), timed by the same timer on the same input sets and
 checked against the same references (their error is shown, never held against them).
 
+Beside that GPU time, each row that has one gets what a caller running it back to back pays
+(evotune/worker/launch_cost.py): wall time and host time per call of the plug-in's `run` (or the
+baseline's call) and, with the same call captured in a CUDA graph and replayed, GPU time per
+call; a kernel's replay is checked against the reference. Not under the interpreter.
+
 Needs only torch and the worker's measuring modules (and rich for the table): `bench_dims`
 runs on a bare GPU host without the search-space machinery; `bench_table` is the CLI's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 
     from evotune.records import Config
     from evotune.space import SearchSpace, Shape
-    from evotune.worker.trial import Device, InputSet
+    from evotune.worker.trial import Device, InputSet, Prepared
 
 __all__ = ["BenchRow", "bench_dims", "bench_table", "render_bench_table"]
 
@@ -43,6 +49,10 @@ class BenchRow:
     max_error: float | None = None
     n_runs: int = 0
     error: str | None = None
+    wall_us_per_call: float | None = None  # back to back, synchronized once at the end
+    host_us_per_call: float | None = None  # the same calls' enqueue time
+    graph_us_per_call: float | None = None  # GPU time of a call captured in a CUDA graph
+    graph_error: str | None = None  # why there is no graph time
 
 
 class _BaselineSubject:
@@ -77,6 +87,47 @@ class _BaselineSubject:
 def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0][:200] if lines else ""
+
+
+def _launch_costs(
+    row: BenchRow,
+    call: Callable[[], Any],
+    poison: Callable[[], None] = lambda: None,
+    verify: Callable[[Any], None] = lambda _result: None,
+) -> None:
+    """Fill a timed row's wall, host and graph times per call (launch_cost.py)."""
+    from evotune.worker import launch_cost
+
+    try:
+        wall = launch_cost.wall_per_call(call)
+    except Exception as exc:
+        row.error = f"wall time: {type(exc).__name__}: {_first_line(str(exc))}"
+        return
+    row.wall_us_per_call, row.host_us_per_call = wall.wall_us, wall.host_us
+    try:
+        row.graph_us_per_call = launch_cost.graph_per_call(call, poison, verify)
+    except Exception as exc:
+        row.graph_error = f"{type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _kernel_costs(plugin: Any, prepared: Prepared, row: BenchRow) -> None:
+    """`_launch_costs` of a kernel config through the plug-in's `run` on its first input set;
+    its graph replay must reproduce the reference within the tolerance."""
+    from evotune.worker import measure
+
+    subject = prepared.subject
+    s, config = subject.sets[0], subject.config
+
+    def call() -> Any:
+        plugin.run(s.inputs, s.out, config)
+        return s.out
+
+    def verify(out: Any) -> None:
+        check = measure.check_output(out, s.ref, subject.atol, subject.rtol)
+        if not check.ok:
+            raise RuntimeError(f"the replay's output is wrong: {check.describe()}")
+
+    _launch_costs(row, call, lambda: s.out.fill_(math.nan), verify)
 
 
 def bench_dims(
@@ -116,14 +167,17 @@ def bench_dims(
             number, "bench", dict(dims), dict(config), seed, tol, time_budget_s=time_budget_s
         )
         prepared = prepare(plugin, request, device)
-        if not isinstance(prepared, Verdict):
-            prepared = time_prepared(plugin, prepared, device)
-        result = prepared.result
+        verdict = (
+            prepared if isinstance(prepared, Verdict) else time_prepared(plugin, prepared, device)
+        )
+        result = verdict.result
         row.max_error, row.n_runs = result.max_error, result.n_runs
         if result.p50_us is None:
             row.error = _first_line(result.error)
-        else:
-            row.p50_us = result.p50_us
+            continue
+        row.p50_us = result.p50_us
+        if not device.interpreted and not isinstance(prepared, Verdict):
+            _kernel_costs(plugin, prepared, row)
 
     make_baselines = getattr(plugin, "baselines", None)
     if baselines and callable(make_baselines):
@@ -155,6 +209,8 @@ def bench_dims(
                 row.error = f"{type(exc).__name__}: {_first_line(str(exc))}"
                 continue
             row.p50_us, row.n_runs, row.max_error = timing.p50_us, timing.n_runs, subject.max_error
+            if not device.interpreted:
+                _launch_costs(row, subject.calls[0])
 
     best = min((r.p50_us for r in rows if r.kind == "baseline" and r.p50_us), default=None)
     for row in rows:
@@ -179,19 +235,46 @@ def bench_table(
 
 
 def render_bench_table(rows: list[BenchRow], title: str | None = None) -> Table:
-    """A rich table: label, p50 µs, TFLOPS, ratio to the fastest baseline, max error."""
+    """A rich table: label, p50 µs (GPU time of one call), wall, host and graph µs per call,
+    TFLOPS, ratio to the fastest baseline, max error; why a graph time is missing goes to a
+    numbered footnote under the table."""
+    from rich.markup import escape
     from rich.table import Table
 
+    def us(value: float | None) -> str:
+        return f"{value:.1f}" if value else "-"
+
     table = Table(title=title)
-    for column in ("config", "p50 µs", "TFLOPS", "vs best baseline", "max err", "note"):
+    columns = (
+        "config",
+        "p50 µs",
+        "wall µs/call",
+        "host µs/call",
+        "graph µs/call",
+        "TFLOPS",
+        "vs best baseline",
+        "max err",
+        "note",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("config", "note") else "right")
+    footnotes: list[str] = []
     for row in rows:
+        graph = us(row.graph_us_per_call)
+        if row.graph_error:
+            footnotes.append(f"({len(footnotes) + 1}) {row.label}: {row.graph_error}")
+            graph = f"- ({len(footnotes)})"
         table.add_row(
             row.label,
-            f"{row.p50_us:.1f}" if row.p50_us else "-",
+            us(row.p50_us),
+            us(row.wall_us_per_call),
+            us(row.host_us_per_call),
+            graph,
             f"{row.tflops:.1f}" if row.tflops else "-",
             f"{row.ratio_to_best_baseline:.2f}x" if row.ratio_to_best_baseline else "-",
             f"{row.max_error:.2e}" if row.max_error is not None else "-",
             row.error or "",
         )
+    if footnotes:
+        table.caption = escape("graph capture failed: " + "; ".join(footnotes))
     return table

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import math
 import zlib
@@ -27,13 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evotune.errors import UserError
+from evotune.errors import LandscapeFileError
 from evotune.records import Config, TrialStatus, config_hash
 from evotune.space import SearchSpace, Shape
 
 __all__ = [
     "Landscape",
-    "LandscapeFileError",
     "LandscapeTrial",
     "fit_to_space",
     "import_measurements",
@@ -48,10 +48,6 @@ _TRIAL_KEYS = ("p50_us", "p20_us", "p80_us", "n_runs", "max_error", "error")
 # Parts of one landscape must agree on these: timings from another GPU, kernel source or
 # compiler do not belong on the same landscape. Other keys (the driver) may differ.
 _SAME_ENVIRONMENT = ("gpu", "kernel_source_hash", "triton", "torch", "interpreted")
-
-
-class LandscapeFileError(UserError):
-    """A landscape file is missing, unreadable or malformed."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +113,9 @@ class Landscape:
     restrict: str | None = None
     # Entries (trials, and the shape) that `fit_to_space` converted to the space's types.
     normalised: int = field(default=0, compare=False)
+    # sha256 of the file's (uncompressed) text when it was loaded from one: what a strategy's
+    # record of the landscapes its defaults were tuned on names (`Strategy.tuned_on`).
+    content_sha256: str | None = field(default=None, compare=False)
     _index: dict[str, LandscapeTrial] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -232,32 +231,47 @@ def parse_status(value: Any) -> TrialStatus:
     raise ValueError(f"unknown status {value!r}; valid: {', '.join(s.value for s in valid)}")
 
 
-def fit_to_space(landscape: Landscape, space: SearchSpace, source: str | Path) -> Landscape:
+def fit_to_space(
+    landscape: Landscape, space: SearchSpace, source: str | Path, added_knobs: bool = True
+) -> Landscape:
     """The landscape checked against the space it is replayed in, every lookup of which would
     otherwise miss in silence: its dims complete and typed as declared, every knob known and
     valued in its domain. Unambiguous differences are normalised ("64" for 64, 0/1 for a
     bool, a knob that does not apply dropped) and counted in `normalised`; anything else is
-    one LandscapeFileError naming `source` (the file) and the first offending entry and knob."""
+    one LandscapeFileError naming `source` (the file) and the first offending entry and knob.
+
+    A knob that no trial names, though it applies to some, came into the space after the
+    recording: a knob is added with the default the kernel ran before it was one (as a dim is,
+    `dim_defaults`). Its trials take that default, and the landscape is of the sub-space where
+    the knob is at it: `restrict` gains `KNOB == default`, so that a replay searches what was
+    recorded. (`added_knobs` False refuses such a knob as missing: another tuner's file that
+    leaves a knob out says nothing of its value.)"""
     try:
-        return _fit(landscape, space)
+        return _fit(landscape, space, added_knobs)
     except ValueError as exc:
         raise LandscapeFileError(
             f"{source}: does not fit the {space.kernel} space: {exc}"
         ) from None
 
 
-def _fit(landscape: Landscape, space: SearchSpace) -> Landscape:
+def _fit(landscape: Landscape, space: SearchSpace, added_knobs: bool) -> Landscape:
     if landscape.kernel != space.kernel:
         raise ValueError(f"the landscape is of kernel {landscape.kernel!r}, not {space.kernel!r}")
     dims = space.typed_dims(landscape.shape.dims)
     # Compared as JSON: == takes 1 for True, and the hash of a config's shape would not.
     normalised = int(_json(dims) != _json(landscape.shape.dims))
+    # Knobs the recording knows of (with added_knobs False: every knob of the space).
+    recorded = {name for trial in landscape.trials for name in trial.config}
+    if not added_knobs:
+        recorded = set(space.parameters)
+    added: set[str] = set()  # knobs the space gained since the recording
     trials: list[LandscapeTrial] = []
     for i, trial in enumerate(landscape.trials):
         try:
-            config = _fit_config(trial.config, space)
+            config = _fit_config(trial.config, space, recorded)
         except ValueError as exc:
             raise ValueError(f"trials[{i}]: {exc}") from None
+        added |= set(config) - set(trial.config)
         if config_hash(config) != config_hash(trial.config):
             normalised += 1
             trial = replace(trial, config=config)
@@ -268,12 +282,21 @@ def _fit(landscape: Landscape, space: SearchSpace) -> Landscape:
         environment=landscape.environment,
         space_size=landscape.space_size,
         trials=trials,
-        restrict=landscape.restrict,
+        restrict=_at_defaults(landscape.restrict, sorted(added), space),
         normalised=normalised,
+        content_sha256=landscape.content_sha256,
     )
 
 
-def _fit_config(config: Config, space: SearchSpace) -> Config:
+def _at_defaults(restrict: str | None, knobs: Sequence[str], space: SearchSpace) -> str | None:
+    """`restrict` narrowed to the sub-space where each of `knobs` is at its default."""
+    if not knobs:
+        return restrict
+    rules = [f"{name} == {space.parameters[name].default!r}" for name in knobs]
+    return " and ".join([f"({restrict})", *rules] if restrict else rules)
+
+
+def _fit_config(config: Config, space: SearchSpace, recorded: set[str]) -> Config:
     typed: dict[str, Any] = {}
     for name, value in config.items():
         param = space.parameters.get(name)
@@ -285,11 +308,12 @@ def _fit_config(config: Config, space: SearchSpace) -> Config:
         except ValueError as exc:
             raise ValueError(f"knob {name!r}: {exc}") from None
     active = space.active_names(typed)
-    missing = [name for name in active if name not in typed]
+    missing = [name for name in active if name not in typed and name in recorded]
     if missing:
         raise ValueError(f"knob {missing[0]!r} is missing (it applies to this config)")
     # A knob that does not apply changes nothing the kernel runs: dropped, as the space does.
-    return {name: typed[name] for name in active}
+    # One that no trial names came after the recording: at its default (fit_to_space).
+    return {name: typed.get(name, space.parameters[name].default) for name in active}
 
 
 def _json(dims: Mapping[str, Any]) -> str:
@@ -304,32 +328,41 @@ def merge_landscapes(
     The parts must be of `space`'s kernel and of one shape and environment
     (`_SAME_ENVIRONMENT`); a config recorded in two parts keeps its first record. The result
     covers the union of the parts' sub-spaces, and its `space_size` counts the valid configs
-    of that union in `space`. Raises ValueError naming what does not match.
+    of that union in `space`. Raises LandscapeFileError naming what does not match.
 
     `across_kernel_sources` lets the kernel source differ between parts (a space that gained
     knob values, recorded for the new configs only, where the old configs run the same code);
-    the result then lists every part's source hash under `kernel_source_hashes`.
+    the result then lists every part's source hash under `kernel_source_hashes`. Each part is
+    fitted to `space` first (`fit_to_space`): one recorded before the space gained a knob
+    covers the sub-space where that knob is at its default.
     """
     # Imported here: evotune.search pulls in the strategies (Optuna), which replay never needs.
     from evotune.search.grid import valid_configs
 
     if not parts:
-        raise ValueError("no landscapes to merge")
+        raise LandscapeFileError("cannot merge: no landscapes given")
+    parts = [
+        fit_to_space(part, space, f"part {i}") if part.kernel == space.kernel else part
+        for i, part in enumerate(parts, start=1)
+    ]
     first = parts[0]
     for i, part in enumerate(parts, start=1):
         if part.kernel != space.kernel:
-            raise ValueError(f"part {i} is of kernel {part.kernel!r}, not {space.kernel!r}")
+            raise LandscapeFileError(
+                f"cannot merge: part {i} is of kernel {part.kernel!r}, not {space.kernel!r}"
+            )
         if part.shape.dims != first.shape.dims:
-            raise ValueError(
-                f"part {i} is of shape {part.shape.dims}, part 1 of {first.shape.dims}"
+            raise LandscapeFileError(
+                f"cannot merge: part {i} is of shape {part.shape.dims}, part 1 of "
+                f"{first.shape.dims}"
             )
         for key in _SAME_ENVIRONMENT:
             if across_kernel_sources and key == "kernel_source_hash":
                 continue
             if part.environment.get(key) != first.environment.get(key):
-                raise ValueError(
-                    f"part {i} was recorded with {key} {part.environment.get(key)!r}, "
-                    f"part 1 with {first.environment.get(key)!r}"
+                raise LandscapeFileError(
+                    f"cannot merge: part {i} was recorded with {key} "
+                    f"{part.environment.get(key)!r}, part 1 with {first.environment.get(key)!r}"
                 )
     restricts = [part.restrict for part in parts]
     restrict = None
@@ -394,7 +427,8 @@ def import_measurements(
             raise LandscapeFileError(f"{path}: row {i}: {exc}") from None
     environment = {"gpu": gpu, "imported_from": path.name, "interpreted": False}
     size = len(valid_configs(space, shape.dims))
-    return fit_to_space(Landscape(space.kernel, shape, environment, size, trials), space, path)
+    landscape = Landscape(space.kernel, shape, environment, size, trials)
+    return fit_to_space(landscape, space, path, added_knobs=False)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -441,7 +475,8 @@ def load_landscape(path: str | Path) -> Landscape:
     path = Path(path)
     try:
         raw = path.read_bytes()
-        text = (gzip.decompress(raw) if _is_gzip(path) else raw).decode()
+        content = gzip.decompress(raw) if _is_gzip(path) else raw
+        text = content.decode()
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise LandscapeFileError(f"cannot read landscape {path}: {reason}") from None
@@ -450,9 +485,11 @@ def load_landscape(path: str | Path) -> Landscape:
     except json.JSONDecodeError as exc:
         raise LandscapeFileError(f"{path}: not valid JSON: {exc}") from None
     try:
-        return Landscape.from_dict(data)
+        landscape = Landscape.from_dict(data)
     except ValueError as exc:
         raise LandscapeFileError(f"{path}: not a landscape: {exc}") from None
+    landscape.content_sha256 = hashlib.sha256(content).hexdigest()
+    return landscape
 
 
 def save_landscape(landscape: Landscape, path: str | Path) -> Path:

@@ -1,9 +1,9 @@
 """Search spaces and named shapes: loaded from `search_spaces/<kernel>.yaml`, validated.
 
-A space declares the kernel's shape dimensions, its tunable parameters (some active only
-under a condition), constraints over parameters and dims, per-dtype tolerances, the default
-config, seed configs every search starts from, and named shapes. Everything else in evotune
-reads kernels through this.
+A space declares the kernel's shape dimensions (some with a default, and rules the dims of a
+shape satisfy), its tunable parameters (some active only under a condition), constraints over
+parameters and dims, per-dtype tolerances, the default config, seed configs every search
+starts from, and named shapes. Everything else in evotune reads kernels through this.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evotune.errors import KernelNotFoundError, ShapeNotFoundError, SpaceFileError, UserError
+from evotune import dims as dim_forms
+from evotune.errors import (
+    ImpossibleShapeError,
+    KernelNotFoundError,
+    ShapeNotFoundError,
+    SpaceFileError,
+    UserError,
+)
 from evotune.expressions import ExpressionError, compile_expression, evaluate, names_in
 from evotune.records import Config, Dims
 
@@ -39,7 +46,6 @@ __all__ = [
     "load_space",
     "parse_dim",
     "parse_value",
-    "shape_distance",
     "space_directory",
 ]
 
@@ -198,8 +204,9 @@ def _typed_in(value: Any, choices: list[Any]) -> bool:
     return any(type(c) is type(value) and c == value for c in choices)
 
 
-def shape_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
-    """How far shape dims `b` are from `a`: |log2| of each numeric ratio, 1 per other mismatch."""
+def _distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """How far complete dims `b` are from `a`: |log2| of each numeric ratio, 1 per other
+    mismatch (`SearchSpace.shape_distance` completes them first)."""
     total = 0.0
     for key, value in a.items():
         other = b.get(key)
@@ -219,6 +226,12 @@ class SearchSpace(_Strict):
     module: str
     description: str = ""
     dims: dict[str, DimType]
+    # Dims a shape may leave out: name -> an expression over the other dims (e.g. `Hkv: H`).
+    # Shapes are keyed and stored without the dims at their default (evotune/dims.py), so a
+    # dim added with a default keeps every existing shape, study and best as it was.
+    dim_defaults: dict[str, str] = Field(default_factory=dict)
+    # Rules every shape satisfies (e.g. `H % Hkv == 0`): a shape that breaks one is refused.
+    shape_constraints: list[Constraint] = Field(default_factory=list)
     derived: dict[str, str] = Field(default_factory=dict)
     parameters: dict[str, Parameter]
     constraints: list[Constraint] = Field(default_factory=list)
@@ -233,6 +246,7 @@ class SearchSpace(_Strict):
     def _check(self) -> SearchSpace:
         if not self.parameters:
             raise ValueError("parameters: at least one is needed")
+        self._check_dim_defaults()
         visible = set(self.dims)
         for name, expr in self.derived.items():
             # Checked here, not first when a shape is evaluated: a file that tries to run
@@ -258,6 +272,12 @@ class SearchSpace(_Strict):
                     )
             seen.add(name)
         known = set(self.parameters) | set(self.dims) | set(self.derived)
+        for i, constraint in enumerate(self.shape_constraints):
+            unknown = names_in(constraint.expr) - set(self.dims) - set(self.derived)
+            if unknown:
+                raise ValueError(
+                    f"shape_constraints.{i}: names {sorted(unknown)}, not dims or derived values"
+                )
         for where, rules in (("constraints", self.constraints), ("interpreter", self.interpreter)):
             for i, constraint in enumerate(rules):
                 unknown = names_in(constraint.expr) - known
@@ -265,6 +285,15 @@ class SearchSpace(_Strict):
                     raise ValueError(f"{where}.{i}: unknown names {sorted(unknown)}")
         for shape_name, dims in self.shapes.items():
             self._check_dims(dims, f"shapes.{shape_name}")
+            self._check_rules(dims, f"shapes.{shape_name}")
+            # Named shapes are written as they are keyed, so that `shapes` is that form too.
+            spelled = [d for d in dims if d not in self.canonical_dims(dims)]
+            if spelled:
+                defaults = ", ".join(f"{d}: {self.dim_defaults[d]}" for d in spelled)
+                raise ValueError(
+                    f"shapes.{shape_name}: leave out {', '.join(spelled)} (at the default, "
+                    f"{defaults})"
+                )
         if not self.is_valid_structure(self.default_config()):
             raise ValueError("the parameters' defaults do not form a config of this space")
         for i, seed in enumerate(self.seeds):
@@ -275,24 +304,64 @@ class SearchSpace(_Strict):
                 raise ValueError(f"seeds.{i}: {'; '.join(problems)}")
         return self
 
+    def _check_dim_defaults(self) -> None:
+        for i, (name, expr) in enumerate(self.dim_defaults.items()):
+            if name not in self.dims:
+                raise ValueError(f"dim_defaults.{name}: not a dim")
+            # A default reads dims that have none, or one declared above it.
+            readable = set(self.dims) - set(list(self.dim_defaults)[i:])
+            try:
+                unknown = names_in(expr) - readable
+            except ExpressionError as exc:
+                raise ValueError(f"dim_defaults.{name}: {exc}") from None
+            if unknown:
+                raise ValueError(
+                    f"dim_defaults.{name}: names {sorted(unknown)}, which are not dims without "
+                    "a default or with one declared above it"
+                )
+
     def _check_dims(self, dims: Mapping[str, Any], where: str) -> None:
-        missing = set(self.dims) - set(dims)
+        missing = set(self.dims) - set(dims) - set(self.dim_defaults)
         extra = set(dims) - set(self.dims)
         if missing or extra:
             raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
+        complete = self.complete_dims(dims)
         for dim, kind in self.dims.items():
-            value = dims[dim]
+            value = complete[dim]
             if type(value) is not _DIM_TYPES[kind]:
                 raise ValueError(f"{where}.{dim}: expected {kind}, got {value!r}")
         if "dtype" in dims and dims["dtype"] not in self.tolerances:
             raise ValueError(f"{where}.dtype: no tolerance declared for {dims['dtype']!r}")
 
+    def _check_rules(self, dims: Mapping[str, Any], where: str) -> None:
+        """ValueError naming the first shape constraint that well-formed dims break."""
+        ns = self.namespace(dims)
+        for rule in self.shape_constraints:
+            if not _truthy(rule.expr, ns):
+                values = ", ".join(f"{n}={ns[n]}" for n in self.dims if n in names_in(rule.expr))
+                raise ValueError(
+                    f"{where}: {values} break `{rule.expr}`"
+                    + (f" ({rule.why})" if rule.why else "")
+                )
+
+    def complete_dims(self, dims: Mapping[str, Any]) -> Dims:
+        """Every dim: those a shape leaves out at their declared default (`dim_defaults`)."""
+        return dim_forms.complete_dims(dims, self.dim_defaults)
+
+    def canonical_dims(self, dims: Mapping[str, Any]) -> Dims:
+        """The form shapes are keyed, stored and exported in: the dims in declared order, those
+        at their default left out (so `Hkv=H` spelled out names the same shape)."""
+        canonical = dim_forms.canonical_dims(dims, self.dim_defaults)
+        return {name: canonical[name] for name in self.dims if name in canonical}
+
     def typed_dims(self, dims: Mapping[str, Any]) -> dict[str, Any]:
         """Recorded dims as declared: each converted where unambiguous (`parse_value`), then
-        checked; ValueError names the first dim missing, unknown or of another type."""
+        checked, in canonical form; ValueError names the first dim missing, unknown or of
+        another type, or the shape constraint the dims break."""
         typed = {name: self._typed_dim(name, value) for name, value in dims.items()}
         self._check_dims(typed, "shape")
-        return typed
+        self._check_rules(typed, "shape")
+        return self.canonical_dims(typed)
 
     def _typed_dim(self, name: str, value: Any) -> Any:
         if name not in self.dims:
@@ -314,19 +383,25 @@ class SearchSpace(_Strict):
         return Shape(name, dict(self.shapes[name]))
 
     def adhoc_shape(self, dims: Mapping[str, Any]) -> Shape:
-        """A shape given by its dims; a named shape with the same dims keeps its name."""
+        """A shape given by its dims (complete or canonical); a named shape with the same
+        dims keeps its name."""
         try:
             self._check_dims(dims, "shape")
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        shape = Shape(None, {k: dims[k] for k in self.dims})
+        try:
+            self._check_rules(dims, "shape")
+        except ValueError as exc:
+            raise ImpossibleShapeError(str(exc)) from None
+        shape = Shape(None, self.canonical_dims(dims))
         for name, named in self.shapes.items():
             if Shape(name, named).key == shape.key:
                 return Shape(name, shape.dims)
         return shape
 
     def parse_dims(self, text: str) -> Shape:
-        """A shape from `B=8,H=32,causal=true,dtype=bfloat16`: every dim once, typed as declared."""
+        """A shape from `B=8,H=32,causal=true,dtype=bfloat16`: every dim once (those with a
+        default may be left out), typed as declared."""
         raw: dict[str, str] = {}
         for item in (part.strip() for part in text.split(",")):
             name, sep, value = (piece.strip() for piece in item.partition("="))
@@ -339,12 +414,21 @@ class SearchSpace(_Strict):
             if name in raw:
                 raise UserError(f"dim {name!r} is given twice")
             raw[name] = value
-        missing = [dim for dim in self.dims if dim not in raw]
+        missing = [dim for dim in self.dims if dim not in raw and dim not in self.dim_defaults]
         if missing:
-            raise UserError(f"missing {', '.join(missing)}: an ad-hoc shape needs every dim")
+            optional = ", ".join(f"{d}={e}" for d, e in self.dim_defaults.items())
+            raise UserError(
+                f"missing {', '.join(missing)}: an ad-hoc shape needs every dim"
+                + (f" (but those with a default: {optional})" if optional else "")
+            )
         return self.adhoc_shape(
-            {dim: parse_dim(dim, kind, raw[dim]) for dim, kind in self.dims.items()}
+            {dim: parse_dim(dim, kind, raw[dim]) for dim, kind in self.dims.items() if dim in raw}
         )
+
+    def shape_distance(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+        """How far shape dims `b` are from `a` (either form): |log2| of each numeric ratio of
+        their complete dims, 1 per other mismatch."""
+        return _distance(self.complete_dims(a), self.complete_dims(b))
 
     def _dims_example(self) -> str:
         first = next(iter(self.shapes.values()), None)
@@ -402,9 +486,7 @@ class SearchSpace(_Strict):
     ) -> list[str]:
         """Parameters whose `when` holds for this config (in declaration order)."""
         active: list[str] = []
-        ns: dict[str, Any] = dict(dims or {})
-        if dims:
-            ns.update(self._derived(dims))
+        ns: dict[str, Any] = self.namespace(dims) if dims else {}
         for name, param in self.parameters.items():
             value = config.get(name, param.default)
             if param.when is None or _truthy(param.when, ns):
@@ -441,7 +523,7 @@ class SearchSpace(_Strict):
         problems = self.structural_problems(config)
         if problems:
             return problems
-        ns: dict[str, Any] = {**dims, **self._derived(dims)}
+        ns = self.namespace(dims)
         for name, param in self.parameters.items():
             ns[name] = config.get(name, param.default)
         for c in self.constraints:
@@ -467,11 +549,12 @@ class SearchSpace(_Strict):
             if dims is None or not self.violations(config, dims):
                 yield config
 
-    def _derived(self, dims: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def namespace(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        """What the space's expressions see of a shape: its complete dims and derived values."""
+        ns = self.complete_dims(dims)
         for name, expr in self.derived.items():
-            out[name] = evaluate(expr, {**dims, **out})
-        return out
+            ns[name] = evaluate(expr, ns)
+        return ns
 
 
 def _first_error(exc: ValidationError) -> str:

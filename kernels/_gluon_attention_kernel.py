@@ -35,8 +35,8 @@ What it takes for ptxas to keep the softmax between the two wgmma waits (checked
 no branch inside a KV step (unmasked and masked blocks run in separate loops), the P operand
 written only after the PV wait (or double-buffered, PBUF=2), and a shared-memory store of the row
 sums before the wait (PIN) — ptxas keeps memory ops in order but floats arithmetic past waits.
-Other knobs: FAST_EXP (0 MUFU exp2, 1 ex2.approx.f16x2, 2 one exp in four as an FMA polynomial),
-TILE_ORDER (0 query-block-major, 1 groups of heads for K/V reuse in L2).
+Other knobs: FAST_EXP (0 MUFU exp2, 1 ex2.approx.f16x2, 2 every other column as an FMA polynomial,
+as in the tl-level kernel), TILE_ORDER (0 query-block-major, 1 groups of heads for K/V reuse in L2).
 """
 
 from __future__ import annotations
@@ -59,20 +59,20 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
 _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
 
-# 2^f on f in [-0.5, 0.5], degree-3 fit of the relative error (max 7.5e-5, below fp16 rounding).
-# Used by FAST_EXP == 2 for one element in four, so that part of the exponentials run on the
-# FMA pipes instead of the MUFU unit. Clamping at -125 keeps the exponent field positive.
+# 2^f on f in [-0.5, 0.5], degree-3 fit of the relative error (max 7.5e-5, below fp16 rounding;
+# the tl-level kernel's _exp2_fma, same constants). Used by FAST_EXP == 2 for the second element
+# of each pair, the odd column in the wgmma layout (the tl-level kernel splits its columns so),
+# so that half of the exponentials run on the FMA pipes instead of the MUFU unit. Clamping at
+# -125 keeps the exponent field positive.
 _POLY_EXP2_ASM = gl.constexpr("""
 {
-.reg .f32 t<4>, r, f, p;
+.reg .f32 t, r, f, p;
 .reg .b32 jb, pb;
-ex2.approx.ftz.f32 $0, $4;
-ex2.approx.ftz.f32 $1, $5;
-ex2.approx.ftz.f32 $2, $6;
-max.ftz.f32 t0, $7, 0fC2FA0000;
-add.rn.ftz.f32 r, t0, 0f4B400000;
+ex2.approx.ftz.f32 $0, $2;
+max.ftz.f32 t, $3, 0fC2FA0000;
+add.rn.ftz.f32 r, t, 0f4B400000;
 sub.rn.ftz.f32 f, r, 0f4B400000;
-sub.rn.ftz.f32 f, t0, f;
+sub.rn.ftz.f32 f, t, f;
 fma.rn.ftz.f32 p, f, 0f3D61FB8B, 0f3E786F0D;
 fma.rn.ftz.f32 p, p, f, 0f3F31798E;
 fma.rn.ftz.f32 p, p, f, 0f3F7FFB49;
@@ -80,7 +80,7 @@ mov.b32 jb, r;
 shl.b32 jb, jb, 23;
 mov.b32 pb, p;
 add.s32 pb, pb, jb;
-mov.b32 $3, pb;
+mov.b32 $1, pb;
 }
 """)
 
@@ -244,7 +244,7 @@ def _exp2(x, FAST_EXP: gl.constexpr, dtype: gl.constexpr):
         return p16, p16.to(gl.float32)
     elif FAST_EXP == 2:
         p = gl.inline_asm_elementwise(
-            _POLY_EXP2_ASM, "=f,=f,=f,=f,f,f,f,f", [x], dtype=gl.float32, is_pure=True, pack=4
+            _POLY_EXP2_ASM, "=f,=f,f,f", [x], dtype=gl.float32, is_pure=True, pack=2
         )
         return p, p
     else:

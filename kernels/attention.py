@@ -3,7 +3,8 @@
 `attention()` is the public launcher; the module-level plug-in functions (`make_inputs`,
 `run`, `reference`, ...) are what evotune's worker calls (see evotune/plugin.py). The
 Triton kernel itself lives in `kernels/_attention_kernel.py`; `impl: gluon` configs go to
-`kernels/attention_gluon.py`; the defaults and the sm_90 limits come from
+`kernels/attention_gluon.py`, `impl: decode` (split-KV, for few queries over many keys) to
+`kernels/attention_decode.py`; the defaults and the sm_90 limits come from
 search_spaces/attention.yaml through `kernels/attention_common.py`.
 
 This module imports torch, triton and pyyaml (no pydantic): GPU hosts run it bare.
@@ -11,19 +12,33 @@ This module imports torch, triton and pyyaml (no pydantic): GPU hosts run it bar
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import triton
 
 from evotune.expressions import evaluate
+from kernels import attention_decode as decode
 from kernels import attention_gluon as gluon
 from kernels._attention_kernel import attn_fwd_kernel
-from kernels.attention_common import default_config, device_limits, space_constraint
+from kernels.attention_common import (
+    complete_shape_dims,
+    default_config,
+    device_limits,
+    space_constraint,
+)
+from kernels.launch_cache import (
+    BoundedCache,
+    CompiledLaunch,
+    call_key,
+    check_not_capturing,
+    rebased,
+)
 from kernels.tile_order import head_group
 
 if TYPE_CHECKING:
@@ -44,6 +59,7 @@ __all__ = [
     "reference",
     "resolve_config",
     "run",
+    "static_unsupported",
     "unsupported",
 ]
 
@@ -54,7 +70,7 @@ SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _LOG2E = 1.4426950408889634  # log2(e): exp(x) = 2^(x log2 e)
-_IMPLS = ("triton", "gluon")
+_IMPLS = ("triton", "gluon", "decode")
 
 
 def _interpreted() -> bool:
@@ -123,13 +139,18 @@ def _check_inputs(q: Any, k: Any, v: Any, out: Any, sm_scale: float | None) -> t
                 f"out must match q (shape {tuple(q.shape)}, {q.dtype}, {q.device}); "
                 f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
             )
+    return _Shape(B, H, Hkv, Sq, Skv, D), _scale(sm_scale, D)
+
+
+def _scale(sm_scale: float | None, D: int) -> float:
+    """The softmax scale of a call: 1/sqrt(D) by default (checked on every call: it is not part
+    of the call key)."""
     if sm_scale is None:
-        scale = 1.0 / math.sqrt(D)
-    else:
-        scale = float(sm_scale)
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"sm_scale must be a positive finite number, got {sm_scale!r}")
-    return _Shape(B, H, Hkv, Sq, Skv, D), scale
+        return 1.0 / math.sqrt(D)
+    scale = float(sm_scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"sm_scale must be a positive finite number, got {sm_scale!r}")
+    return scale
 
 
 def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -199,6 +220,9 @@ class _TensorSpec:
 
 @dataclass(frozen=True)
 class _Plan:
+    """A launch of the tl-level kernel but for its four operands: `ints` are the kernel's
+    runtime arguments after them, in its order (qk_scale last)."""
+
     grid: tuple[int]
     ints: tuple[Any, ...]
     constexprs: dict[str, Any]
@@ -302,6 +326,98 @@ def _spec(t: torch.Tensor) -> _TensorSpec:
 # --- the launcher -------------------------------------------------------------------------
 
 
+class _Call(Protocol):
+    """One call key's planned launch (kernels/launch_cache.py): writes `out`."""
+
+    head_dim: int
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float
+    ) -> None: ...
+
+
+class _TritonCall:
+    """The tl-level kernel's launch for one call key: plan, grid, constexprs and descriptor
+    templates worked out once; a call binds the tensors and the scale."""
+
+    def __init__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        shape: _Shape,
+        causal: bool,
+        cfg: Mapping[str, Any],
+    ) -> None:
+        sm_count, l2_bytes = device_limits(q.device)
+        specs = (_spec(q), _spec(k), _spec(v), _spec(out))
+        plan = _plan(shape, q.dtype, specs, causal, 1.0, cfg, sm_count, l2_bytes)
+        self.head_dim = D = shape.D
+        self._sizes = plan.ints[:-1]  # the last is qk_scale, which each call passes
+        bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
+        q_rows, kv_rows = shape.B * shape.H * shape.Sq, shape.B * shape.Hkv * shape.Skv
+        # Descriptors are checked once, here, over this call's tensors; a call rebases them.
+        # The templates drop their base, so that the cache keeps no caller's tensor alive.
+        templates: list[Any] = [None] * 4
+        if plan.tma_qkv:
+            templates[:3] = (
+                _descriptor(q, q_rows, q.stride(2), bm, D),
+                _descriptor(k, kv_rows, k.stride(2), bn, D),
+                _descriptor(v, kv_rows, v.stride(2), bn, D),
+            )
+        if plan.tma_o:
+            templates[3] = _descriptor(out, q_rows, out.stride(2), bm, D)
+        self._templates = tuple(None if t is None else rebased(t, None) for t in templates)
+        options = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
+        device = torch.cuda.current_device() if q.is_cuda else -1
+        self._launch = CompiledLaunch(attn_fwd_kernel, plan.grid, plan.constexprs, options, device)
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float
+    ) -> None:
+        tq, tk, tv, to = self._templates
+        self._launch(
+            q if tq is None else rebased(tq, q),
+            k if tk is None else rebased(tk, k),
+            v if tv is None else rebased(tv, v),
+            out if to is None else rebased(to, out),
+            *self._sizes,
+            scale * _LOG2E,
+        )
+
+
+def _planned_call(
+    q: Any, k: Any, v: Any, out: Any, causal: bool, config: Mapping[str, Any] | None
+) -> _Call:
+    """Check a call's inputs and config (ValueError naming the argument) and plan its launch."""
+    shape, _ = _check_inputs(q, k, v, out, None)
+    cfg = resolve_config(config)
+    check_not_capturing(q.device, "attention")
+    if cfg["impl"] == "gluon":
+        # The Gluon kernel indexes K/V like Q (kernels/_gluon_attention_kernel.py).
+        if shape.Hkv != shape.H:
+            raise ValueError(
+                f"k has {shape.Hkv} heads but q has {shape.H}: impl 'gluon' has no grouped-query "
+                "attention (use impl 'triton')"
+            )
+        if shape.Sq != shape.Skv:
+            raise ValueError(
+                f"q has {shape.Sq} queries but k has {shape.Skv} keys: impl 'gluon' needs "
+                "Sq == Skv (use impl 'triton')"
+            )
+        # The Gluon launcher applies its own defaults to the keys the config leaves out.
+        return gluon.GluonCall(q, k, v, out, bool(causal), dict(config or {}))
+    if cfg["impl"] == "decode":
+        return decode.DecodeCall(q, k, v, out, bool(causal), dict(config or {}))
+    return _TritonCall(q, k, v, out, shape, bool(causal), cfg)
+
+
+# Planned launches by call key. A model calls with few keys (one per distinct shape and config);
+# the bound only caps what a sweep over many shapes leaves behind.
+_CALLS: BoundedCache[_Call] = BoundedCache(64)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -321,53 +437,25 @@ def attention(
     TMA configs use tensor descriptors where the layout allows (rows at a uniform,
     16-byte-aligned stride); otherwise they run with plain pointers and without warp
     specialization, which needs the descriptors. impl 'gluon' takes Hkv == H and Sq == Skv
-    only. `attention_op` is the same launcher as a torch custom op, for torch.compile.
-    """
-    shape, scale = _check_inputs(q, k, v, out, sm_scale)
-    cfg = resolve_config(config)
-    if cfg["impl"] == "gluon":
-        # The Gluon kernel indexes K/V like Q (kernels/_gluon_attention_kernel.py).
-        if shape.Hkv != shape.H:
-            raise ValueError(
-                f"k has {shape.Hkv} heads but q has {shape.H}: impl 'gluon' has no grouped-query "
-                "attention (use impl 'triton')"
-            )
-        if shape.Sq != shape.Skv:
-            raise ValueError(
-                f"q has {shape.Sq} queries but k has {shape.Skv} keys: impl 'gluon' needs "
-                "Sq == Skv (use impl 'triton')"
-            )
-    if out is None:
-        out = torch.empty_like(q)
-    if cfg["impl"] == "gluon":
-        # The Gluon launcher applies its own defaults to the keys the config leaves out.
-        result: torch.Tensor = gluon.gluon_attention(
-            q, k, v, causal, scale, dict(config or {}), out
-        )
-        return result
+    only; impl 'decode' splits the keys over programs that each take all query heads of a K/V
+    head (decoding: few queries, many keys). `attention_op` is the same launcher as a torch
+    custom op, for torch.compile.
 
-    sm_count, l2_bytes = device_limits(q.device)
-    specs = (_spec(q), _spec(k), _spec(v), _spec(out))
-    plan = _plan(shape, q.dtype, specs, causal, scale, cfg, sm_count, l2_bytes)
-    bm, bn, D = cfg["BLOCK_M"], cfg["BLOCK_N"], shape.D
-    q_rows, kv_rows = shape.B * shape.H * shape.Sq, shape.B * shape.Hkv * shape.Skv
-    if plan.tma_qkv:
-        q_arg: Any = _descriptor(q, q_rows, q.stride(2), bm, D)
-        k_arg: Any = _descriptor(k, kv_rows, k.stride(2), bn, D)
-        v_arg: Any = _descriptor(v, kv_rows, v.stride(2), bn, D)
-    else:
-        q_arg, k_arg, v_arg = q, k, v
-    o_arg: Any = _descriptor(out, q_rows, out.stride(2), bm, D) if plan.tma_o else out
-    attn_fwd_kernel[plan.grid](
-        q_arg,
-        k_arg,
-        v_arg,
-        o_arg,
-        *plan.ints,
-        **plan.constexprs,
-        num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"],
-    )
+    Launch cost: the first call of a key (each tensor's sizes, strides, dtype, device and
+    16-byte alignment; causal; the config; the current device) checks the inputs and plans the
+    launch; later calls of the key reuse the plan and launch the compiled kernel directly
+    (kernels/launch_cache.py). CUDA graphs: make that first call before capturing; a capture
+    records the buffers' addresses, so replays must reuse the same tensors.
+    """
+    if out is None and isinstance(q, torch.Tensor):
+        out = torch.empty_like(q)
+    key = call_key((q, k, v, out), config, causal)
+    call = _CALLS.get(key)
+    if call is None:
+        call = _planned_call(q, k, v, out, causal, config)
+        _CALLS.put(key, call)
+    assert out is not None  # _planned_call checked that q is a tensor
+    call(q, k, v, out, _scale(sm_scale, call.head_dim))
     return out
 
 
@@ -388,7 +476,13 @@ def attention_op(
     config_json: str = "",
 ) -> torch.Tensor:
     """`attention(q, k, v, causal, sm_scale, json.loads(config_json))` as torch.ops.evotune.attention."""
-    return attention(q, k, v, causal, sm_scale, json.loads(config_json) if config_json else None)
+    return attention(q, k, v, causal, sm_scale, _json_config(config_json))
+
+
+@functools.lru_cache(maxsize=64)
+def _json_config(config_json: str) -> dict[str, Any] | None:
+    """A custom op's config, parsed once a string (attention() only reads it)."""
+    return json.loads(config_json) if config_json else None
 
 
 @attention_op.register_fake
@@ -408,12 +502,10 @@ def _attention_fake(
 
 
 def _dims_shape(dims: Mapping[str, Any]) -> _Shape:
-    """The call's sizes for a shape: S is the query length; the optional keys Hkv and Skv (no
-    named shape of the space sets them yet) give grouped K/V heads and a longer key sequence."""
-    H, S = int(dims["H"]), int(dims["S"])
-    return _Shape(
-        int(dims["B"]), H, int(dims.get("Hkv", H)), S, int(dims.get("Skv", S)), int(dims["D"])
-    )
+    """The call's sizes for a shape: H query heads and S queries against Hkv K/V heads and Skv
+    keys (which a shape leaves out where they equal H and S)."""
+    full = complete_shape_dims(dims)
+    return _Shape(*(int(full[name]) for name in ("B", "H", "Hkv", "S", "Skv", "D")))
 
 
 def make_inputs(dims: Mapping[str, Any], seed: int, device: str) -> dict[str, Any]:
@@ -488,10 +580,15 @@ def bytes(dims: Mapping[str, Any]) -> float:
     return float(shape.B * rows * shape.D * itemsize)
 
 
+# SDPA's math backend materialises the B x H x Sq x Skv scores (and repeats grouped K/V heads):
+# a baseline where that is small (decoding, the small shapes), left out beyond.
+_MATH_MAX_SCORES = 1 << 26
+
+
 def baselines(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """torch's scaled_dot_product_attention, one backend each, on the same inputs: what
-    `evotune bench` compares the kernel with. A backend without a kernel for these inputs
-    raises when called (its row then says why)."""
+    """torch's scaled_dot_product_attention, one backend each, on the same inputs (grouped K/V
+    heads through enable_gqa): what `evotune bench` compares the kernel with. A backend
+    without a kernel for these inputs raises when called (its row then says why)."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.bias import causal_lower_right
@@ -514,16 +611,30 @@ def baselines(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
         return call
 
-    return {
-        f"sdpa:{name}": backend_call(getattr(SDPBackend, f"{name.upper()}_ATTENTION"))
-        for name in ("flash", "cudnn", "efficient")
+    backends = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
     }
+    if q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] <= _MATH_MAX_SCORES:
+        backends["math"] = SDPBackend.MATH
+    return {f"sdpa:{name}": backend_call(backend) for name, backend in backends.items()}
 
 
 def unsupported(
     config: Mapping[str, Any], dims: Mapping[str, Any], device: DeviceInfo
 ) -> str | None:
-    """Why this config cannot run for this shape on this device at all, else None."""
+    """Why this config cannot run for this shape on this device at all, else None: first what
+    this device cannot run (the interpreter, a GPU before Hopper), then what no device runs
+    (`static_unsupported`)."""
+    return _device_unsupported(config, dims, device) or static_unsupported(config, dims)
+
+
+def static_unsupported(config: Mapping[str, Any], dims: Mapping[str, Any]) -> str | None:
+    """Why no device runs this config for this shape, else None: what follows from the config
+    and the dims alone. search_spaces/attention.yaml spells each of these as a constraint, so
+    that a search never proposes such a config (tests/kernels/test_attention.py holds
+    them equal at the named shapes)."""
     try:
         cfg = resolve_config(config)
     except ValueError as exc:
@@ -537,20 +648,40 @@ def unsupported(
         return f"Hkv={shape.Hkv} K/V heads do not divide H={shape.H}"
     if shape.Sq > shape.Skv:
         return f"S={shape.Sq} queries exceed Skv={shape.Skv} keys"
-    capability = device.capability or (0, 0)
     if cfg["impl"] == "gluon":
         if shape.Hkv != shape.H:
             return "impl 'gluon' has no grouped-query attention (Hkv != H)"
         if shape.Sq != shape.Skv:
             return "impl 'gluon' needs as many queries as keys (S != Skv)"
+        return gluon.static_unsupported(dict(config), dict(dims))
+    if cfg["impl"] == "decode":
+        return decode.static_unsupported(config)
+    if cfg["WARP_SPECIALIZE"]:
+        return _ws_hazard(cfg)
+    return None
+
+
+def _device_unsupported(
+    config: Mapping[str, Any], dims: Mapping[str, Any], device: DeviceInfo
+) -> str | None:
+    """What this device (or this Triton) cannot run of a config that another device could."""
+    try:
+        cfg = resolve_config(config)
+    except ValueError:
+        return None  # static_unsupported says why
+    capability = device.capability or (0, 0)
+    bf16 = dims.get("dtype") == "bfloat16"
+    if cfg["impl"] == "gluon":
         if device.interpreted:
             return "impl 'gluon' needs a Hopper GPU (sm_90); the CPU interpreter cannot run Gluon"
         if capability != (9, 0):
             return f"impl 'gluon' needs a Hopper GPU (sm_90), this is {device.name} {capability}"
-        return gluon.gluon_unsupported(dict(config), dict(dims), device)
+        return gluon.device_unsupported(device)
     if device.interpreted:
-        if dims["dtype"] == "bfloat16":
+        if bf16:
             return "the CPU interpreter cannot run bf16 dots"
+        if cfg["impl"] == "decode":
+            return None
         if cfg["FAST_EXP"] == 1:
             return "FAST_EXP=1 is inline PTX, which the CPU interpreter cannot run"
         if cfg["TMA"]:
@@ -558,15 +689,13 @@ def unsupported(
         if cfg["WARP_SPECIALIZE"]:
             return "warp specialization needs a Hopper GPU; the interpreter ignores it"
         return None
+    if cfg["impl"] == "decode":
+        return None
     if cfg["TMA"] and capability < (9, 0):
         return f"TMA needs sm_90 or newer, this is {device.name} {capability}"
     if cfg["WARP_SPECIALIZE"] and capability < (9, 0):
         return f"warp specialization needs sm_90 or newer, this is {device.name} {capability}"
-    if cfg["WARP_SPECIALIZE"]:
-        hazard = _ws_hazard(cfg)
-        if hazard:
-            return hazard
-    if cfg["FAST_EXP"] == 1 and dims["dtype"] == "bfloat16" and capability < (9, 0):
+    if cfg["FAST_EXP"] == 1 and bf16 and capability < (9, 0):
         return f"ex2.approx.bf16x2 needs sm_90, this is {device.name} {capability}"
     return None
 
@@ -579,6 +708,9 @@ def compile_only(dims: Mapping[str, Any], config: Mapping[str, Any], device: Any
     cfg = resolve_config(config)
     if cfg["impl"] == "gluon":
         gluon.compile_only(dict(dims), dict(config), device)
+        return
+    if cfg["impl"] == "decode":
+        decode.compile_only(dims, config, device)
         return
     from triton.runtime.jit import MockTensor
 

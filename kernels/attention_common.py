@@ -1,6 +1,6 @@
 """What both attention launchers read: search_spaces/attention.yaml (the one table of defaults,
-the sm_90 limits and the constraints the launchers evaluate rather than spell again) and the
-device limits they plan grids with.
+of config parameters and of shape dims, the sm_90 limits and the constraints the launchers
+evaluate rather than spell again) and the device limits they plan grids with.
 
 `kernels/attention.py` imports `kernels/attention_gluon.py`; both import this module, which
 imports neither. The space file is read with pyyaml and evotune.expressions (no pydantic), so a
@@ -10,11 +10,13 @@ bare GPU host runs it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from evotune.dims import complete_dims
 from evotune.expressions import evaluate
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SPACE_FILE",
+    "complete_shape_dims",
     "default_config",
     "device_limits",
     "parameter_defaults",
@@ -47,6 +50,12 @@ def default_config() -> dict[str, Any]:
         if when is None or evaluate(when, config):
             config[name] = spec["default"]
     return config
+
+
+def complete_shape_dims(dims: Mapping[str, Any]) -> dict[str, Any]:
+    """A shape's dims with those it leaves out at the space's `dim_defaults` (Hkv = H,
+    Skv = S): evotune hands plug-ins a shape's dims as it stores them, defaults left out."""
+    return complete_dims(dims, _space().get("dim_defaults", {}))
 
 
 def parameter_defaults() -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """Launcher and support checks of the Hopper Gluon attention kernel (configs with impl == 'gluon').
 
 `kernels/attention.py` dispatches gluon configs here: `gluon_unsupported` says why a config cannot
-run (so the trial is stored as `invalid` instead of failing), `gluon_attention` runs it.
-The device code is in `kernels/_gluon_attention_kernel.py`.
+run (so the trial is stored as `invalid` instead of failing): `device_unsupported` what needs a
+Hopper GPU and Gluon, `static_unsupported` what follows from the config and the dims alone, which
+search_spaces/attention.yaml spells as constraints too, from the same numbers (its `derived`
+constants), so that a search never proposes such a config. `GluonCall` plans a call's launch once
+per call key (kernels/launch_cache.py) and runs it, `gluon_attention` does both for direct
+callers. The device code is in `kernels/_gluon_attention_kernel.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
 from kernels.attention_common import device_limits, parameter_defaults, space_constant
+from kernels.launch_cache import (
+    BoundedCache,
+    CompiledLaunch,
+    call_key,
+    capturing,
+    check_not_capturing,
+    hold_for_graphs,
+    rebased,
+)
 from kernels.tile_order import head_group
 from kernels.tile_schedule import PersistentGrid, schedule_tensor
 
@@ -23,20 +36,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GLUON_DEFAULTS",
+    "GluonCall",
     "GluonLaunch",
     "compile_only",
+    "device_unsupported",
     "gluon_attention",
     "gluon_compile",
     "gluon_unsupported",
     "resolve_gluon_config",
+    "static_unsupported",
 ]
 
 # The space's defaults (search_spaces/attention.yaml) of the knobs the kernel reads, but for the
 # tile: the space's BLOCK_M default (64) is the tl kernel's and cannot be split over the default
 # two consumer warpgroups, and the YAML has no per-impl defaults, so a gluon config that leaves
-# the tile out runs 128 x 128 (every config a search proposes names both). P_BUFFERS, PINGPONG and
-# PIN_SOFTMAX are kernel experiments the space does not search (PIN_SOFTMAX off for three
-# consumers, see resolve_gluon_config).
+# the tile out runs 128 x 128 (every config a search proposes names both).
 _SPACE_KNOBS = (
     "PRODUCER_WARPS",
     "PRODUCER_REGS",
@@ -45,19 +59,23 @@ _SPACE_KNOBS = (
     "FAST_EXP",
     "CTA_MULT",
     "TILE_ORDER",
+    "PINGPONG",
+    "P_BUFFERS",
 )
 GLUON_DEFAULTS: dict[str, int] = {
     "BLOCK_M": 128,
     "BLOCK_N": 128,
     **{name: int(parameter_defaults()[name]) for name in _SPACE_KNOBS},
-    "P_BUFFERS": 1,
-    "PINGPONG": 1,
-    "PIN_SOFTMAX": 1,
 }
 
-# sm_90 limits, spelled once in the space file.
+# sm_90 limits and the register model's numbers, spelled once in the space file (its constraints
+# on gluon configs use the same).
 _SMEM_LIMIT: int = space_constant("smem_limit")
 _REGS_PER_SM: int = space_constant("regs_per_sm")
+_THREAD_REGS_MAX: int = space_constant("thread_regs_max")
+_CONSUMER_REGS_MAX: int = space_constant("consumer_regs_max")
+_CONSUMER_REGS_BASE: int = space_constant("consumer_regs_base")
+_PIN_REGS: int = space_constant("pin_regs")
 # Shared memory of one SM on sm_90 (a block may take _SMEM_LIMIT of it; each block reserves 1 KiB).
 _SMEM_PER_SM = 233472
 _SMEM_RESERVED_PER_BLOCK = 1024
@@ -136,8 +154,8 @@ def _import_error() -> str | None:
 
 
 def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
-    """Fill defaults and derive the register split, the softmax pin's default and the Q buffers;
-    raises ValueError on malformed values."""
+    """Fill defaults and derive the register split and the Q buffers; raises ValueError on
+    malformed values."""
     merged = {**GLUON_DEFAULTS, **{k: v for k, v in config.items() if k in GLUON_DEFAULTS}}
     vals = {k: int(v) for k, v in merged.items()}
     wgs = vals["CONSUMER_WGS"]
@@ -148,9 +166,11 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
     else:
         # Registers are handed out per warpgroup: the producer's warps take one warpgroup slot.
         slots = wgs + 1
-        maxnreg = min(255, _REGS_PER_SM // (slots * 128)) // 8 * 8
+        maxnreg = min(_THREAD_REGS_MAX, _REGS_PER_SM // (slots * 128)) // 8 * 8
         # The other consumers (worker partitions) get what the producer leaves, like the default one.
-        consumer_regs = min(240, (maxnreg * slots - vals["PRODUCER_REGS"]) // wgs // 8 * 8)
+        consumer_regs = min(
+            _CONSUMER_REGS_MAX, (maxnreg * slots - vals["PRODUCER_REGS"]) // wgs // 8 * 8
+        )
     launch = GluonLaunch(
         block_m=vals["BLOCK_M"],
         block_n=vals["BLOCK_N"],
@@ -165,13 +185,12 @@ def resolve_gluon_config(config: dict[str, Any], head_dim: int) -> GluonLaunch:
         cta_mult=vals["CTA_MULT"],
         p_buffers=vals["P_BUFFERS"],
         pingpong=vals["PINGPONG"],
-        pin_softmax=vals["PIN_SOFTMAX"],
+        # One or two consumers pin the softmax ahead of the PV wait (without the pin ptxas moved
+        # the exponentials past it: 4-5 % slower at llama-d128, fp16 and bf16); three do not (its
+        # second live P tile spilled under their 160 registers at BLOCK_N 128).
+        pin_softmax=int(wgs < 3),
         tile_order=vals["TILE_ORDER"],
     )
-    # Pinning the softmax keeps two P tiles live, more than three consumers' 160 registers hold
-    # at BLOCK_N 128 (it spilled): with three consumers PIN_SOFTMAX defaults to off.
-    if "PIN_SOFTMAX" not in config and wgs == 3:
-        launch = dataclasses.replace(launch, pin_softmax=0)
     # A persistent CTA with a producer loads the next tile's Q into a second buffer while the
     # consumers finish this tile (with one buffer, Q and the K/V behind it wait for this tile's
     # last QK^T, and every tile starts with a load latency), where shared memory allows it.
@@ -195,9 +214,10 @@ def _consumer_regs_needed(launch: GluonLaunch) -> int:
     """Live fp32/packed registers of one consumer thread in the pipelined loop, plus overhead.
 
     Over the 128 threads of the warpgroup: acc (BM_WG x D fp32), S (BM_WG x BN fp32), the P
-    operand of the PV in flight (16-bit, packed in pairs) and, with PIN_SOFTMAX or P_BUFFERS=2,
-    the next P too (the softmax is pinned ahead of the PV wait, or P is double-buffered); ~32 for
-    addresses, row statistics and masks, 40 with the pin (its row-sum store stays live).
+    operand of the PV in flight (16-bit, packed in pairs) and, with the softmax pin (one or two
+    consumers) or P_BUFFERS=2, the next P too (the softmax is pinned ahead of the PV wait, or P
+    is double-buffered); ~32 for addresses, row statistics and masks, 40 with the pin (its
+    row-sum store stays live): the space's consumer_regs_base and pin_regs.
     Calibrated on sm_90a compiles (Triton 3.6, cuobjdump): 232 ran spill-free under 240 (two
     consumers, pinned) and 160 under 160 (three consumers, D64, BN128, no pin); the same three
     pinned (200) and 256 or more under 240 spilled.
@@ -208,25 +228,29 @@ def _consumer_regs_needed(launch: GluonLaunch) -> int:
     if launch.p_buffers == 2:
         # The unrolled pair keeps a second score tile live: D64/BN128 and BM_WG=128 spilled.
         per_thread += launch.bm_wg * launch.block_n // 128
-    return per_thread + (40 if launch.pin_softmax else 32)
+    return per_thread + _CONSUMER_REGS_BASE + (_PIN_REGS if launch.pin_softmax else 0)
 
 
 def gluon_unsupported(
     config: dict[str, Any], dims: dict[str, Any], device: DeviceInfo
 ) -> str | None:
     """Why this gluon config cannot run for these dims on this device, else None."""
+    return device_unsupported(device) or static_unsupported(config, dims)
+
+
+def device_unsupported(device: DeviceInfo) -> str | None:
+    """Why the Gluon kernel cannot run on this device at all (or with this Triton), else None."""
     if device.interpreted:
         return "the Gluon kernel does not run in the Triton interpreter (needs a real sm_90 GPU)"
     if not device.is_hopper:
         return f"the Gluon kernel needs an sm_90 (Hopper) GPU; this device is {device.name} {device.capability}"
-    err = _import_error()
-    if err:
-        return err
-    return _static_unsupported(config, dims)
+    return _import_error()
 
 
-def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | None:
-    """The device-independent part of the checks (also used for offline compiles)."""
+def static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | None:
+    """Why no device runs this gluon config for these dims, else None: the checks that read
+    only the config and the dims (also used for offline compiles). For configs in the space's
+    domains, the space's gluon constraints refuse exactly these."""
     dtype = str(dims.get("dtype", "float16"))
     if dtype not in _DTYPES:
         return f"the Gluon kernel supports float16 and bfloat16, not {dtype}"
@@ -260,8 +284,8 @@ def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | N
         24 <= launch.producer_regs <= 256 and launch.producer_regs % 8 == 0
     ):
         return f"PRODUCER_REGS must be a multiple of 8 in [24, 256], not {launch.producer_regs}"
-    if launch.pingpong not in (0, 1) or launch.pin_softmax not in (0, 1):
-        return "PINGPONG and PIN_SOFTMAX must be 0 or 1"
+    if launch.pingpong not in (0, 1):
+        return f"PINGPONG must be 0 or 1, not {launch.pingpong}"
     if launch.tile_order not in (0, 1):
         return f"TILE_ORDER must be 0 or 1, not {launch.tile_order}"
     if launch.p_buffers not in (1, 2):
@@ -271,11 +295,11 @@ def _static_unsupported(config: dict[str, Any], dims: dict[str, Any]) -> str | N
     if launch.maxnreg is not None:
         # After setmaxnreg each consumer warpgroup runs with consumer_regs (two or three consumers) or
         # 240 (one consumer; seen in the PTX Triton 3.6 emits), not with the launch cap.
-        budget = launch.consumer_regs if launch.wgs > 1 else 240
+        budget = launch.consumer_regs if launch.wgs > 1 else _CONSUMER_REGS_MAX
         if launch.producer_regs > launch.maxnreg:
             return f"PRODUCER_REGS={launch.producer_regs} exceeds the per-thread budget {launch.maxnreg}"
     else:
-        budget = 255
+        budget = _THREAD_REGS_MAX
     need = _consumer_regs_needed(launch)
     if need > budget:
         return (
@@ -304,7 +328,7 @@ def _prepare_cached(
 ) -> tuple[str | None, GluonLaunch | None, dict[str, Any] | None]:
     config = dict(items)
     dims = {"B": 1, "H": 1, "S": 1, "D": head_dim, "causal": causal, "dtype": dtype}
-    reason = _static_unsupported(config, dims)
+    reason = static_unsupported(config, dims)
     if reason:
         return reason, None, None
     launch = resolve_gluon_config(config, head_dim)
@@ -374,6 +398,102 @@ def _grid(launch: GluonLaunch, num_tiles: int, sm_count: int) -> int:
     return num_tiles
 
 
+class GluonCall:
+    """The Gluon kernel's launch for one call key (kernels/launch_cache.py): launch parameters,
+    grid, tile schedule and descriptor templates worked out once; a call binds the tensors and
+    the scale. Raises ValueError for what the kernel cannot take."""
+
+    def __init__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        out: torch.Tensor,
+        causal: bool,
+        config: dict[str, Any],
+    ) -> None:
+        import torch
+        from triton.experimental.gluon import language as gl
+
+        from kernels._gluon_attention_kernel import gluon_attn_fwd
+
+        if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
+            raise ValueError(
+                f"q, k, v and out must share one [B, H, S, D] shape; got {tuple(q.shape)}"
+            )
+        batch, heads, seq, head_dim = q.shape
+        dtype = str(q.dtype).removeprefix("torch.")
+        launch, consts = _prepare(config, head_dim, dtype, bool(causal))
+        check_not_capturing(q.device, "gluon_attention")
+        self.head_dim = head_dim
+        # Operands a descriptor cannot address are copied on every call (and O copied back).
+        self._copies = not all(_tma_addressable(t) for t in (q, k, v))
+        self._out_direct = _tma_addressable(out)
+        rows = batch * heads * seq
+        q2, k2, v2 = (_tma_operand(t).view(rows, head_dim) for t in (q, k, v))
+        target = out if self._out_direct else _contiguous_like(q)
+        gl_dtype = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
+        descriptors = _descriptors(q2, k2, v2, target.view(rows, head_dim), launch, gl_dtype)
+        # Checked once, here; a call rebases them. Without their base the cache keeps no
+        # caller's tensor alive.
+        self._templates = tuple(rebased(d, None) for d in descriptors)
+
+        n_m = triton_cdiv(seq, launch.block_m)
+        bh = batch * heads
+        sm_count, l2_bytes = device_limits(q.device)
+        programs = _grid(launch, n_m * bh, sm_count)
+        group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
+        if launch.persistent:
+            tiles = PersistentGrid(
+                n_m,
+                bh,
+                group,
+                launch.tile_order,
+                programs,
+                seq,
+                launch.block_m,
+                launch.block_n,
+                bool(causal),
+            )
+            self._sched = schedule_tensor(tiles, str(q.device))
+        else:
+            self._sched = _no_schedule(str(q.device))
+        self._held_for_graphs = False
+        self._sizes = (seq, bh, group, n_m)
+        device = torch.cuda.current_device() if q.is_cuda else -1
+        self._launch = CompiledLaunch(
+            gluon_attn_fwd, (programs,), consts, launch.compile_options, device
+        )
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float
+    ) -> None:
+        if self._copies:
+            q, k, v = _tma_operand(q), _tma_operand(k), _tma_operand(v)
+        target = out if self._out_direct else _contiguous_like(q)
+        if not self._held_for_graphs and capturing(q.device):
+            # A captured launch reads the schedule at every replay (kernels/launch_cache.py).
+            hold_for_graphs(self._sched)
+            self._held_for_graphs = True
+        tq, tk, tv, to = self._templates
+        self._launch(
+            rebased(tq, q),
+            rebased(tk, k),
+            rebased(tv, v),
+            target,
+            rebased(to, target),
+            scale * _LOG2E,
+            *self._sizes,
+            self._sched,
+        )
+        if target is not out:
+            out.copy_(target)
+
+
+# Planned launches of `gluon_attention` by call key (attention() keeps its own).
+_CALLS: BoundedCache[GluonCall] = BoundedCache(64)
+
+
 def gluon_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -383,65 +503,14 @@ def gluon_attention(
     config: dict[str, Any],
     out: torch.Tensor,
 ) -> torch.Tensor:
-    """softmax(q k^T * sm_scale) v on q/k/v [B, H, S, D] with the Gluon kernel; writes `out`."""
-    import torch
-    from triton.experimental.gluon import language as gl
-
-    from kernels._gluon_attention_kernel import gluon_attn_fwd
-
-    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
-        raise ValueError(f"q, k, v and out must share one [B, H, S, D] shape; got {tuple(q.shape)}")
-    batch, heads, seq, head_dim = q.shape
-    launch, consts = _prepare(config, head_dim, str(q.dtype).removeprefix("torch."), bool(causal))
-    gl_dtype = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
-
-    rows = batch * heads * seq
-    q2 = _tma_operand(q).view(rows, head_dim)
-    k2 = _tma_operand(k).view(rows, head_dim)
-    v2 = _tma_operand(v).view(rows, head_dim)
-    target = (
-        out if _tma_addressable(out) else torch.empty_like(q, memory_format=torch.contiguous_format)
-    )
-    o2 = target.view(rows, head_dim)
-    q_desc, k_desc, v_desc, o_desc = _descriptors(q2, k2, v2, o2, launch, gl_dtype)
-
-    n_m = triton_cdiv(seq, launch.block_m)
-    bh = batch * heads
-    sm_count, l2_bytes = device_limits(q.device)
-    programs = _grid(launch, n_m * bh, sm_count)
-    group = head_group(bh, 2 * seq * head_dim * q.element_size(), l2_bytes, bool(causal))
-    if launch.persistent:
-        tiles = PersistentGrid(
-            n_m,
-            bh,
-            group,
-            launch.tile_order,
-            programs,
-            seq,
-            launch.block_m,
-            launch.block_n,
-            bool(causal),
-        )
-        sched = schedule_tensor(tiles, str(q.device))
-    else:
-        sched = _no_schedule(str(q.device))
-    gluon_attn_fwd[(programs,)](
-        q_desc,
-        k_desc,
-        v_desc,
-        target,
-        o_desc,
-        sm_scale * _LOG2E,
-        seq,
-        bh,
-        group,
-        n_m,
-        sched,
-        **consts,
-        **launch.compile_options,
-    )
-    if target is not out:
-        out.copy_(target)
+    """softmax(q k^T * sm_scale) v on q/k/v [B, H, S, D] with the Gluon kernel; writes `out`.
+    The first call of a key plans the launch (GluonCall); later calls reuse it."""
+    key = call_key((q, k, v, out), config, causal)
+    call = _CALLS.get(key)
+    if call is None:
+        call = GluonCall(q, k, v, out, causal, config)
+        _CALLS.put(key, call)
+    call(q, k, v, out, sm_scale)
     return out
 
 
@@ -469,6 +538,12 @@ def _tma_operand(t: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format)
 
 
+def _contiguous_like(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -481,7 +556,7 @@ def _offline_operands(
     import torch
     from triton.experimental.gluon import language as gl
 
-    reason = _static_unsupported(config, dims)
+    reason = static_unsupported(config, dims)
     if reason:
         raise ValueError(reason)
     head_dim = int(dims["D"])

@@ -43,7 +43,7 @@ def test_kernel_and_baseline_rows() -> None:
     configs = {"small tiles": {"BLOCK_M": 16, "BLOCK_N": 16}, "bad": {"BLOCK_M": 48}}
     rows = bench_dims(attn, DIMS, configs, tolerance=TOL, device=_device(FixedTimer(50.0)))
     by_label = {r.label: r for r in rows}
-    assert [r.kind for r in rows] == ["kernel", "kernel", "baseline", "baseline", "baseline"]
+    assert [r.kind for r in rows] == ["kernel"] * 2 + ["baseline"] * 4  # flash cudnn efficient math
     good = by_label["small tiles"]
     assert good.p50_us == 50.0 and good.error is None and good.n_runs == 3
     assert good.max_error is not None and good.max_error < 1e-3
@@ -103,3 +103,44 @@ def test_render_table_shows_ratio_and_errors() -> None:
     console.print(render_bench_table(rows, title="t"))
     text = console.export_text()
     assert "1.25x" in text and "300.0" in text and "no kernel" in text
+
+
+def test_launch_costs_are_not_measured_under_the_interpreter() -> None:
+    from kernels import attention as attn
+
+    rows = bench_dims(attn, DIMS, {"t": {}}, tolerance=TOL, device=_device(FixedTimer(5.0)))
+    assert rows[0].p50_us == 5.0
+    for row in rows:
+        assert row.wall_us_per_call is None and row.host_us_per_call is None
+        assert row.graph_us_per_call is None and row.graph_error is None
+
+
+def test_render_table_shows_launch_costs_and_why_a_graph_time_is_missing() -> None:
+    from rich.console import Console
+
+    rows = [
+        BenchRow("cfg", "kernel", p50_us=10.0, wall_us_per_call=14.5, host_us_per_call=12.25),
+        BenchRow("sdpa:math", "baseline", p50_us=20.0, graph_error="RuntimeError: [no] capture"),
+        BenchRow("sdpa:flash", "baseline", p50_us=12.0, graph_us_per_call=11.75),
+    ]
+    rows[0].graph_us_per_call = 9.5
+    console = Console(width=250, record=True)
+    console.print(render_bench_table(rows, title="t"))
+    text = console.export_text()
+    for header in ("wall µs/call", "host µs/call", "graph µs/call"):
+        assert header in text
+    assert "14.5" in text and "12.2" in text and "9.5" in text and "11.8" in text
+    assert "- (1)" in text
+    assert "graph capture failed: (1) sdpa:math: RuntimeError: [no] capture" in text
+
+
+def test_bench_json_rows_carry_the_launch_costs_and_no_infinities() -> None:
+    import json
+
+    from evotune.schemas import bench_row_out
+
+    row = BenchRow("cfg", "kernel", p50_us=10.0, max_error=float("inf"), wall_us_per_call=14.0)
+    data = json.loads(json.dumps(bench_row_out(row).model_dump(mode="json"), allow_nan=False))
+    assert data["max_error"] is None and data["wall_us_per_call"] == 14.0
+    assert data["host_us_per_call"] is None and data["graph_us_per_call"] is None
+    assert data["graph_error"] is None and data["p50_us"] == 10.0

@@ -244,6 +244,31 @@ def test_search_and_best_by_dims_seeded_from_the_nearest_tuned_shape(tmp_path: P
     assert json.loads(named.stdout)["shape"]["name"] == "tiny"
 
 
+# Grouped-query heads (2 query heads share 1 K/V head) and a KV cache (32 queries, 80 keys).
+GQA = "B=1,H=2,Hkv=1,S=32,Skv=80,D=16,causal=true,dtype=float16"
+
+
+def test_search_and_best_at_a_grouped_query_shape_with_fewer_queries_than_keys(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "gqa.db"
+    result = evotune("search", "--dims", GQA, "--interpret", "--budget", "4", "--json", db=db)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "finished" and summary["total_trials"] == 4
+    assert summary["status_counts"] == {"ok": 4}
+    trials = json.loads(evotune("trials", str(summary["study_id"]), "--json", db=db).stdout)
+    assert {t["config"]["impl"] for t in trials} == {"triton"}
+    # The dims in any order name the shape; it is stored with Hkv and Skv (not at default).
+    reordered = ",".join(reversed(GQA.split(",")))
+    best = evotune("best", "--dims", reordered, "--json", db=db)
+    assert best.returncode == 0, best.stderr
+    shape = json.loads(best.stdout)["shape"]
+    assert shape["dims"] == {
+        "B": 1, "H": 2, "Hkv": 1, "S": 32, "Skv": 80, "D": 16, "causal": True, "dtype": "float16"
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def upgraded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("cli") / "empty.db"
@@ -263,6 +288,11 @@ def upgraded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (("--dims", "B=1,H=1"), "--dims: missing S, D, causal, dtype"),
         (("--dims", ADHOC + ",B=2"), "--dims: dim 'B' is given twice"),
         (("--dims", "B"), "--dims: 'B' is not NAME=VALUE"),
+        (("--dims", GQA.replace("Hkv=1", "Hkv=3")), "--dims: shape: H=2, Hkv=3 break `Hkv >= 1"),
+        (
+            ("--dims", GQA.replace("Skv=80", "Skv=16")),
+            "--dims: shape: S=32, Skv=16 break `S <= Skv`",
+        ),
     ],
 )
 def test_bad_dims_are_one_line_and_leave_the_database_alone(

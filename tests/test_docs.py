@@ -56,6 +56,8 @@ OUTPUT_CHECKS: list[tuple[str, str]] = [
     (r"^evotune landscape (export|merge|import) ", "wrote "),
     (r"^evotune compare ", "evals to"),
     (r"^evotune db upgrade", "newest schema revision"),
+    (r"evotune tune-pending (?!.*(--dry-run|--help))", ": tuned, "),
+    (r"evotune tune-pending (?!.*--help).*--dry-run", ": can be tuned here"),
 ]
 
 # bash before each command: `evotune` is this interpreter's (its console script, else -m).

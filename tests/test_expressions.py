@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from evotune.expressions import ExpressionError, compile_expression, evaluate, names_in
+from evotune.errors import ExpressionError
+from evotune.expressions import compile_expression, evaluate, names_in
 
 
 def test_arithmetic_comparison_and_logic() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from evotune.errors import LandscapeFileError
 from evotune.landscape import (
     Landscape,
-    LandscapeFileError,
     LandscapeTrial,
     fit_to_space,
     import_measurements,
@@ -21,9 +21,10 @@ from evotune.landscape import (
     merge_landscapes,
     save_landscape,
 )
-from evotune.records import TrialStatus
+from evotune.records import TrialStatus, config_hash
+from evotune.search.grid import valid_configs
 from evotune.space import Shape
-from tests.search.toy import toy_landscape, toy_space
+from tests.search.toy import TOY_DIMS, toy_landscape, toy_space
 
 
 def make() -> Landscape:
@@ -176,7 +177,7 @@ def test_merge_across_kernel_sources_lists_every_source() -> None:
     assert again.environment["kernel_source_hashes"] == ["k1", "k2", "k3"]
     same = merge_landscapes([first, _part("b", "impl == 'b'")], toy_space(), True)
     assert "kernel_source_hashes" not in same.environment
-    with pytest.raises(ValueError, match="gpu"):
+    with pytest.raises(LandscapeFileError, match="cannot merge: part 2 was recorded with gpu"):
         merge_landscapes([first, _part("b", None, gpu="H100")], toy_space(), True)
 
 
@@ -190,12 +191,12 @@ def test_merge_across_kernel_sources_lists_every_source() -> None:
     ],
 )
 def test_merge_refuses_parts_that_do_not_belong_together(other: Landscape, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(LandscapeFileError, match=f"^cannot merge: .*{re.escape(message)}"):
         merge_landscapes([_part("a", None), other], toy_space())
 
 
 def test_merge_needs_parts() -> None:
-    with pytest.raises(ValueError, match="no landscapes"):
+    with pytest.raises(LandscapeFileError, match="cannot merge: no landscapes given"):
         merge_landscapes([], toy_space())
 
 
@@ -236,6 +237,32 @@ def test_fit_normalises_what_is_unambiguous() -> None:
     assert "ring" not in fitted.trials[a].config
     assert all(fitted.lookup(t.config) is not None for t in clean.trials)
     assert fit_to_space(clean, space, "toy.json").normalised == 0
+
+
+def test_fit_takes_knobs_added_since_the_recording_at_their_default() -> None:
+    """A landscape recorded before `flag` and `ring` were knobs (the kernel ran their defaults)
+    replays as the sub-space where they are at their defaults: every config of it, once."""
+    space = toy_space()
+    old = [
+        replace(t, config={k: v for k, v in t.config.items() if k not in ("flag", "ring")})
+        for t in toy_landscape().trials
+        if not t.config["flag"] and t.config.get("ring", 2) == 2
+    ]
+    recorded = Landscape("toy", toy_landscape().shape, {"gpu": "toy"}, len(old), old, "BLOCK > 16")
+    fitted = fit_to_space(recorded, space, "toy.json")
+    assert fitted.restrict == "(BLOCK > 16) and flag == False and ring == 2"
+    assert fitted.normalised == len(old)
+    replayed = space.restricted(fitted.restrict)
+    expected = {config_hash(c) for c in valid_configs(replayed, TOY_DIMS) if c["BLOCK"] > 16}
+    assert {config_hash(t.config) for t in fitted.trials if t.config["BLOCK"] > 16} == expected
+    assert all(not t.config["flag"] for t in fitted.trials)
+    # Extended by a part recorded since, with flag set: the merge covers both sub-spaces.
+    newer = [t for t in toy_landscape().trials if t.config["flag"] and t.config["BLOCK"] > 16]
+    part = Landscape("toy", recorded.shape, {"gpu": "toy"}, len(newer), newer, "flag")
+    merged = merge_landscapes([recorded, part], space)
+    assert merged.restrict == "((BLOCK > 16) and flag == False and ring == 2) or (flag)"
+    assert all(t.config == space.normalize(t.config) for t in merged.trials)
+    assert len(merged) == len(old) + len(newer)
 
 
 @pytest.mark.parametrize(

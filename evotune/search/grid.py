@@ -86,9 +86,7 @@ def valid_configs(space: SearchSpace, dims: Mapping[str, Any]) -> list[Config]:
 
 def _walk(space: SearchSpace, dims: Mapping[str, Any]) -> Iterator[Config]:
     names = list(space.parameters)
-    base: dict[str, Any] = dict(dims)
-    for name, expr in space.derived.items():
-        base[name] = evaluate(expr, base)
+    base = space.namespace(dims)
     # Constraint i can be checked once parameter ready[i] is decided (-1: from the start).
     checks_after: dict[int, list[str]] = {}
     for constraint in space.constraints:

@@ -45,6 +45,7 @@ from rich.table import Table  # noqa: E402
 from evotune.bench import BenchRow, bench_dims, render_bench_table  # noqa: E402
 from evotune.expressions import evaluate  # noqa: E402
 from kernels import attention as attn  # noqa: E402
+from kernels.attention_common import complete_shape_dims  # noqa: E402
 from tests.kernels.test_attention_gpu import ODD_SHAPES, ODD_VARIANTS, VARIANTS  # noqa: E402
 
 SPACE: dict[str, Any] = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())
@@ -172,7 +173,7 @@ def full_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def violations(config: dict[str, Any], dims: dict[str, Any]) -> list[str]:
     """The search space's constraints a config breaks (without evotune.space / pydantic)."""
-    ns: dict[str, Any] = dict(dims)
+    ns: dict[str, Any] = complete_shape_dims(dims)  # shapes leave out Hkv = H, Skv = S
     for name, expr in (SPACE.get("derived") or {}).items():
         ns[name] = evaluate(expr, ns)
     for name, param in SPACE["parameters"].items():
@@ -196,8 +197,8 @@ def label(config: dict[str, Any]) -> str:
 
 def compile_key(dims: dict[str, Any], config: dict[str, Any]) -> str:
     """What decides the compiled kernel (sizes are not specialised, see attn_fwd_kernel)."""
-    c = full_config(config)
-    fit = (dims["S"] % c["BLOCK_M"] == 0, dims["S"] % c["BLOCK_N"] == 0)
+    c, full = full_config(config), complete_shape_dims(dims)
+    fit = (full["S"] % c["BLOCK_M"] == 0, full["Skv"] % c["BLOCK_N"] == 0)
     return json.dumps([dims["D"], dims["dtype"], dims["causal"], fit, c], sort_keys=True)
 
 

@@ -21,6 +21,7 @@ import yaml
 from evotune.plugin import DeviceInfo
 from kernels import attention as attn
 from kernels._attention_kernel import _exp2_fma
+from kernels.launch_cache import BoundedCache
 
 SPACE_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "attention.yaml"
 TOLERANCES = yaml.safe_load(SPACE_FILE.read_text())["tolerances"]
@@ -117,6 +118,7 @@ def test_matches_float64_reference(
 def test_heads_in_uneven_groups(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> None:
     """7 heads in groups of 3: the remainder group (1 head) runs first; every tile once."""
     monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 3)
+    monkeypatch.setattr(attn, "_CALLS", BoundedCache(8))  # planned anew, with the groups of 3
     q, k, v = _inputs(1, 7, 40, 16, torch.float32)
     out = torch.full_like(q, float("nan"))
     cfg = {"BLOCK_M": 16, "BLOCK_N": 16, **config}
@@ -238,6 +240,51 @@ def test_triton_configs_of_the_space_resolve() -> None:
         attn.resolve_config(config)
         # The space's constraints and the launcher's own refusals agree on Hopper.
         assert attn.unsupported(config, dims, HOPPER) is None, config
+
+
+# The space's rules that no kernel checks (by the start of their `why`): where a tile overhangs
+# the shape by a whole tile, the tl-level and decode kernels would spill or run out of shared
+# memory (measured bounds, not refusals), or a knob would not change the code that runs. Every
+# other constraint is a static refusal of the plug-in's, spelled in the space.
+SPACE_ONLY_RULES = (
+    "a query tile may overhang",
+    "a key tile may overhang",
+    "triton: the fp32 score",
+    "triton: Q tile",
+    "decode: for a few queries",
+    "decode: num_stages K and V",
+    "decode: 128-key tiles",
+    "gluon: PINGPONG=0 needs two or three consumers",
+)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    # (decode: grouped-query heads, one query over many keys)
+    ["tiny", "mission", "stage1", "llama-d128", "llama-d128-bf16", "decode"],
+)
+def test_the_space_refuses_exactly_what_the_plugin_refuses_before_compiling(shape: str) -> None:
+    """Every config of the space's parameter domains that the space-only rules let through, at a
+    named shape: the space accepts it exactly where `static_unsupported` (what no device runs:
+    the gluon register and shared-memory model, head dims, dtypes, the Triton 3.6 limits) lets
+    it run. So a search never proposes a config the kernel refuses before compiling, and the
+    space leaves out nothing the kernel would run."""
+    from evotune.records import config_hash
+    from evotune.search.grid import valid_configs
+    from evotune.space import SearchSpace, load_space
+
+    space = load_space("attention")
+    data = space.model_dump()
+    data["constraints"] = [c for c in data["constraints"] if c["why"].startswith(SPACE_ONLY_RULES)]
+    assert len(data["constraints"]) == len(SPACE_ONLY_RULES)
+    domain = SearchSpace.model_validate(data)
+    dims = space.shape(shape).dims
+    valid = {config_hash(c) for c in valid_configs(space, dims)}
+    configs = valid_configs(domain, dims)
+    refused = {config_hash(c) for c in configs if attn.static_unsupported(c, dims) is not None}
+    assert valid == {config_hash(c) for c in configs} - refused
+    impls = {c["impl"] for c in configs if config_hash(c) in refused}
+    assert "gluon" in impls  # (at every one of these shapes the kernel refuses some)
 
 
 def test_attention_modules_import_one_way() -> None:
@@ -398,3 +445,107 @@ def test_polynomial_exp2_is_accurate() -> None:
     ).abs()
     assert rel.max() < 1e-4
     assert (y[~finite] >= 0).all() and (y[~finite] < 1e-37).all()  # -inf and far-out scores vanish
+
+
+# --- launch plans, cached by call key (kernels/launch_cache.py) -------------------------------
+
+
+@pytest.fixture
+def plans(monkeypatch: pytest.MonkeyPatch) -> BoundedCache[Any]:
+    """attention()'s plan cache, empty for the test."""
+    cache: BoundedCache[Any] = BoundedCache(64)
+    monkeypatch.setattr(attn, "_CALLS", cache)
+    return cache
+
+
+T16 = {"BLOCK_M": 16, "BLOCK_N": 16}
+
+
+def test_a_repeated_call_reuses_its_plan_and_reads_the_new_tensors(
+    plans: BoundedCache[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planned: list[int] = []
+    check_inputs = attn._check_inputs
+    monkeypatch.setattr(
+        attn, "_check_inputs", lambda *args: planned.append(1) or check_inputs(*args)
+    )
+    q, k, v = _inputs(1, 2, 40, 16, torch.float32)
+    first = attn.attention(q, k, v, causal=True, config=T16)
+    out = torch.full_like(q, float("nan"))
+    # out given or allocated alike: the same key
+    assert attn.attention(q, k, v, causal=True, config=dict(T16), out=out) is out
+    assert len(plans) == 1 and len(planned) == 1
+    torch.testing.assert_close(out, first, atol=0, rtol=0)
+    q2, k2, v2 = _inputs(1, 2, 40, 16, torch.float32, seed=9)
+    _check(attn.attention(q2, k2, v2, causal=True, config=T16), _reference(q2, k2, v2, True, 0.25))
+    assert len(plans) == 1 and len(planned) == 1
+
+
+def test_any_change_of_layout_dtype_config_or_mask_is_a_new_plan(plans: BoundedCache[Any]) -> None:
+    q, k, v = _inputs(1, 2, 40, 16, torch.float32)
+    attn.attention(q, k, v, causal=True, config=T16)
+    transposed = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v)]
+    variants: list[tuple[list[torch.Tensor], dict[str, Any], bool]] = [
+        (transposed, T16, True),  # strides
+        ([t.half() for t in (q, k, v)], T16, True),  # dtype
+        ([q, k, v], {**T16, "BLOCK_N": 32}, True),  # config
+        ([q[:, :, :24], k, v], T16, True),  # shape (and strides)
+        ([q, k, v], T16, False),  # causal
+    ]
+    for n, (tensors, config, causal) in enumerate(variants, start=2):
+        out = attn.attention(*tensors, causal=causal, config=config)
+        assert len(plans) == n
+        qt, kt, vt = tensors
+        _check(out, _reference_sq_skv(qt, kt, vt, causal))
+
+
+def _reference_sq_skv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
+) -> torch.Tensor:
+    """float64 attention for Sq <= Skv, the causal mask aligned bottom-right."""
+    sq, skv = q.shape[2], k.shape[2]
+    s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(q.shape[3])
+    if causal:
+        mask = torch.ones(sq, skv, dtype=torch.bool).triu(skv - sq + 1)
+        s = s.masked_fill(mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v.double()
+
+
+def test_the_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: BoundedCache[Any] = BoundedCache(2)
+    monkeypatch.setattr(attn, "_CALLS", cache)
+    for S in (16, 24, 32):
+        q, k, v = _inputs(1, 1, S, 16, torch.float32)
+        attn.attention(q, k, v, config=T16)
+    assert len(cache) == 2
+
+
+def test_the_scale_and_bad_values_are_checked_on_every_call(plans: BoundedCache[Any]) -> None:
+    q, k, v = _inputs(1, 2, 40, 16, torch.float32)
+    for scale in (0.5, 0.1):  # the scale is not part of the key
+        out = attn.attention(q, k, v, causal=True, sm_scale=scale, config=T16)
+        _check(out, _reference(q, k, v, True, scale))
+    assert len(plans) == 1
+    with pytest.raises(ValueError, match=r"^sm_scale"):
+        attn.attention(q, k, v, causal=True, sm_scale=-1.0, config=T16)
+    with pytest.raises(ValueError, match=r"^config: BLOCK_M"):
+        attn.attention(q, k, v, causal=True, config={**T16, "BLOCK_M": 16.0})
+    with pytest.raises(ValueError, match=r"^k has dtype"):
+        attn.attention(q, k.half(), v, causal=True, config=T16)
+    with pytest.raises(ValueError, match=r"^config"):
+        attn.attention(q, k, v, causal=True, config={**T16, "BLOCK_N": [16]})
+
+
+@pytest.mark.parametrize("config", [T16, {**T16, "TMA": True}])
+def test_the_plan_cache_keeps_no_callers_tensor_alive(
+    plans: BoundedCache[Any], config: dict[str, Any]
+) -> None:
+    import gc
+    import weakref
+
+    tensors = [*_inputs(1, 2, 32, 16, torch.float32), torch.empty(1, 2, 32, 16)]
+    attn.attention(*tensors[:3], config=config, out=tensors[3])
+    refs = [weakref.ref(t) for t in tensors]
+    del tensors
+    gc.collect()
+    assert len(plans) == 1 and all(ref() is None for ref in refs)

@@ -8,10 +8,6 @@ register spills and shared memory of the Hopper configs. Nothing here has run on
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +18,8 @@ import yaml
 
 from evotune.plugin import DeviceInfo
 from kernels import attention as attn
+from tests.kernels.aot import ROOT, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 TOLERANCES = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())["tolerances"]
 CPU = DeviceInfo(interpreted=True, name="interpreter")
 HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H100", capability=(9, 0), sm_count=132)
@@ -78,6 +74,8 @@ CASES: list[tuple[int, int, int, int, int, int, bool, torch.dtype, dict[str, Any
     (2, 4, 2, 50, 70, 32, True, F16, {"BLOCK_M": 32, "BLOCK_N": 16, "TMA": True}),
     (1, 4, 1, 64, 128, 64, False, F16, {"BLOCK_M": 32, "BLOCK_N": 64, "TMA": True, "CTA_MULT": 1}),
     (1, 4, 2, 33, 65, 32, True, F16, {**T16, "TMA": True, "WARP_SPECIALIZE": True}),
+    # Decoding with the space's tl-level seed: a 64-row q tile over 8 rows of q in all.
+    (2, 4, 2, 1, 200, 32, False, F16, {"BLOCK_M": 64, "BLOCK_N": 128, "TMA": True}),
 ]
 
 
@@ -239,6 +237,45 @@ def test_plugin_runs_model_dims() -> None:
     assert attn.flops(mha) == 2 * 4 * 16 * 16 * 16 and attn.bytes(mha) == 4 * 4 * 16 * 16 * 4
 
 
+def test_plugin_reads_the_named_model_shapes_as_evotune_stores_them() -> None:
+    """Shapes come without the dims at their default (Skv = S, Hkv = H): the plug-in fills
+    them from the search space, and moves k/v as Hkv heads of Skv keys."""
+    from evotune.space import load_space
+
+    space = load_space("attention")
+    decode, chunked = space.shape("decode").dims, space.shape("chunked-prefill").dims
+    prefill = space.shape("llama3-8b-prefill").dims
+    assert "Skv" not in prefill and "Hkv" not in space.shape("mission").dims
+    assert attn.flops(decode) == 4 * 64 * 32 * 1 * 4096 * 128
+    assert attn.bytes(decode) == 64 * (2 * 32 * 1 + 2 * 8 * 4096) * 128 * 2
+    assert attn.flops(chunked) == 4 * 32 * (2048 * 8192 - 2048**2 / 2) * 128
+    assert attn.bytes(chunked) == (2 * 32 * 2048 + 2 * 8 * 8192) * 128 * 2
+    assert attn.flops(prefill) == 4 * 32 * 8192**2 / 2 * 128
+    assert attn.bytes(prefill) == (2 * 32 + 2 * 8) * 8192 * 128 * 2
+    small = {"B": 1, "H": 4, "Hkv": 2, "S": 16, "D": 16, "causal": True, "dtype": "float32"}
+    inputs = attn.make_inputs(small, 0, "cpu")
+    assert inputs["q"].shape == (1, 4, 16, 16) and inputs["k"].shape == (1, 2, 16, 16)
+
+
+def test_baselines_group_heads_and_align_the_causal_mask_bottom_right() -> None:
+    inputs = attn.make_inputs(GQA, 0, "cpu")
+    ref = attn.reference(inputs)
+    calls = attn.baselines(inputs)
+    assert list(calls) == ["sdpa:flash", "sdpa:cudnn", "sdpa:efficient", "sdpa:math"]
+    for label in ("sdpa:flash", "sdpa:math"):  # what torch runs on the CPU
+        torch.testing.assert_close(calls[label]().float(), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError):  # no CPU kernel: `evotune bench` reports the error
+        calls["sdpa:cudnn"]()
+    # Beyond 2^26 scores (chunked-prefill: 32 x 2048 x 8192) the math backend is left out.
+    meta = {
+        "q": torch.empty(1, 32, 2048, 128, device="meta"),
+        "k": torch.empty(1, 8, 8192, 128, device="meta"),
+        "v": torch.empty(1, 8, 8192, 128, device="meta"),
+        "causal": True,
+    }
+    assert "sdpa:math" not in attn.baselines(meta)
+
+
 # --- the custom op and torch.compile --------------------------------------------------------
 
 CFG_JSON = json.dumps(T16)
@@ -298,46 +335,28 @@ def test_fake_implementation_under_fake_tensor_mode() -> None:
 
 # --- ahead-of-time compile for sm_90a, without a GPU -------------------------------------------
 
-# Runs in a subprocess without TRITON_INTERPRET; a stand-in driver answers "sm_90a" so that
-# compile_only compiles exactly what a Hopper launch would (as in test_matmul.py).
+# Through tests/kernels/aot.py: a subprocess without TRITON_INTERPRET whose stand-in driver
+# answers "sm_90a", so that compile_only compiles exactly what a Hopper launch would (as in
+# test_matmul.py).
 _AOT_SCRIPT = """
-import json, re, subprocess, sys, tempfile
-from pathlib import Path
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.runtime import driver
+import json, re, sys
+from tests.kernels.aot import sass, spills, use_sm90a_driver
 
-class Sm90aDriver:
-    def get_current_target(self):
-        return GPUTarget("cuda", 90, 32)
-    def get_current_device(self):
-        return 0
-    def get_current_stream(self, device=None):
-        return 0
-
-driver.set_active(Sm90aDriver())
+use_sm90a_driver()
 import kernels.attention as attn
 
 compiled = []
 warmup = attn.attn_fwd_kernel.warmup
 attn.attn_fwd_kernel.warmup = lambda *a, **k: compiled.append(warmup(*a, **k))
-cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-def tool(flag, cubin):
-    if not cuobjdump.exists():
-        return ""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        return subprocess.run([str(cuobjdump), flag, f.name], capture_output=True, text=True).stdout
 for dims, config in json.loads(sys.argv[1]):
     attn.compile_only(dims, config)
     kernel = compiled.pop()
-    sass = tool("-sass", kernel.asm["cubin"])
+    code = sass(kernel.asm["cubin"])
     print(json.dumps({
         "target": ".target sm_90a" in kernel.asm["ptx"], "shared": kernel.metadata.shared,
-        "sass": bool(sass), "hgmma": "HGMMA" in sass, "tma_load": "UTMALDG" in sass,
-        "spills": sass.count("STL") + sass.count("LDL"),
-        "global_loads": len(re.findall(r"\\b(?:LDG|LDGSTS|UTMALDG)\\b", sass)),
+        "sass": bool(code), "hgmma": "HGMMA" in code, "tma_load": "UTMALDG" in code,
+        "spills": spills(code),
+        "global_loads": len(re.findall(r"\\b(?:LDG|LDGSTS|UTMALDG)\\b", code)),
     }))
 """
 
@@ -374,18 +393,7 @@ def test_ahead_of_time_compile_for_sm90() -> None:
     """Every case compiles for sm_90a with HGMMA, no register spills and its shared memory;
     with GQA and Sq < Skv dims to the same shared memory, spills and global loads."""
     cases = [(d, c) for d, c, _ in AOT_CASES] + [(_model(d), c) for d, c, _ in AOT_CASES]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _AOT_SCRIPT, json.dumps(cases)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    results = run_script(_AOT_SCRIPT, cases)
     assert len(results) == len(cases)
     tuned = tuple(int(x) for x in triton.__version__.split(".")[:2]) == (3, 6)
     n = len(AOT_CASES)

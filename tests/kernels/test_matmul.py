@@ -30,8 +30,8 @@ from evotune.search.grid import valid_configs
 from evotune.space import load_space
 from kernels import matmul as mm
 from tests.conftest import HAS_CUDA
+from tests.kernels.aot import ROOT, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 SPACE_FILE = ROOT / "search_spaces" / "matmul.yaml"
 TOLERANCES = yaml.safe_load(SPACE_FILE.read_text())["tolerances"]
 # Warp specialization compiles on Triton 3.6 only (test_warp_specialization_is_refused_...).
@@ -490,65 +490,35 @@ def test_compile_only_is_a_no_op_in_the_interpreter() -> None:
 
 # --- ahead-of-time compile for sm_90a, without a GPU -------------------------------------------
 
-# Runs in a subprocess without TRITON_INTERPRET (the interpreter replaces the jit functions).
-# A stand-in driver answers "sm_90a" to the JIT, so that `warm_up` — compile_only's own path,
-# with the launch's specialisation — compiles exactly what a Hopper launch would.
+# Through tests/kernels/aot.py: a subprocess without TRITON_INTERPRET (the interpreter replaces
+# the jit functions) whose stand-in driver answers "sm_90a" to the JIT, so that `warm_up` —
+# compile_only's own path, with the launch's specialisation — compiles exactly what a Hopper
+# launch would.
 _AOT_SCRIPT = """
-import json, re, subprocess, sys, tempfile
-from pathlib import Path
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.runtime import driver
+import json, re, sys
+from tests.kernels.aot import cuobjdump, sass, spills, use_sm90a_driver
 
-class Sm90aDriver:
-    def get_current_target(self):
-        return GPUTarget("cuda", 90, 32)
-    def get_current_device(self):
-        return 0
-    def get_current_stream(self, device=None):
-        return 0
-
-driver.set_active(Sm90aDriver())
+use_sm90a_driver()
 from kernels.matmul import warm_up
-
-bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-def tool(name, flag, cubin):
-    if not (bin_dir / name).exists():
-        return ""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        return subprocess.run([str(bin_dir / name), flag, f.name], capture_output=True, text=True).stdout
 
 for dims, config in json.loads(sys.argv[1]):
     main = warm_up(dims, config)[0]
-    ptx, sass = main.asm["ptx"], tool("cuobjdump", "-sass", main.asm["cubin"])
-    usage = tool("cuobjdump", "-res-usage", main.asm["cubin"])
+    ptx, code = main.asm["ptx"], sass(main.asm["cubin"])
+    usage = cuobjdump("-res-usage", main.asm["cubin"])
     regs = re.search(r"REG:(\\d+)", usage)
     print(json.dumps({
         "target": ".target sm_90a" in ptx, "wgmma": "wgmma.mma_async" in ptx,
         "mma_sync": "mma.sync" in ptx, "cp_async": ptx.count("cp.async.cg") + ptx.count("cp.async.ca"),
         "tma_load": "cp.async.bulk.tensor" in ptx,
         "warp_specialized": "ttg.warp_specialize" in main.asm["ttgir"],
-        "shared": main.metadata.shared, "sass": bool(sass), "hgmma": "HGMMA" in sass,
-        "spills": sass.count("STL") + sass.count("LDL"), "regs": int(regs.group(1)) if regs else None,
+        "shared": main.metadata.shared, "sass": bool(code), "hgmma": "HGMMA" in code,
+        "spills": spills(code), "regs": int(regs.group(1)) if regs else None,
     }))
 """
 
 
 def _aot(cases: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _AOT_SCRIPT, json.dumps(cases)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    return run_script(_AOT_SCRIPT, cases)
 
 
 def _smem_bound(config: dict[str, Any], dims: dict[str, Any]) -> int:

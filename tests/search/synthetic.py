@@ -7,7 +7,8 @@ strategies can be exercised and compared without a GPU:
 - interactions (big query tiles want 8 warps; 128x128 tiles on 4 warps spill registers;
   warp specialization pays only with TMA and pipelining; gluon has its own knobs),
 - failures in whole regions: out_of_resources when the tiles times the pipeline stages
-  exceed shared memory, invalid where gluon consumers would run out of registers,
+  exceed shared memory, invalid where gluon consumers run short of registers after all (a
+  region inside the space: the space's own register model already leaves out the rest),
 - unexplained per-config structure (random pairwise effects, a deterministic jitter) and
   measurement noise.
 
@@ -127,8 +128,13 @@ class _Model:
         bm, bn = int(c.get("BLOCK_M", 128)), int(c.get("BLOCK_N", 64))
         if c.get("impl") == "gluon":
             rows = bm // int(c.get("CONSUMER_WGS", 1))  # per consumer warpgroup
-            if rows == 128 and (bn == 128 or int(c.get("PRODUCER_REGS", 24)) >= 56):
-                return TrialStatus.INVALID  # consumers left short of registers: would spill
+            producer_regs = int(c.get("PRODUCER_REGS", 24))
+            # Consumers left short of registers (would spill): 128 rows each with 64-key tiles
+            # or beside a 56-register producer, or a second P tile beside a 40-register one.
+            if (rows == 128 and (bn >= 64 or producer_regs >= 56)) or (
+                int(c.get("P_BUFFERS", 1)) == 2 and producer_regs >= 40
+            ):
+                return TrialStatus.INVALID
             stages = int(c.get("KV_STAGES", 2))
             smem = self.bytes * (2 * bm * d + 2 * stages * bn * d) + 4096
         else:

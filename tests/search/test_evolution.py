@@ -124,23 +124,49 @@ def test_failures_rank_last_and_steer_the_search_away(
     ok = Observation({"impl": "triton"}, TrialStatus.OK, 1e9)
     assert failed.fitness() > ok.fitness()
 
-    def failure_share(name: str, **settings: object) -> float:
+    # Every config with 128-key tiles fails: after two generations, a strategy that learns
+    # from failures proposes them far less often than one that does not. (Measured when
+    # written: 2.4 % of proposals against 9.4 %, over these 4 seeds.)
+    def doomed(config: dict[str, object]) -> bool:
+        return config.get("BLOCK_N") == 128
+
+    def doomed_share(**settings: object) -> float:
+        proposed: list[bool] = []
+        for seed in range(4):
+            strategy = make_strategy(
+                "evolution", attention, mission_land.shape.dims, seed, dict(settings), []
+            )
+            for generation in range(8):
+                candidates = strategy.ask(strategy.generation_size)
+                strategy.tell(
+                    [
+                        Observation(o.config, TrialStatus.OUT_OF_RESOURCES, None, o.generation)
+                        if doomed(o.config)
+                        else o
+                        for o in observe(mission_land, candidates)
+                    ]
+                )
+                if generation >= 2:
+                    proposed += [doomed(c.config) for c in candidates]
+        return sum(proposed) / len(proposed)
+
+    assert doomed_share(screening=1) < 0.5 * doomed_share(screening=1, failure_avoidance=0.0)
+
+    # And on the synthetic landscape's own failure regions, late generations fail far less
+    # often than random sampling does.
+    def late_failure_share(name: str, **settings: object) -> float:
         shares = []
         for seed in range(3):
             strategy = make_strategy(
                 name, attention, mission_land.shape.dims, seed, dict(settings), []
             )
-            history = drive(strategy, mission_land, generations=10)
-            late = history[100:200]
+            late = drive(strategy, mission_land, generations=10)[100:200]
             shares.append(sum(not o.ok for o in late) / len(late))
         return sum(shares) / len(shares)
 
-    aware = failure_share("evolution", screening=1)
-    blind = failure_share("evolution", screening=1, failure_avoidance=0.0)
-    uniform = failure_share("random", batch_size=20)
+    uniform = late_failure_share("random", batch_size=20)
     assert uniform > 0.15  # the synthetic landscape fails often at random
-    assert aware < blind
-    assert aware < 0.5 * uniform
+    assert late_failure_share("evolution", screening=1) < 0.5 * uniform
 
 
 def test_mutation_strength_follows_the_one_fifth_rule(toy: SearchSpace) -> None:

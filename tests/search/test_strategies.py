@@ -129,6 +129,35 @@ def test_evolution_restore_ignores_the_order_results_arrived_in(
     assert [c.config for c in got] == [c.config for c in expected]
 
 
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("shape", ["llama3-8b-prefill", "chunked-prefill", "decode"])
+def test_no_strategy_proposes_gluon_where_the_shape_is_not_self_attention(
+    name: str, shape: str, attention: SearchSpace
+) -> None:
+    """The gluon kernel refuses grouped K/V heads and fewer queries than keys: the space's
+    constraint keeps every strategy off it there, even started from a gluon config."""
+    dims = attention.shape(shape).dims
+    assert "Hkv" in dims  # a grouped-query shape
+    gluon = attention.normalize({"impl": "gluon", "BLOCK_M": 128, "CONSUMER_WGS": 2})
+    assert any("gluon: K/V are indexed like Q" in v for v in attention.violations(gluon, dims))
+    seeds = [attention.default_config(), *attention.seed_configs(dims)]
+    assert "gluon" not in {c["impl"] for c in seeds}
+    settings: dict[str, Any] = {"batch_size": 8}
+    strategy = make_strategy(name, attention, dims, 7, settings, [*seeds, gluon])
+    rng = random.Random(1)
+    asked = 0
+    for _ in range(4):
+        candidates = strategy.ask(8)
+        for c in candidates:
+            assert c.config["impl"] != "gluon", c.config
+            assert not attention.violations(c.config, dims), c.config
+        strategy.tell(
+            [Observation(c.config, TrialStatus.OK, rng.uniform(10, 20)) for c in candidates]
+        )
+        asked += len(candidates)
+    assert asked >= 16
+
+
 def test_grid_walks_the_enumeration_exactly_once(toy: SearchSpace) -> None:
     grid = make_strategy("grid", toy, TOY_DIMS, 0)
     asked = []

@@ -22,7 +22,7 @@ from evotune.records import TrialRequest, TrialResult, TrialStatus
 from evotune.runner import SearchOptions, run_search
 from evotune.source_hash import kernel_source_hash
 from evotune.space import load_space
-from evotune.storage import open_database, repository
+from evotune.storage import SqlTrialStore, open_database, repository
 
 from .helpers import FAULT_MODULE, fault_request
 
@@ -185,7 +185,7 @@ def test_shootout_returns_the_finalists_in_request_order(evaluator: RayEvaluator
 def test_run_search_through_ray(evaluator: RayEvaluator, tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'ray.db'}")
     options = SearchOptions(strategy="evolution", budget=3, seed=5, finalists=2, shootout_rounds=2)
-    summary = run_search(db, SPACE, SHAPE, evaluator, options)
+    summary = run_search(SqlTrialStore(db), SPACE, SHAPE, evaluator, options)
     assert summary.state == "finished" and summary.total_trials == 3
     with db.session() as s:
         trials = repository.list_trials(s, summary.study_id)

@@ -13,7 +13,7 @@ import pytest
 from evotune.records import TrialResult, TrialStatus
 from evotune.runner import SearchOptions, run_search
 from evotune.space import load_space
-from evotune.storage import open_database, repository
+from evotune.storage import SqlTrialStore, open_database, repository
 from evotune.worker.pool import WorkerPool
 
 from .helpers import FAULT_MODULE, fault_request
@@ -102,7 +102,7 @@ def test_a_search_among_traps_publishes_a_correct_config(tmp_path: Path) -> None
     db = open_database(f"sqlite:///{tmp_path / 'traps.db'}")
     with WorkerPool(FAULT_MODULE, interpreted=True, gpus=None) as pool:
         options = SearchOptions(strategy="grid", budget=6, restrict=restrict)
-        summary = run_search(db, space, shape, pool, options)
+        summary = run_search(SqlTrialStore(db), space, shape, pool, options)
     assert summary.total_trials == 6 and summary.state == "finished"
     with db.session() as s:
         trials = repository.study_trials(s, repository.get_study(s, summary.study_id))
