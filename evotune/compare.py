@@ -17,12 +17,19 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from rich.table import Table
 
 from evotune.errors import UserError
+from evotune.kerneltuner import (
+    check_kernel_tuner_strategies,
+    is_kernel_tuner_strategy,
+    landscape_to_cache,
+    run_kernel_tuner,
+)
 from evotune.landscape import Landscape
 from evotune.pool_model import PoolModel, SimulatedPool
 from evotune.records import Config, TrialStatus, config_hash
@@ -88,10 +95,13 @@ class StrategySummary:
     # With a pool model: median simulated seconds to the target (None: no model, or the
     # median run did not reach it).
     median_simulated_s: float | None = None
+    # Its defaults were tuned on this landscape (`Strategy.tuned_on`): no held-out result.
+    tuned_here: bool = False
 
     def to_dict(self, space_size: int) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
+            "tuned_here": self.tuned_here,
             "median_evals": self.median_evals,
             "q25_evals": self.q25_evals,
             "q75_evals": self.q75_evals,
@@ -322,13 +332,22 @@ def run_on_landscape(
 
 
 def check_comparison(
-    landscape: Landscape, strategies: Sequence[str], seeds: int, start: str = "default"
+    landscape: Landscape,
+    strategies: Sequence[str],
+    seeds: int,
+    start: str = "default",
+    pipeline_depth: int = 1,
+    pool: PoolModel | None = None,
 ) -> float:
     """Refuse (UserError) what cannot be compared; returns the landscape's best p50."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s not in STRATEGIES and not is_kernel_tuner_strategy(s)]
     if unknown or not strategies:
         known = ", ".join(sorted(STRATEGIES))
-        raise UserError(f"unknown strategies {', '.join(unknown) or '(none)'}; known: {known}")
+        raise UserError(
+            f"unknown strategies {', '.join(unknown) or '(none)'}; known: {known}, and "
+            "Kernel Tuner's as kt:NAME (evotune compare --help)"
+        )
+    check_kernel_tuner_strategies(strategies, pipeline_depth, pool)
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
     _check_start(start)
@@ -365,19 +384,30 @@ def compare_strategies(
     2: each generation is bred from results one generation older; 0: asynchronous, which
     needs `pool`, the simulated pool whose arrival order and clock the runs follow).
     `on_run` hears of each (strategy, seed) run as it ends (the CLI's progress).
+    Kernel Tuner's strategies (`kt:NAME`) run in its simulation mode on the landscape as its
+    cache file (evotune/kerneltuner.py), synchronously.
     """
-    best_p50 = check_comparison(landscape, strategies, seeds, start)
+    best_p50 = check_comparison(landscape, strategies, seeds, start, pipeline_depth, pool)
     budget_list = tuple(sorted({int(b) for b in budgets if int(b) > 0}))
     limit = (
         max_evals
         if max_evals is not None
         else max(default_max_evals(landscape.space_size), max(budget_list, default=0))
     )
+    # Kernel Tuner's strategies (kt:NAME) replay on the landscape as its cache file.
+    kt_cache = (
+        landscape_to_cache(landscape, space, count_misses)
+        if any(map(is_kernel_tuner_strategy, strategies))
+        else None
+    )
     summaries: list[StrategySummary] = []
     for name in strategies:
         runs = []
         for seed in range(seeds):
-            run = run_on_landscape(
+            replay: Callable[..., RunResult] = run_on_landscape
+            if kt_cache is not None and is_kernel_tuner_strategy(name):
+                replay = partial(run_kernel_tuner, cache=kt_cache)
+            run = replay(
                 landscape,
                 space,
                 name,
@@ -394,7 +424,8 @@ def compare_strategies(
             runs.append(run)
             if on_run is not None:
                 on_run(run)
-        summaries.append(_summarize(name, runs, limit, budget_list))
+        tuned_here = name in STRATEGIES and STRATEGIES[name].was_tuned_on(landscape.content_sha256)
+        summaries.append(_summarize(name, runs, limit, budget_list, tuned_here))
     return ComparisonReport(
         kernel=landscape.kernel,
         shape=landscape.shape.label(),
@@ -411,7 +442,7 @@ def compare_strategies(
 
 
 def _summarize(
-    name: str, runs: list[RunResult], limit: int, budgets: tuple[int, ...]
+    name: str, runs: list[RunResult], limit: int, budgets: tuple[int, ...], tuned_here: bool
 ) -> StrategySummary:
     evals = np.array(
         [r.evals_to_target if r.evals_to_target is not None else limit + 1 for r in runs],
@@ -439,6 +470,7 @@ def _summarize(
         not_reached=float(np.mean([r.evals_to_target is None for r in runs])),
         best_at_budget=best_at,
         seconds=sum(r.seconds for r in runs),
+        tuned_here=tuned_here,
     )
 
 
@@ -472,7 +504,7 @@ def render_comparison(report: ComparisonReport) -> Table:
         over = s.median_evals > report.max_evals
         median = f">{report.max_evals}" if over else f"{s.median_evals:g}"
         row = [
-            s.strategy,
+            f"{s.strategy} (tuned here)" if s.tuned_here else s.strategy,
             median,
             f"{s.q25_evals:g}-{s.q75_evals:g}",
             f"{100 * s.median_evals / report.space_size:.1f}%" if not over else "-",
@@ -496,11 +528,20 @@ def render_comparison(report: ComparisonReport) -> Table:
         if simulated:
             row.append("-" if s.median_simulated_s is None else f"{s.median_simulated_s:.1f}")
         table.add_row(*row)
+    notes = []
     early = Counter(r.ended for s in report.summaries for r in s.runs if r.ended in _EARLY_ENDS)
     if early:
-        table.caption = "runs that ended early: " + ", ".join(
-            f"{n} {_EARLY_ENDS[reason]}" for reason, n in sorted(early.items())
+        notes.append(
+            "runs that ended early: "
+            + ", ".join(f"{n} {_EARLY_ENDS[reason]}" for reason, n in sorted(early.items()))
         )
+    if any(s.tuned_here for s in report.summaries):
+        notes.append(
+            "tuned here: the strategy's defaults were chosen on this landscape (its tuning "
+            "subset), so its row is no evidence of how it does on others"
+        )
+    if notes:
+        table.caption = "\n".join(notes)
     return table
 
 

@@ -15,7 +15,7 @@ from evotune.records import Config, Dims, TrialStatus, config_hash
 from evotune.search.stopping import no_improvement
 from evotune.space import SearchSpace
 
-__all__ = ["Candidate", "Observation", "Strategy"]
+__all__ = ["Candidate", "Observation", "Strategy", "TuningLandscape"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,23 @@ class Observation:
         return self.p50_us if self.ok and self.p50_us is not None else float("inf")
 
 
+@dataclass(frozen=True)
+class TuningLandscape:
+    """A landscape a strategy's defaults were chosen on: its file (from the repository root)
+    and the sha256 of its uncompressed text (`Landscape.content_sha256`)."""
+
+    path: str
+    sha256: str
+
+
 class Strategy(abc.ABC):
     """Base of every search strategy. Subclasses set `name` and implement ask/tell."""
 
     name: ClassVar[str]
+    # The landscapes its defaults were tuned on (the tuning subset of the hold-out protocol,
+    # docs/lab/search-holdout.md): `evotune compare` marks its results there, since they are
+    # no evidence of how it does elsewhere. Empty: not tuned on any landscape of this repository.
+    tuned_on: ClassVar[tuple[TuningLandscape, ...]] = ()
 
     def __init__(
         self,
@@ -96,6 +109,11 @@ class Strategy(abc.ABC):
         by x over the last G generations (G = 0 turns the rule off).
         """
         return {"batch_size": 16, "patience_generations": 0, "min_improvement": 0.01}
+
+    @classmethod
+    def was_tuned_on(cls, content_sha256: str | None) -> bool:
+        """Whether its defaults were tuned on the landscape of this content hash."""
+        return content_sha256 is not None and any(t.sha256 == content_sha256 for t in cls.tuned_on)
 
     @property
     def generation_size(self) -> int:
