@@ -6,10 +6,14 @@ and `evotune.plugin` on hosts that may lack pydantic; the space API loads on fir
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evotune import checkout
 from evotune.errors import EvotuneError, UserError
 from evotune.records import Config, TrialRequest, TrialResult, TrialStatus, config_hash
+
+checkout.install(Path(__file__).resolve().parent)  # evotune.kernels & co. without an install
 
 if TYPE_CHECKING:
     from evotune.autotuning import autotune

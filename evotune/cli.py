@@ -685,6 +685,7 @@ def landscape_export(
                 "p80_us": t.p80_us,
                 "max_error": t.max_error,
                 "error": t.error,
+                "compile_s": t.compile_s,
             }
             for t in repository.study_trials(session, study)
         ]

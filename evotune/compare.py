@@ -1,20 +1,21 @@
-"""Offline comparison of strategies on a recorded landscape: plain ask → lookup → tell loops.
+"""Offline comparison of strategies on a recorded landscape: the real search, replayed.
 
-No database and no processes: each (strategy, seed) run asks generations through the same
-pipeline as the runner (evotune/search/pipeline.py), answers them from the landscape, tells
-them, and records after how many evaluations the best found came within
-`target` of the landscape's best p50. This is what `evotune compare` prints, and what the
-strategies' defaults are tuned on. Results come back in the order asked, or, given a
-simulated pool (evotune/pool_model.py), in the order and at the simulated times it would
-deliver them, which is what replaying the asynchronous pipeline needs.
+Each (strategy, seed) run is `runner.run_search` with an in-memory store and the landscape's
+replay evaluator (evotune/replay.py): the seeds, pipeline, stopping rules and lineage of
+`evotune search --replay`, and no database. `compare` watches the trials as the runner
+finishes them, records after how many evaluations the best found came within `target` of the
+landscape's best p50, and stops the search once that is known (`_Tally`). This is what
+`evotune compare` prints, and what the strategies' defaults are tuned on. Results come back
+in the order asked, or, given a simulated pool (evotune/pool_model.py), in the order and at
+the simulated times it would deliver them, which is what replaying the asynchronous pipeline
+needs.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,53 +32,25 @@ from evotune.kerneltuner import (
     run_kernel_tuner,
 )
 from evotune.landscape import Landscape
-from evotune.pool_model import PoolModel, SimulatedPool
-from evotune.records import Config, TrialStatus, config_hash
-from evotune.replay import NOT_IN_LANDSCAPE
-from evotune.search.base import Observation
-from evotune.search.grid import valid_configs
-from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
-from evotune.search.registry import STRATEGIES, make_strategy
+from evotune.landscape_runs import RunResult, check_start, default_max_evals, start_configs
+from evotune.pool_model import PoolModel
+from evotune.records import TrialStatus
+from evotune.replay import NOT_IN_LANDSCAPE, ReplayEvaluator
+from evotune.runner import SearchOptions, run_search
+from evotune.search.registry import STRATEGIES
 from evotune.space import SearchSpace
+from evotune.storage.memory_store import MemoryTrialStore
+from evotune.storage.trial_store import StudyRecord, TrialRecord, TrialStore
 
 __all__ = [
     "OFF_LANDSCAPE_MISSES",
-    "STARTS",
     "ComparisonReport",
-    "RunResult",
     "StrategySummary",
     "check_comparison",
     "compare_strategies",
-    "default_max_evals",
     "render_comparison",
     "run_on_landscape",
-    "start_configs",
 ]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One (strategy, seed) run: the best p50 after each evaluation, and when it hit."""
-
-    strategy: str
-    seed: int
-    evaluations: int
-    evals_to_target: int | None  # None: not reached within the run
-    best_curve: list[float]  # best ok p50 after evaluation i+1 (inf before any ok)
-    misses: int  # configs the landscape lacks (answered invalid)
-    seconds: float
-    # With a pool model: the simulated pool's clock when the target was reached.
-    simulated_s_to_target: float | None = None
-    # Why the run ended: "target" (reached, after min_evals), "max_evals", "exhausted" (every
-    # config of the landscape told), "off the landscape" (OFF_LANDSCAPE_MISSES misses in a
-    # row) or "strategy" (it asked nothing more).
-    ended: str = "max_evals"
-
-    def best_at(self, budget: int) -> float | None:
-        if not self.best_curve:
-            return None
-        value = self.best_curve[min(budget, len(self.best_curve)) - 1]
-        return None if math.isinf(value) else value
 
 
 @dataclass(frozen=True)
@@ -162,49 +135,88 @@ class ComparisonReport:
 OFF_LANDSCAPE_MISSES = 200
 
 
-# What a run starts from (`evotune compare --start`); see `start_configs`.
-STARTS = ("default", "random", "none")
+class _Tally:
+    """One run's evaluations as the runner finishes its trials (a `SearchObserver`), and
+    compare's own reasons to end the run, which the runner asks through `should_stop`.
+
+    An evaluation is a trial the landscape answered; a config it lacks (a miss) costs none
+    unless `count_misses`. The runner checks `should_stop` before it asks a generation, so
+    it may still collect trials in flight after the run ended: they are not counted, as
+    the run had ended without them."""
+
+    def __init__(
+        self,
+        landscape: Landscape,
+        clock: ReplayEvaluator,
+        threshold: float,
+        limit: int,
+        min_evals: int,
+        count_misses: bool,
+    ) -> None:
+        self.recorded = len(landscape)
+        self.clock = clock
+        self.threshold = threshold
+        self.limit = limit
+        self.min_evals = min_evals
+        self.count_misses = count_misses
+        self.curve: list[float] = []
+        self.reached: int | None = None
+        self.reached_s: float | None = None
+        self.misses = 0
+        self.misses_in_a_row = 0
+        self.told = 0  # configs of the landscape told
+        self.ended: str | None = None
+
+    def should_stop(self) -> bool:
+        return self.ended is not None
+
+    def trial_finished(self, trial: TrialRecord, best_p50_us: float | None) -> None:
+        if self.ended is not None:
+            return
+        if trial.status == TrialStatus.INVALID.value and trial.error == NOT_IN_LANDSCAPE:
+            self.misses += 1
+            self.misses_in_a_row += 1
+            counted = self.count_misses
+        else:
+            self.misses_in_a_row = 0
+            self.told += 1
+            counted = True
+        if counted:
+            self.curve.append(math.inf if best_p50_us is None else best_p50_us)
+            if self.reached is None and self.curve[-1] <= self.threshold:
+                self.reached, self.reached_s = len(self.curve), self.clock.now
+        self.ended = self._end()
+
+    def _end(self) -> str | None:
+        evaluations = len(self.curve)
+        if evaluations >= self.limit:
+            return "max_evals"
+        if self.reached is not None and evaluations >= self.min_evals:
+            return "target"
+        if self.told == self.recorded:
+            return "exhausted"
+        if self.misses_in_a_row >= OFF_LANDSCAPE_MISSES:
+            return "off the landscape"
+        return None
+
+    # The rest of the observer protocol: nothing to watch.
+    def started(self, study: StudyRecord, resumed: bool, done: int, budget: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def shootout_started(self, finalists: int) -> None:
+        pass
 
 
-def start_configs(
-    start: str, space: SearchSpace, dims: Mapping[str, Any], seed: int
-) -> list[Config]:
-    """The configs a run seeds its strategy with: "default", the space's default config (what
-    the runner passes a shape without tuned neighbours); "random", one valid config drawn by
-    the run's seed (so every strategy of a seed starts alike); "none", nothing."""
-    _check_start(start)
-    if start == "default":
-        return [space.default_config()]
-    if start == "random":
-        configs = valid_configs(space, dims)
-        return [dict(random.Random(seed).choice(configs))] if configs else []
-    return []
-
-
-def _check_start(start: str) -> None:
-    if start not in STARTS:
-        raise UserError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
-
-
-def default_max_evals(space_size: int) -> int:
-    """The default cap of a run: 15 % of the space (the benchmark's bound for evolution),
-    at least 100. Slower strategies that do not get there are reported as not reached."""
-    return max(100, math.ceil(0.15 * space_size))
-
-
-class _InstantPool:
-    """Answers in the order asked, taking no time: the replay of a synchronous search."""
-
-    now = 0.0
-
-    def __init__(self) -> None:
-        self._queue: deque[Any] = deque()
-
-    def submit(self, jobs: Sequence[tuple[Any, float, float]]) -> None:
-        self._queue.extend(key for key, _, _ in jobs)
-
-    def next_result(self) -> Any:
-        return self._queue.popleft()
+def _budget(landscape: Landscape, limit: int, count_misses: bool) -> int:
+    """The budget of a run's search: the cap on evaluations, as `evotune search --budget`
+    takes it; and where a config the landscape lacks costs no evaluation, room for every
+    such miss (a search asks each config once: at most the space's size)."""
+    if count_misses or len(landscape) >= landscape.space_size:
+        return limit
+    return limit + landscape.space_size
 
 
 def run_on_landscape(
@@ -220,113 +232,56 @@ def run_on_landscape(
     count_misses: bool = False,
     pipeline_depth: int = 1,
     pool: PoolModel | None = None,
+    store: TrialStore | None = None,
 ) -> RunResult:
-    """Run one strategy on a landscape until it reaches the target and has made at least
-    `min_evals` evaluations, or until `max_evals` or exhaustion. Results arrive in the
-    order asked, or, with a `pool` model, in the order and at the simulated times that pool
-    would deliver them (needed for the asynchronous pipeline, depth 0)."""
+    """Run one strategy's search on a landscape until it reaches the target and has made at
+    least `min_evals` evaluations, or until `max_evals`, exhaustion or its own stop. The
+    search is `run_search` on the landscape's replay (`pool`: on a simulated pool, needed
+    for the asynchronous pipeline, depth 0), into `store` (default: a new memory store)."""
     best_p50 = landscape.best_p50_us
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
     if pipeline_depth == 0 and pool is None:
         raise UserError("an asynchronous replay (depth 0) needs a pool model for arrival order")
-    threshold = best_p50 * (1.0 + target)
+    check_start(start)
     limit = max_evals if max_evals is not None else default_max_evals(landscape.space_size)
-    dims = dict(landscape.shape.dims)
-    seeds = start_configs(start, space, dims, seed)
-    started = time.perf_counter()
-    strat = make_strategy(strategy, space, dims, seed, dict(settings or {}), seeds)
-    # The same pipelines as the runner's, so a replayed trajectory is the one a GPU run takes.
-    pipeline: GenerationPipeline | AsyncPipeline
-    if pipeline_depth == 0:
-        assert pool is not None
-        pipeline = AsyncPipeline(strat, window=pool.capacity)
-    else:
-        pipeline = GenerationPipeline(strat, depth=pipeline_depth)
-    events: SimulatedPool | _InstantPool = (
-        SimulatedPool(pool) if pool is not None else _InstantPool()
+    evaluator = ReplayEvaluator(landscape, pool)
+    tally = _Tally(landscape, evaluator, best_p50 * (1.0 + target), limit, min_evals, count_misses)
+    # "default" is the search's own start: `seed_configs`, with no tuned neighbours in a new
+    # store.
+    first = None if start == "default" else start_configs(start, space, landscape.shape.dims, seed)
+    options = SearchOptions(
+        strategy=strategy,
+        budget=_budget(landscape, limit, count_misses),
+        seed=seed,
+        fresh=True,
+        replay=f"compare on {landscape.kernel} {landscape.shape.label()}",
+        settings=dict(settings or {}),
+        start=first,
+        pipeline_depth=pipeline_depth,
     )
-    curve: list[float] = []
-    best = math.inf
-    reached: int | None = None
-    reached_s: float | None = None
-    misses = 0
-    misses_in_a_row = 0
-    told: set[str] = set()  # the landscape's configs told so far
-    in_flight = 0
-    ended = "max_evals"
-    while len(curve) < limit and (reached is None or len(curve) < min_evals):
-        if len(told) == len(landscape):
-            ended = "exhausted"
-            break
-        if misses_in_a_row >= OFF_LANDSCAPE_MISSES:
-            ended = "off the landscape"
-            break
-        while len(curve) + in_flight < limit and pipeline.advance():
-            candidates = pipeline.ask(min(strat.generation_size, limit - len(curve) - in_flight))
-            if not candidates:
-                break
-            jobs = []
-            for cand in candidates:
-                trial = landscape.lookup(cand.config)
-                status = trial.status if trial is not None else TrialStatus.INVALID
-                durations = (
-                    (pool.compile_seconds(cand.config, status), pool.gpu_seconds(status))
-                    if pool is not None
-                    else (0.0, 0.0)
-                )
-                jobs.append(((cand, trial), *durations))
-            events.submit(jobs)
-            in_flight += len(candidates)
-        if not in_flight:
-            ended = "strategy"
-            break
-        cand, trial = events.next_result()
-        in_flight -= 1
-        if trial is None:
-            # A config the landscape lacks (a partial recording) is told as invalid, as
-            # replay does; it costs no evaluation unless count_misses says so.
-            misses += 1
-            misses_in_a_row += 1
-            pipeline.tell(
-                Observation(
-                    cand.config,
-                    TrialStatus.INVALID,
-                    None,
-                    cand.generation,
-                    cand.parents,
-                    cand.operator,
-                    {"error": NOT_IN_LANDSCAPE},
-                )
-            )
-            if not count_misses:
-                continue
-            fitness = math.inf
-        else:
-            misses_in_a_row = 0
-            told.add(config_hash(cand.config))
-            observation = Observation(
-                cand.config, trial.status, trial.p50_us, cand.generation, cand.parents,
-                cand.operator,
-            )  # fmt: skip
-            pipeline.tell(observation)
-            fitness = observation.fitness()
-        best = min(best, fitness)
-        curve.append(best)
-        if reached is None and best <= threshold:
-            reached, reached_s = len(curve), events.now
-    else:
-        if reached is not None and len(curve) < limit:
-            ended = "target"
+    started = time.perf_counter()
+    summary = run_search(
+        store or MemoryTrialStore(),
+        space,
+        landscape.shape,
+        evaluator,
+        options,
+        observer=tally,
+        should_stop=tally.should_stop,
+    )
+    ended = tally.ended
+    if ended is None:  # the search ended by itself: its budget, or its strategy's stop
+        ended = "max_evals" if summary.total_trials >= options.budget else "strategy"
     return RunResult(
         strategy=strategy,
         seed=seed,
-        evaluations=len(curve),
-        evals_to_target=reached,
-        best_curve=curve,
-        misses=misses,
+        evaluations=len(tally.curve),
+        evals_to_target=tally.reached,
+        best_curve=tally.curve,
+        misses=tally.misses,
         seconds=time.perf_counter() - started,
-        simulated_s_to_target=reached_s if pool is not None else None,
+        simulated_s_to_target=tally.reached_s if pool is not None else None,
         ended=ended,
     )
 
@@ -350,7 +305,7 @@ def check_comparison(
     check_kernel_tuner_strategies(strategies, pipeline_depth, pool)
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
-    _check_start(start)
+    check_start(start)
     best_p50 = landscape.best_p50_us
     if best_p50 is None:
         raise UserError("the landscape has no ok trial: nothing to compare against")
@@ -548,5 +503,5 @@ def render_comparison(report: ComparisonReport) -> Table:
 _EARLY_ENDS = {
     "exhausted": "told every config the landscape records",
     "off the landscape": f"asked {OFF_LANDSCAPE_MISSES} unrecorded configs in a row",
-    "strategy": "had nothing more to ask",
+    "strategy": "were stopped by their strategy (nothing new to ask, or no improvement)",
 }

@@ -29,6 +29,8 @@ How the landscape maps onto Kernel Tuner's model:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import random
@@ -36,19 +38,18 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evotune.errors import UserError
+from evotune.landscape_runs import RunResult, default_max_evals, start_configs
 from evotune.records import Config, TrialStatus, config_hash
 
 # The rest of evotune (and numpy) is imported where used: `evotune compare --help` reads
 # KERNEL_TUNER_STRATEGIES from here, so this module stays light, and evotune.compare, which
 # the runner builds on, imports it.
 if TYPE_CHECKING:
-    from evotune.compare import RunResult
     from evotune.landscape import Landscape
     from evotune.pool_model import PoolModel
     from evotune.space import SearchSpace
@@ -67,10 +68,13 @@ __all__ = [
 KERNEL_TUNER_PREFIX = "kt:"
 
 # The strategies of Kernel Tuner 1.5 (`kernel_tuner.interface.strategy_map`) that replay in
-# simulation mode on its required dependencies and repeat a run for a seed. Left out:
-# brute_force (it takes no budget; `grid` is ours), bayes_opt (its first sample draws from
-# unseeded entropy, so a seed does not repeat its run), skopt and pyatf_strategies (they
-# need packages Kernel Tuner does not install). Spelled here, not read from the package, so
+# simulation mode on its required dependencies, repeat a run for a seed and end in minutes.
+# Left out: brute_force (it takes no budget; `grid` is ours), bayes_opt (its first sample
+# draws from unseeded entropy, so a seed does not repeat its run), skopt and
+# pyatf_strategies (they need packages Kernel Tuner does not install), nsga2 and nsga3
+# (pymoo's multi-objective algorithms: once a population has converged they re-evaluate it,
+# free, for about a thousand calls per new config, over 15 minutes a run on the attention
+# landscapes; evotune's `nsga2` is Optuna's). Spelled here, not read from the package, so
 # that `evotune compare --help` needs no Kernel Tuner; tests/test_kerneltuner.py holds the
 # list to the installed release.
 KERNEL_TUNER_STRATEGIES = (
@@ -85,21 +89,17 @@ KERNEL_TUNER_STRATEGIES = (
     "hybrid_vndx",
     "minimize",
     "mls",
-    "nsga2",
-    "nsga3",
     "ordered_greedy_mls",
     "pso",
     "random_sample",
     "simulated_annealing",
 )
 # What it ships that we leave out, and why (above); the tests hold the two lists together.
-KERNEL_TUNER_LEFT_OUT = ("bayes_opt", "brute_force", "pyatf_strategies", "skopt")
+KERNEL_TUNER_LEFT_OUT = ("bayes_opt", "brute_force", "nsga2", "nsga3", "pyatf_strategies", "skopt")
 
 # Kernel Tuner's strategies that refuse a start point (`x0`): they start where Kernel Tuner
 # starts them, whatever `start` says.
-_REFUSE_START = frozenset(
-    {"adaptive_tabu_greywolf", "hybrid_vndx", "nsga2", "nsga3", "random_sample"}
-)
+_REFUSE_START = frozenset({"adaptive_tabu_greywolf", "hybrid_vndx", "random_sample"})
 
 # Our failure statuses as Kernel Tuner's error markers: it failed to compile; it compiled
 # but failed or misbehaved when run; the plug-in refused it (Kernel Tuner's InvalidConfig is
@@ -283,7 +283,7 @@ def landscape_to_cache(
     return cache
 
 
-@contextmanager
+@contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Kernel Tuner's strategies draw from the global `random` and `numpy.random` generators
     (scipy's optimizers too): seeded for the run, and put back after it. Its search space's
@@ -344,7 +344,7 @@ def _ending_when_idle(name: str) -> Any:
     class EndingWhenIdle:
         def tune(self, searchspace: Any, runner: Any, tuning_options: Any) -> Any:
             tuning_options["budget"] = IdleBudget(tuning_options["budget"])
-            tuning_options["strategy"] = name  # what it was called by (pymoo's read it)
+            tuning_options["strategy"] = name  # as tune_kernel was called (some read it)
             return strategy_map[name].tune(searchspace, runner, tuning_options)
 
     return EndingWhenIdle()
@@ -373,7 +373,6 @@ def run_kernel_tuner(
     landscape again for each run (`landscape_to_cache` with the same arguments).
     `pipeline_depth` and `pool` are `run_on_landscape`'s, and refused unless synchronous
     (`check_kernel_tuner_strategies`)."""
-    from evotune.compare import RunResult, default_max_evals, start_configs
 
     check_kernel_tuner_strategies([strategy], pipeline_depth, pool)
     best_p50 = landscape.best_p50_us
@@ -392,7 +391,9 @@ def run_kernel_tuner(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="evotune-kt-") as tmp, _seeded(seed):
         path = cache.write(Path(tmp) / "cache.json")
-        with warnings.catch_warnings():
+        # Some strategies print (progress, restarts) whatever `quiet` says, and stdout is
+        # where `compare --json` writes.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             # Kernel Tuner's note that no knob is a CUDA thread-block size: none is, by design.
             warnings.filterwarnings("ignore", "None of the tunable parameters specify thread")
             results, _ = _kernel_tuner().tune_kernel(
@@ -407,7 +408,6 @@ def run_kernel_tuner(
                 strategy=_ending_when_idle(name),
                 strategy_options=options,
                 quiet=True,
-                seed=seed,  # pymoo's strategies (nsga2, nsga3) read it
             )
     evaluated = _first_evaluations(cache, results)
     curve: list[float] = []

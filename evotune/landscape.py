@@ -12,7 +12,9 @@ File format (JSON)::
      "trials": [{"config": {...}, "status": "ok", "p50_us": 41.2, "p20_us": ..., ...}, ...]}
 
 Trial keys besides `config` and `status` are optional: p50_us, p20_us, p80_us, n_runs,
-max_error, error. Unknown keys are kept (in `extra`) and written back.
+max_error, error, compile_s (seconds to compile the config: what a replay on a simulated
+pool, evotune/pool_model.py, takes for it). Unknown keys are kept (in `extra`) and written
+back.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ __all__ = [
     "save_landscape",
 ]
 
-_TRIAL_KEYS = ("p50_us", "p20_us", "p80_us", "n_runs", "max_error", "error")
+_TRIAL_KEYS = ("p50_us", "p20_us", "p80_us", "n_runs", "max_error", "error", "compile_s")
 
 # Parts of one landscape must agree on these: timings from another GPU, kernel source or
 # compiler do not belong on the same landscape. Other keys (the driver) may differ.
@@ -62,6 +64,7 @@ class LandscapeTrial:
     n_runs: int = 0
     max_error: float | None = None
     error: str | None = None
+    compile_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,6 +99,7 @@ class LandscapeTrial:
             n_runs=int(data.get("n_runs") or 0),
             max_error=_optional_float(data, "max_error"),
             error=None if data.get("error") is None else str(data["error"]),
+            compile_s=_optional_float(data, "compile_s"),
             extra=extra,
         )
 

@@ -1,13 +1,14 @@
 """A simulated worker pool: when the results of a search would arrive, without a GPU.
 
-`evotune compare` answers candidates from a recorded landscape at once, so on its own it can
-replay only synchronous searches, whose path does not depend on when results arrive. With a
-`PoolModel` it replays any pipeline, the asynchronous one included, on a discrete-event model
-of the pool of `evotune/worker/pool.py`: compile processes take requests first come, first
-served; a compiled request waits for the first free GPU worker; a config the kernel refuses
-or that does not compile never reaches a GPU. Durations are the model's (seconds per compile,
-per GPU trial), not measurements: what it answers is the order of arrival and the simulated
-time a search takes, to compare pipelines and pool sizes with each other.
+A replay (evotune/replay.py) answers candidates from a recorded landscape at once, so on its
+own it can replay only synchronous searches, whose path does not depend on when results
+arrive. Given a `PoolModel` it delivers them on a discrete-event model of the pool of
+`evotune/worker/pool.py` instead, so any pipeline replays, the asynchronous one included:
+compile processes take requests first come, first served; a compiled request waits for the
+first free GPU worker; a config the kernel refuses or that does not compile never reaches a
+GPU. Compile times are the landscape's where it recorded them, else the model's; GPU times
+are the model's. What it answers is the order of arrival and the simulated time a search
+takes, to compare pipelines and pool sizes with each other.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class PoolModel:
     """Sizes of a pool and how long its steps take (seconds).
 
     `compile_rules` are (expression over the config, seconds): the first that holds gives a
-    config's compile time, else `compile_s` (e.g. `("impl == 'gluon'", 3.0)`).
+    config's compile time, else `compile_s` (e.g. `("impl == 'gluon'", 3.0)`), where the
+    landscape recorded none.
     """
 
     gpus: int = 1
@@ -53,9 +55,15 @@ class PoolModel:
         """Requests the pool works on at once (as `WorkerPool.capacity`)."""
         return self.gpus + self.compilers
 
-    def compile_seconds(self, config: Mapping[str, Any], status: TrialStatus) -> float:
+    def compile_seconds(
+        self, config: Mapping[str, Any], status: TrialStatus, recorded: float | None = None
+    ) -> float:
+        """Seconds in the compile pool: `recorded` (the landscape's compile time of the
+        config) where there is one, else the first rule that holds, else `compile_s`."""
         if status is TrialStatus.INVALID:
             return self.refusal_s
+        if recorded is not None:
+            return recorded
         for expression, seconds in self.compile_rules:
             try:
                 holds = evaluate(expression, config)
@@ -86,6 +94,7 @@ class SimulatedPool:
     moves the clock to the next finished one."""
 
     def __init__(self, model: PoolModel) -> None:
+        self.model = model
         self.now = 0.0
         self._compilers = [0.0] * model.compilers  # when each is free (a heap)
         self._events: list[tuple[float, int, str, _Job]] = []

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from evotune.errors import UserError
 from evotune.records import Config, TrialRequest, TrialStatus, config_hash
 from evotune.search import Candidate, Observation, Strategy, make_strategy
-from evotune.search.grid import valid_configs
+from evotune.search.grid import space_index, valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, Shape
@@ -30,7 +30,14 @@ from evotune.storage.trial_store import (
 )
 from evotune.worker.evaluator import Evaluator
 
-__all__ = ["SearchObserver", "SearchOptions", "SearchSummary", "run_search", "trial_seed"]
+__all__ = [
+    "SearchObserver",
+    "SearchOptions",
+    "SearchSummary",
+    "run_search",
+    "seed_configs",
+    "trial_seed",
+]
 
 
 @dataclass
@@ -45,6 +52,9 @@ class SearchOptions:
     restrict: str | None = None  # an extra constraint: search only this sub-space
     time_limit_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    # The configs the strategy starts from; None: `seed_configs` (the space's default and
+    # seeds, and the bests of nearby tuned shapes). `evotune compare --start` sets it.
+    start: list[Config] | None = None
     finalists: int = 3
     shootout_rounds: int = 5
     # Generations in flight at once (evotune/search/pipeline.py): 1 is the synchronous
@@ -202,7 +212,9 @@ def run_search(
     opened = store.open_study(spec, fresh=options.fresh)
     study = opened.study
     history = store.trials(study.id)
-    seeds = _seed_configs(space, shape, store.bests_of_kernel(space.kernel, study.fingerprint))
+    seeds = options.start
+    if seeds is None:
+        seeds = seed_configs(space, shape, store.bests_of_kernel(space.kernel, study.fingerprint))
     observer.started(study, opened.resumed, len(history), options.budget)
     if opened.resumed and (kept := _kept_on_resume(study, options)):
         observer.note(kept)
@@ -396,9 +408,12 @@ def _store_batch(
     """Store a generation: as running, or as invalid where a constraint already rules it
     out (never compiled). Returns the requests to measure and the invalid trials."""
     new = []
+    index = space_index(space, shape.dims)
     for offset, cand in enumerate(candidates):
         number = first_number + offset
-        problems = space.violations(cand.config, shape.dims)
+        # The index's set lookup first: evaluating the constraints for their reasons is most
+        # of a replayed trial's cost (`evotune compare` replays thousands of searches).
+        problems = [] if index.is_valid(cand.config) else space.violations(cand.config, shape.dims)
         new.append(
             NewTrial(
                 number=number,
@@ -518,7 +533,9 @@ def _shootout_and_publish(
     return flops
 
 
-def _seed_configs(space: SearchSpace, shape: Shape, tuned: Sequence[BestRecord]) -> list[Config]:
+def seed_configs(
+    space: SearchSpace, shape: Shape, tuned: Sequence[BestRecord] = ()
+) -> list[Config]:
     """The space default first, then the space's seeds that fit the shape, then the best
     configs of the nearest tuned shapes (`tuned`: the kernel's bests in this environment)."""
     seeds = [space.default_config(), *space.seed_configs(shape.dims)]

@@ -6,8 +6,8 @@ statements or by `importlib.import_module` / `importlib.util.find_spec` / `__imp
 calls with a literal name. The imports are read from the source (`ast`), never executed,
 so the service can hash the kernels installed beside it without loading torch or Triton.
 
-"Its own package" is the package that holds the plug-in module (`kernels` for
-`kernels.attention`); a plug-in that is a top-level module has no package, and then its
+"Its own package" is the package that holds the plug-in module (`evotune.kernels` for
+`evotune.kernels.attention`); a plug-in that is a top-level module has no package, and then its
 single-file neighbours that it imports count instead.
 """
 

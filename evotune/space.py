@@ -582,7 +582,7 @@ def space_directory() -> Path:
     override = os.environ.get("EVOTUNE_SPACES")
     if override:
         return Path(override)
-    return Path(str(resources.files("search_spaces")))
+    return Path(str(resources.files("evotune.search_spaces")))
 
 
 def available_kernels(directory: Path | None = None) -> list[str]:

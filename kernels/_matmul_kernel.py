@@ -15,7 +15,6 @@
   writes an fp32 partial tile into a workspace [SPLIT_K, M, N]; `splitk_reduce_kernel` then
   sums the partials in a fixed order (deterministic, no atomics, no memset) and casts to the
   output dtype. This is what lets a skinny M (decode: M=16) use all SMs;
-- WARP_SPECIALIZE: Triton's automatic warp specialization of the K loop (TMA loads only).
 
 Work item w is split s = w // tiles and tile t = w % tiles: the splits are the slowest index, so
 that the tiles running at one time share K ranges (the same A and B panels in L2).
@@ -136,14 +135,13 @@ def _acc_descriptors(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
-    WARP_SPECIALIZE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
     """The same tile through tensor descriptors: the TMA unit zero-fills past M, N and K."""
     off_m = pid_m * BLOCK_M
     off_n = pid_n * BLOCK_N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kt in tl.range(k_lo, k_hi, warp_specialize=WARP_SPECIALIZE):
+    for kt in range(k_lo, k_hi):
         a = a_desc.load([off_m, kt * BLOCK_K])
         b = b_desc.load([kt * BLOCK_K, off_n])
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
@@ -210,7 +208,6 @@ def _work_item(
     SPLIT_K: tl.constexpr,
     AB_TMA: tl.constexpr,
     C_TMA: tl.constexpr,
-    WARP_SPECIALIZE: tl.constexpr,
     EVEN_K: tl.constexpr,
     LARGE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -234,7 +231,6 @@ def _work_item(
             BLOCK_M,
             BLOCK_N,
             BLOCK_K,
-            WARP_SPECIALIZE,
             DOT_PRECISION,
         )
     else:
@@ -301,7 +297,6 @@ def matmul_kernel(
     PERSISTENT: tl.constexpr,
     AB_TMA: tl.constexpr,
     C_TMA: tl.constexpr,
-    WARP_SPECIALIZE: tl.constexpr,
     EVEN_K: tl.constexpr,
     LARGE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -344,7 +339,6 @@ def matmul_kernel(
                 SPLIT_K,
                 AB_TMA,
                 C_TMA,
-                WARP_SPECIALIZE,
                 EVEN_K,
                 LARGE,
                 DOT_PRECISION,
@@ -372,7 +366,6 @@ def matmul_kernel(
             SPLIT_K,
             AB_TMA,
             C_TMA,
-            WARP_SPECIALIZE,
             EVEN_K,
             LARGE,
             DOT_PRECISION,

@@ -23,23 +23,24 @@ import torch
 import triton
 
 from evotune.expressions import evaluate
-from kernels import attention_decode as decode
-from kernels import attention_gluon as gluon
-from kernels._attention_kernel import attn_fwd_kernel
-from kernels.attention_common import (
+
+from . import attention_decode as decode
+from . import attention_gluon as gluon
+from ._attention_kernel import attn_fwd_kernel
+from .attention_common import (
     complete_shape_dims,
     default_config,
     device_limits,
     space_constraint,
 )
-from kernels.launch_cache import (
+from .launch_cache import (
     BoundedCache,
     CompiledLaunch,
     call_key,
     check_not_capturing,
     rebased,
 )
-from kernels.tile_order import head_group
+from .tile_order import head_group
 
 if TYPE_CHECKING:
     from evotune.plugin import DeviceInfo

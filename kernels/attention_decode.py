@@ -24,9 +24,9 @@ from typing import Any
 import torch
 import triton
 
-from kernels._attention_decode_kernel import decode_combine_kernel, decode_split_kernel
-from kernels.attention_common import complete_shape_dims, device_limits, parameter_defaults
-from kernels.launch_cache import CompiledLaunch, check_not_capturing
+from ._attention_decode_kernel import decode_combine_kernel, decode_split_kernel
+from .attention_common import complete_shape_dims, device_limits, parameter_defaults
+from .launch_cache import CompiledLaunch, check_not_capturing
 
 __all__ = [
     "DECODE_DEFAULTS",
@@ -69,7 +69,7 @@ class DecodeLaunch:
 
 def resolve_decode_config(config: Mapping[str, Any]) -> DecodeLaunch:
     """The config's decode knobs, defaults filled in. KV_SPLITS is checked here (ValueError
-    naming `config`); the knobs every impl shares, by kernels.attention.resolve_config."""
+    naming `config`); the knobs every impl shares, by evotune.kernels.attention.resolve_config."""
     merged = {**DECODE_DEFAULTS, **{k: v for k, v in config.items() if k in DECODE_DEFAULTS}}
     splits = merged["KV_SPLITS"]
     if type(splits) is not int or not 0 <= splits <= MAX_KV_SPLITS:
@@ -170,7 +170,7 @@ class DecodeCall:
     """The decode kernels' launches for one call key (kernels/launch_cache.py): plan, grids and
     constexprs worked out once; a call allocates the scratch and binds the tensors and the scale.
 
-    Takes what `kernels.attention.attention` has checked: q/out [B, H, Sq, D], k/v
+    Takes what `evotune.kernels.attention.attention` has checked: q/out [B, H, Sq, D], k/v
     [B, Hkv, Skv, D] with Hkv dividing H and Sq <= Skv, one dtype and device, any strides.
     Raises ValueError naming `config` for a malformed decode knob.
     """

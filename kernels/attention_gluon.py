@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evotune.plugin import DeviceInfo
-from kernels.attention_common import device_limits, parameter_defaults, space_constant
-from kernels.launch_cache import (
+
+from .attention_common import device_limits, parameter_defaults, space_constant
+from .launch_cache import (
     BoundedCache,
     CompiledLaunch,
     call_key,
@@ -28,8 +29,8 @@ from kernels.launch_cache import (
     hold_for_graphs,
     rebased,
 )
-from kernels.tile_order import head_group
-from kernels.tile_schedule import PersistentGrid, schedule_tensor
+from .tile_order import head_group
+from .tile_schedule import PersistentGrid, schedule_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -415,7 +416,7 @@ class GluonCall:
         import torch
         from triton.experimental.gluon import language as gl
 
-        from kernels._gluon_attention_kernel import gluon_attn_fwd
+        from ._gluon_attention_kernel import gluon_attn_fwd
 
         if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape or out.shape != q.shape:
             raise ValueError(
@@ -579,7 +580,7 @@ def gluon_compile(
     from triton.experimental.gluon._runtime import GluonASTSource
     from triton.runtime.jit import mangle_type
 
-    from kernels._gluon_attention_kernel import gluon_attn_fwd
+    from ._gluon_attention_kernel import gluon_attn_fwd
 
     launch, _tiny, (q_desc, k_desc, v_desc, o_desc) = _offline_operands(dims, config)
     ptr = "*fp16" if str(dims.get("dtype", "float16")) == "float16" else "*bf16"
@@ -614,7 +615,7 @@ def compile_only(dims: dict[str, Any], config: dict[str, Any], device: Any = Non
     """
     import torch
 
-    from kernels._gluon_attention_kernel import gluon_attn_fwd
+    from ._gluon_attention_kernel import gluon_attn_fwd
 
     launch, tiny, (q_desc, k_desc, v_desc, o_desc) = _offline_operands(dims, config)
     # Sizes are not specialised on (see the kernel's do_not_specialize): any values will do.

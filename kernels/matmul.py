@@ -7,7 +7,8 @@ live in `kernels/_matmul_kernel.py`. The default config is read from the `defaul
 
 Variants, all knobs of one kernel: plain pointers (any strides), TMA tensor descriptors
 (Hopper), a persistent tile loop (CTA_MULT > 0), split-K with a deterministic second pass
-(SPLIT_K > 1), and Triton's warp specialization of the TMA K loop.
+(SPLIT_K > 1). Triton 3.6's automatic warp specialization of the TMA K loop was a knob until
+it deadlocked on an H100 (docs/results/h100.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import triton
 import yaml
 
-from kernels._matmul_kernel import (
+from ._matmul_kernel import (
     REDUCE_BLOCK_M,
     REDUCE_BLOCK_N,
     matmul_kernel,
@@ -52,9 +53,6 @@ __all__ = [
 ]
 
 SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "matmul.yaml"
-# Automatic warp specialization compiles on Triton 3.6 and fails in the compiler's own pass on
-# 3.7.1, 3.8.0 and 3.9.0 (sm_90a, checked ahead of time in tests/kernels/test_matmul.py).
-_TRITON_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _KNOBS = (
     "BLOCK_M",
@@ -66,7 +64,6 @@ _KNOBS = (
     "SPLIT_K",
     "CTA_MULT",
     "TMA",
-    "WARP_SPECIALIZE",
 )
 # Element offsets at or past this take the kernels' 64-bit address arithmetic (LARGE).
 _INDEX_LIMIT = 2**31
@@ -121,11 +118,8 @@ def resolve_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     if not isinstance(cfg["CTA_MULT"], int) or cfg["CTA_MULT"] < 0:
         raise ValueError(f"config: CTA_MULT must be an int >= 0, got {cfg['CTA_MULT']!r}")
-    for key in ("TMA", "WARP_SPECIALIZE"):
-        if not isinstance(cfg[key], bool):
-            raise ValueError(f"config: {key} must be a bool, got {cfg[key]!r}")
-    if cfg["WARP_SPECIALIZE"] and not cfg["TMA"]:
-        raise ValueError("config: WARP_SPECIALIZE needs TMA (the K loop it splits loads by TMA)")
+    if not isinstance(cfg["TMA"], bool):
+        raise ValueError(f"config: TMA must be a bool, got {cfg['TMA']!r}")
     return cfg
 
 
@@ -221,10 +215,8 @@ def _plan(
     # Descriptors where the layout allows; other layouts run on pointers (never wrong, and
     # the search space refuses TMA for shapes whose contiguous rows are misaligned).
     ab_tma = bool(cfg["TMA"]) and a.tma_ok(itemsize) and b.tma_ok(itemsize)
-    warp_specialize = bool(cfg["WARP_SPECIALIZE"]) and ab_tma
-    # Split-K partials go to the fp32 workspace by pointers; a TMA store after a warp-
-    # specialized loop does not compile in Triton 3.6 (sm_90a: NVGPUWarpSpecialization fails).
-    c_tma = ab_tma and split_k == 1 and not warp_specialize and c.tma_ok(itemsize)
+    # Split-K partials go to the fp32 workspace by pointers.
+    c_tma = ab_tma and split_k == 1 and c.tma_ok(itemsize)
     large = max(a.span(), b.span(), c.span(), split_k * M * N) >= _INDEX_LIMIT
     work = triton.cdiv(M, bm) * triton.cdiv(N, bn) * split_k
     persistent = cfg["CTA_MULT"] > 0
@@ -239,7 +231,6 @@ def _plan(
         "PERSISTENT": persistent,
         "AB_TMA": ab_tma,
         "C_TMA": c_tma,
-        "WARP_SPECIALIZE": warp_specialize,
         "EVEN_K": K % bk == 0,
         "LARGE": large,
         # fp32 inputs: exact fp32 products (the reference has TF32 off); 16-bit: the MMA.
@@ -437,11 +428,6 @@ def unsupported(
             return "TMA needs a Hopper GPU; the interpreter would time plain loads"
         return None
     capability = device.capability or (0, 0)
-    if cfg["WARP_SPECIALIZE"] and _TRITON_VERSION >= (3, 7):
-        return (
-            f"Triton {triton.__version__} cannot warp-specialize this K loop for Hopper in most "
-            "configs (its NVGPUWarpSpecialization pass fails; 3.6 compiles them)"
-        )
     if cfg["TMA"] and capability < (9, 0):
         return f"TMA needs sm_90 or newer, this is {device.name} {capability}"
     if cfg["TMA"]:

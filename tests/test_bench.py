@@ -38,7 +38,7 @@ def _device(timer: FixedTimer) -> Device:
 
 
 def test_kernel_and_baseline_rows() -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     configs = {"small tiles": {"BLOCK_M": 16, "BLOCK_N": 16}, "bad": {"BLOCK_M": 48}}
     rows = bench_dims(attn, DIMS, configs, tolerance=TOL, device=_device(FixedTimer(50.0)))
@@ -57,7 +57,7 @@ def test_kernel_and_baseline_rows() -> None:
 
 
 def test_wrong_result_is_not_timed() -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     def wrong_run(inputs: dict[str, Any], out: torch.Tensor, config: dict[str, Any]) -> None:
         out.zero_()
@@ -106,7 +106,7 @@ def test_render_table_shows_ratio_and_errors() -> None:
 
 
 def test_launch_costs_are_not_measured_under_the_interpreter() -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     rows = bench_dims(attn, DIMS, {"t": {}}, tolerance=TOL, device=_device(FixedTimer(5.0)))
     assert rows[0].p50_us == 5.0

@@ -13,18 +13,15 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from evotune.compare import (
-    compare_strategies,
-    render_comparison,
-    run_on_landscape,
-    start_configs,
-)
+from evotune.compare import compare_strategies, render_comparison, run_on_landscape
 from evotune.errors import UserError
-from evotune.landscape import Landscape, load_landscape, save_landscape
+from evotune.landscape import Landscape, fit_to_space, load_landscape, save_landscape
+from evotune.landscape_runs import start_configs
 from evotune.pool_model import PoolModel
 from evotune.records import config_hash
 from evotune.search.registry import STRATEGIES
-from evotune.space import SearchSpace
+from evotune.space import SearchSpace, load_space
+from evotune.storage import MemoryTrialStore, SqlTrialStore, TrialRecord, open_database
 from tests.search.synthetic import attention_space, synthetic_landscape
 from tests.search.toy import toy_landscape, toy_space
 
@@ -151,7 +148,8 @@ def test_a_simulated_pool_keeps_a_synchronous_path_and_replays_an_asynchronous_o
 
 def test_compare_on_a_short_studys_landscape_ends_and_shows_progress(tmp_path: Path) -> None:
     """A landscape of six configs of the whole space (what `landscape export` writes after a
-    short search): the runs end once the strategy searches where nothing was recorded, and
+    short search): the runs end once the strategy searches where nothing was recorded (or, as
+    a search would, once its no-improvement rule sees generations of nothing but misses), and
     each run's end is reported as it happens. (It ran for many minutes, silent, before.)"""
     full = load_landscape("tests/data/landscapes/mission-full-h200.json.gz")
     few = Landscape(full.kernel, full.shape, full.environment, full.space_size, full.trials[:6])
@@ -168,7 +166,7 @@ def test_compare_on_a_short_studys_landscape_ends_and_shows_progress(tmp_path: P
     report = json.loads(result.stdout)
     assert report["recorded"] == 6 and report["space_size"] == full.space_size
     for summary in report["strategies"]:
-        assert set(summary["ended"]) <= {"exhausted", "off the landscape"}
+        assert set(summary["ended"]) <= {"exhausted", "off the landscape", "strategy"}
 
 
 def test_a_run_ends_when_it_has_told_every_recorded_config() -> None:
@@ -235,3 +233,38 @@ def test_rows_of_a_strategy_tuned_on_the_landscape_are_marked(tmp_path: Path) ->
     assert marks(toy) == [True, False]
     save_landscape(toy_landscape(), tmp_path / "toy.json")
     assert marks(load_landscape(tmp_path / "toy.json")) == [False, False]
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_compare_runs_the_search_that_evotune_search_runs(tmp_path: Path, depth: int) -> None:
+    """A compare run of a strategy and seed is `evotune search --replay` of them: the same
+    trials in the same order (seeds, pipeline, budget), on a recorded landscape."""
+    path = ROOT_LANDSCAPES / "llama-d128-triton.json"
+    landscape = fit_to_space(load_landscape(path), load_space("attention"), path)
+    assert landscape.restrict is not None
+    space = load_space("attention").searched(landscape.restrict, False)  # as `compare` has it
+    store = MemoryTrialStore()
+    # A target nothing reaches: the run takes its whole cap, 50 trials, as `--budget 50`
+    # does (four generations of 12 and a last one of 2).
+    run = run_on_landscape(
+        landscape, space, "evolution", 3, target=-1.0, max_evals=50, pipeline_depth=depth,
+        store=store,
+    )  # fmt: skip
+    assert (run.ended, run.evaluations, run.misses) == ("max_evals", 50, 0)
+
+    db = f"sqlite:///{tmp_path / 'search.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "evotune", "search", "--db", db, "--shape", "llama-d128",
+         "--replay", str(path), "--restrict", landscape.restrict, "--strategy", "evolution",
+         "--seed", "3", "--budget", "50", "--pipeline-depth", str(depth), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    searched = SqlTrialStore(open_database(db)).trials(json.loads(result.stdout)["study_id"])
+
+    def path_of(trials: list[TrialRecord]) -> list[tuple[object, ...]]:
+        return [(t.number, t.config_hash, t.status, t.generation, t.operator) for t in trials]
+
+    compared = store.trials(1)  # the one study of the run's new store
+    assert len(compared) == 50 and len({t.generation for t in compared}) == 5
+    assert path_of(compared) == path_of(searched)

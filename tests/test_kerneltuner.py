@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from evotune import kerneltuner
-from evotune.compare import compare_strategies, start_configs
+from evotune.compare import compare_strategies
 from evotune.errors import UserError
 from evotune.kerneltuner import (
     KERNEL_TUNER_LEFT_OUT,
@@ -24,6 +24,7 @@ from evotune.kerneltuner import (
     run_kernel_tuner,
 )
 from evotune.landscape import Landscape, LandscapeTrial
+from evotune.landscape_runs import start_configs
 from evotune.records import TrialStatus, config_hash
 from evotune.search.grid import valid_configs
 from evotune.space import SearchSpace

@@ -29,7 +29,9 @@ from tests.search.toy import TOY_DIMS, toy_landscape, toy_space
 
 def make() -> Landscape:
     trials = [
-        LandscapeTrial({"a": 1, "b": "x"}, TrialStatus.OK, p50_us=10.0, p20_us=9.5, n_runs=20),
+        LandscapeTrial(
+            {"a": 1, "b": "x"}, TrialStatus.OK, p50_us=10.0, p20_us=9.5, n_runs=20, compile_s=1.25
+        ),
         LandscapeTrial({"a": 2, "b": "x"}, TrialStatus.OK, p50_us=10.15),
         LandscapeTrial({"a": 3, "b": "x"}, TrialStatus.OK, p50_us=12.0),
         LandscapeTrial({"a": 4, "b": "y"}, TrialStatus.OUT_OF_RESOURCES, error="smem"),
@@ -47,6 +49,7 @@ def test_round_trip(tmp_path: Path) -> None:
         "status": "out_of_resources",
         "error": "smem",
     }
+    assert raw["trials"][0]["compile_s"] == 1.25  # what a simulated pool's clock takes
     loaded = load_landscape(path)
     assert loaded.to_dict() == make().to_dict()
     assert loaded.shape == Shape("mission", {"B": 32, "S": 512, "causal": True})
@@ -103,10 +106,11 @@ def test_from_records_leaves_out_running_rows() -> None:
     rows: list[dict[str, Any]] = [
         {"config": {"a": 1}, "status": TrialStatus.OK, "p50_us": 3.0, "trial_id": 7},
         {"config": {"a": 2}, "status": "running"},
-        {"config": {"a": 3}, "status": "compile_error", "error": "ptxas"},
+        {"config": {"a": 3}, "status": "compile_error", "error": "ptxas", "compile_s": 2.5},
     ]
     landscape = Landscape.from_records("k", Shape(None, {"S": 1}), {}, 3, rows)
     assert [t.status for t in landscape.trials] == [TrialStatus.OK, TrialStatus.COMPILE_ERROR]
+    assert [t.compile_s for t in landscape.trials] == [None, 2.5]
     assert landscape.trials[0].extra == {}
 
 

@@ -44,6 +44,9 @@ def test_compile_and_gpu_times_follow_the_model() -> None:
     assert model.compile_seconds({"impl": "gluon"}, ok) == 3.0
     assert model.compile_seconds({"impl": "triton"}, ok) == 0.5
     assert model.compile_seconds({"impl": "gluon"}, TrialStatus.INVALID) == model.refusal_s
+    # A compile time the landscape recorded beats the rules; a refusal still takes refusal_s.
+    assert model.compile_seconds({"impl": "gluon"}, ok, recorded=7.0) == 7.0
+    assert model.compile_seconds({}, TrialStatus.INVALID, recorded=7.0) == model.refusal_s
     # A rule naming a parameter the config lacks does not hold.
     strict = PoolModel(compile_rules=(("PRODUCER_WARPS > 0", 9.0),))
     assert strict.compile_seconds({"impl": "triton"}, ok) == strict.compile_s

@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 
 from evotune.compare import compare_strategies
+from evotune.kernels.attention_gluon import gluon_unsupported
 from evotune.landscape import Landscape, fit_to_space, load_landscape
 from evotune.plugin import DeviceInfo
 from evotune.records import TrialStatus, config_hash
 from evotune.search.grid import valid_configs
 from evotune.space import load_space
-from kernels.attention_gluon import gluon_unsupported
 
 FULL_LANDSCAPES = {
     "mission": "tests/data/landscapes/mission-full-h200.json.gz",

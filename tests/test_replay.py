@@ -11,6 +11,7 @@ import pytest
 
 from evotune.errors import UserError
 from evotune.landscape import Landscape, LandscapeTrial
+from evotune.pool_model import PoolModel
 from evotune.records import TrialRequest, TrialStatus
 from evotune.replay import ReplayEvaluator
 from evotune.space import Shape
@@ -63,6 +64,36 @@ def test_shootout_and_environment() -> None:
     env = replay.environment()
     assert env["replay"] is True and env["gpu"] == "H100"
     replay.close()
+
+
+def test_on_a_simulated_pool_results_come_on_its_clock() -> None:
+    """Compiles take the landscape's recorded time where it has one, else the model's; a
+    config the landscape lacks is refused in the compile pool; one GPU runs the rest in the
+    order they compiled."""
+    recorded = Landscape(
+        "attention",
+        Shape("s", dict(DIMS)),
+        {"gpu": "H100"},
+        3,
+        [
+            LandscapeTrial({"BLOCK": 64}, TrialStatus.OK, p50_us=12.5, compile_s=3.0),
+            LandscapeTrial({"BLOCK": 128}, TrialStatus.OK, p50_us=10.0),
+        ],
+    )
+    pool = PoolModel(gpus=1, compilers=2, compile_s=1.0, gpu_s=0.5, refusal_s=0.25)
+    replay = ReplayEvaluator(recorded, pool)
+    assert (replay.workers, replay.capacity, replay.now) == (1, 3, 0.0)
+    replay.submit([request(1, {"BLOCK": 64}), request(2, {"BLOCK": 128})])
+    replay.submit([request(3, {"BLOCK": 32})])
+    arrivals = []
+    while results := replay.collect():
+        (result,) = results
+        arrivals.append((result.trial_id, result.status, replay.now))
+    assert arrivals == [
+        (3, TrialStatus.INVALID, 1.25),  # refused by the compiler free at 1.0
+        (2, TrialStatus.OK, 1.5),  # compiled at 1.0 (the model's 1 s), ran 0.5 s
+        (1, TrialStatus.OK, 3.5),  # compiled at 3.0 (recorded), ran 0.5 s
+    ]
 
 
 def test_another_shape_or_kernel_is_a_user_error() -> None:

@@ -365,6 +365,19 @@ def test_a_search_starts_from_the_default_and_the_space_seeds(
     assert sorted(map(config_hash, seeded)) == sorted(map(config_hash, expected))
 
 
+def test_a_search_given_its_start_starts_from_that_alone(
+    store: TrialStore, landscape: Landscape
+) -> None:
+    """`SearchOptions.start` (what `evotune compare --start` gives) replaces the seeds."""
+    (start,) = SPACE.seed_configs(MISSION.dims)[-1:]
+    summary = _search(store, ReplayEvaluator(landscape), budget=12, seed=3, start=[start])
+    seeded = [t.config for t in store.trials(summary.study_id) if t.operator == "seed"]
+    assert seeded == [start]
+    bare = MemoryTrialStore()
+    unseeded = _search(bare, ReplayEvaluator(landscape), budget=12, start=[])
+    assert [t.operator for t in bare.trials(unseeded.study_id)].count("seed") == 0
+
+
 @pytest.mark.slow
 def test_sigkill_mid_search_then_resume_measures_the_trials_in_flight_again(
     tmp_path: Path,

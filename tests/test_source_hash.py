@@ -95,13 +95,13 @@ def test_a_missing_module_is_a_space_file_error() -> None:
         kernel_source_hash("no_such_kernel_module")
 
 
-PLUGINS = ("kernels.attention", "kernels.matmul")
+PLUGINS = ("evotune.kernels.attention", "evotune.kernels.matmul")
 
 
 def test_the_bundled_plugins_hashes_cover_every_kernel_source_file() -> None:
     files = {p.name for m in PLUGINS for p in kernel_source_files(m).values()}
     assert files == {p.name for p in (ROOT / "kernels").glob("*.py")}
-    attention = {p.name for p in kernel_source_files("kernels.attention").values()}
+    attention = {p.name for p in kernel_source_files("evotune.kernels.attention").values()}
     assert "tile_schedule.py" in attention  # the file the hand-kept list once left out
     assert "matmul.py" not in attention
 
@@ -124,12 +124,15 @@ print(json.dumps(unchanged))
 
 
 def test_editing_any_kernel_source_file_changes_a_plugin_hash(tmp_path: Path) -> None:
-    """On a copy of kernels/ (the hash is read, not imported: edits show at once)."""
-    shutil.copytree(ROOT / "kernels", tmp_path / "kernels")
+    """On a copy of the checkout (the hash is read, not imported: edits show at once), where
+    `evotune.kernels` is the copy's kernels/."""
+    for folder in ("evotune", "kernels"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
     proc = subprocess.run(
         [sys.executable, "-c", _EDIT_EACH, *PLUGINS],
         cwd=tmp_path,
-        env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,

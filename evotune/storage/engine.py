@@ -63,7 +63,7 @@ def normalize_url(url: str) -> str:
 
 def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
-    config.set_main_option("script_location", str(Path(str(resources.files("migrations")))))
+    config.set_main_option("script_location", str(Path(str(resources.files("evotune.migrations")))))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 

@@ -37,7 +37,7 @@ H100 = {
     "torch": "2.11.0",
     "triton": "3.6.0",
     # The kernel source installed here: the service serves only configs measured on it.
-    "kernel_source_hash": kernel_source_hash("kernels.attention"),
+    "kernel_source_hash": kernel_source_hash("evotune.kernels.attention"),
     "interpreted": False,
 }
 # The same GPU and versions, an older kernel source: its configs are stale.

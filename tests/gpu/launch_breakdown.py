@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from kernels import attention as attn
-from kernels.launch_cache import CompiledLaunch, call_key
+from evotune.kernels import attention as attn
+from evotune.kernels.launch_cache import CompiledLaunch, call_key
 
 G3 = {
     "impl": "gluon",

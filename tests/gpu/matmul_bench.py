@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 
 def _compile(job: tuple[dict[str, Any], dict[str, Any]]) -> str | None:
-    from kernels.matmul import warm_up
+    from evotune.kernels.matmul import warm_up
 
     dims, config = job
     try:

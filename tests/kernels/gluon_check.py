@@ -125,7 +125,7 @@ def _check_one(
 ) -> dict[str, Any]:
     import torch
 
-    from kernels.attention_gluon import gluon_attention
+    from evotune.kernels.attention_gluon import gluon_attention
 
     q, k, v = _inputs(b, h, s, d, dtype, seed, hot)
     scale = 1.0 / math.sqrt(d)
@@ -149,7 +149,7 @@ def worker_check(name: str, config: dict[str, int], dims_list: list[int]) -> Non
     """Subprocess: correctness of one config on small/odd shapes (both dtypes, causal and not)."""
     import traceback
 
-    from kernels.attention_gluon import gluon_unsupported
+    from evotune.kernels.attention_gluon import gluon_unsupported
 
     dev = _device_info()
     seed = 0
@@ -221,7 +221,7 @@ def worker_time(plan: list[tuple[str, dict[str, int], str]]) -> None:
     import torch
     import triton.testing
 
-    from kernels.attention_gluon import gluon_attention
+    from evotune.kernels.attention_gluon import gluon_attention
 
     shapes = sorted({shape for _, _, shape in plan})
     for shape in shapes:
@@ -303,7 +303,7 @@ def profile_one(spec: str) -> None:
     """Launch one config twice on a named shape (compile + warm, then the one ncu profiles)."""
     import torch
 
-    from kernels.attention_gluon import gluon_attention
+    from evotune.kernels.attention_gluon import gluon_attention
 
     shape, name = spec.split(":")
     b, h, s, d = NAMED[shape]

@@ -44,8 +44,8 @@ from rich.table import Table  # noqa: E402
 
 from evotune.bench import BenchRow, bench_dims, render_bench_table  # noqa: E402
 from evotune.expressions import evaluate  # noqa: E402
-from kernels import attention as attn  # noqa: E402
-from kernels.attention_common import complete_shape_dims  # noqa: E402
+from evotune.kernels import attention as attn  # noqa: E402
+from evotune.kernels.attention_common import complete_shape_dims  # noqa: E402
 from tests.kernels.test_attention_gpu import ODD_SHAPES, ODD_VARIANTS, VARIANTS  # noqa: E402
 
 SPACE: dict[str, Any] = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())

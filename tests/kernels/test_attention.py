@@ -18,10 +18,10 @@ import triton
 import triton.language as tl
 import yaml
 
+from evotune.kernels import attention as attn
+from evotune.kernels._attention_kernel import _exp2_fma
+from evotune.kernels.launch_cache import BoundedCache
 from evotune.plugin import DeviceInfo
-from kernels import attention as attn
-from kernels._attention_kernel import _exp2_fma
-from kernels.launch_cache import BoundedCache
 
 SPACE_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "attention.yaml"
 TOLERANCES = yaml.safe_load(SPACE_FILE.read_text())["tolerances"]
@@ -117,7 +117,7 @@ def test_matches_float64_reference(
 @pytest.mark.parametrize("config", [{}, {"CTA_MULT": 1}])
 def test_heads_in_uneven_groups(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> None:
     """7 heads in groups of 3: the remainder group (1 head) runs first; every tile once."""
-    monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 3)
+    monkeypatch.setattr("evotune.kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 3)
     monkeypatch.setattr(attn, "_CALLS", BoundedCache(8))  # planned anew, with the groups of 3
     q, k, v = _inputs(1, 7, 40, 16, torch.float32)
     out = torch.full_like(q, float("nan"))
@@ -288,16 +288,19 @@ def test_the_space_refuses_exactly_what_the_plugin_refuses_before_compiling(shap
 
 
 def test_attention_modules_import_one_way() -> None:
-    """kernels/attention.py imports kernels/attention_gluon.py, never the other way round; the
-    sm_90 shared memory limit is spelled once, in the space file."""
-    import ast
+    """kernels/attention.py imports kernels/attention_gluon.py, never the other way round (not
+    even through another module); the sm_90 shared memory limit is spelled once, in the space
+    file."""
+    from evotune.source_hash import kernel_source_files
 
     kernels = Path(attn.__file__).parent
-    for module in ("attention_gluon", "attention_common"):
-        tree = ast.parse((kernels / f"{module}.py").read_text())
-        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert "kernels.attention" not in imported, module
+    reached = {
+        m: kernel_source_files(f"evotune.kernels.{m}")
+        for m in ("attention_gluon", "attention_common")
+    }
+    assert "evotune.kernels.attention_common" in reached["attention_gluon"]  # imports are followed
+    for module, names in reached.items():
+        assert "evotune.kernels.attention" not in names, module
     for module in ("attention", "attention_gluon", "attention_common"):
         assert "232448" not in (kernels / f"{module}.py").read_text(), module
 
@@ -418,7 +421,7 @@ def test_compile_only_is_a_no_op_in_the_interpreter() -> None:
 def test_plugin_interface_is_complete() -> None:
     from evotune.plugin import load_plugin
 
-    plugin = load_plugin("kernels.attention")
+    plugin = load_plugin("evotune.kernels.attention")
     assert plugin is attn
     assert callable(attn.bytes) and callable(attn.baselines)
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 import yaml
 
+from evotune.kernels import attention as attn
+from evotune.kernels import attention_decode as decode
 from evotune.plugin import DeviceInfo
-from kernels import attention as attn
-from kernels import attention_decode as decode
 from tests.kernels.aot import ROOT, run_script
 
 SPACE: dict[str, Any] = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())
@@ -323,8 +323,8 @@ import json, sys
 from tests.kernels.aot import sass, spills, use_sm90a_driver
 
 use_sm90a_driver()
-import kernels.attention as attn
-import kernels.attention_decode as decode
+import evotune.kernels.attention as attn
+import evotune.kernels.attention_decode as decode
 
 compiled = []
 for kernel in (decode.decode_split_kernel, decode.decode_combine_kernel):

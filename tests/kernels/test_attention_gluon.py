@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 import torch
 
-from evotune.plugin import DeviceInfo
-from evotune.records import config_hash
-from evotune.search.grid import valid_configs
-from evotune.space import load_space
-from kernels.attention_gluon import (
+from evotune.kernels.attention_gluon import (
     GLUON_DEFAULTS,
     _grid,
     gluon_unsupported,
     resolve_gluon_config,
     smem_bytes,
 )
+from evotune.plugin import DeviceInfo
+from evotune.records import config_hash
+from evotune.search.grid import valid_configs
+from evotune.space import load_space
 from tests.kernels.aot import run_script
 
 H100 = DeviceInfo(interpreted=False, name="NVIDIA H100 80GB HBM3", capability=(9, 0), sm_count=132)
@@ -164,7 +164,7 @@ def test_smem_estimate_counts_q_and_the_kv_ring() -> None:
 
 
 def test_tma_operands_are_contiguous_with_a_16_byte_aligned_base() -> None:
-    from kernels.attention_gluon import _tma_operand
+    from evotune.kernels.attention_gluon import _tma_operand
 
     aligned = torch.randn(2, 3, 4, 8).half()
     assert _tma_operand(aligned) is aligned
@@ -235,8 +235,8 @@ class _RecordedLaunch:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Launches of the Gluon kernel, recorded instead of run (the host path on the CPU)."""
-    from kernels import attention_gluon
-    from kernels.launch_cache import BoundedCache
+    from evotune.kernels import attention_gluon
+    from evotune.kernels.launch_cache import BoundedCache
 
     _RecordedLaunch.launches = []
     monkeypatch.setattr(attention_gluon, "CompiledLaunch", _RecordedLaunch)
@@ -247,7 +247,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 def test_a_gluon_call_is_planned_once_and_binds_each_calls_tensors(
     recorded: list[tuple[Any, ...]],
 ) -> None:
-    from kernels import attention_gluon
+    from evotune.kernels import attention_gluon
 
     config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "CTA_MULT": 1, "TILE_ORDER": 1}
     q, k, v = (torch.randn(2, 3, 200, 64).half() for _ in range(3))
@@ -268,7 +268,7 @@ def test_a_gluon_call_is_planned_once_and_binds_each_calls_tensors(
 def test_gluon_operands_a_descriptor_cannot_address_are_copied_each_call(
     recorded: list[tuple[Any, ...]],
 ) -> None:
-    from kernels import attention_gluon
+    from evotune.kernels import attention_gluon
 
     config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2}
     q = torch.randn(1, 100, 2, 64).half().transpose(1, 2)  # [B, S, H, D] storage
@@ -287,8 +287,8 @@ def test_gluon_operands_a_descriptor_cannot_address_are_copied_each_call(
 def test_attention_dispatches_gluon_configs_to_a_planned_gluon_call(
     recorded: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kernels import attention as attn
-    from kernels.launch_cache import BoundedCache
+    from evotune.kernels import attention as attn
+    from evotune.kernels.launch_cache import BoundedCache
 
     monkeypatch.setattr(attn, "_CALLS", BoundedCache(8))
     config = {"impl": "gluon", "BLOCK_M": 128, "BLOCK_N": 128, "CONSUMER_WGS": 2}
@@ -304,7 +304,7 @@ def test_attention_dispatches_gluon_configs_to_a_planned_gluon_call(
 _AOT_SCRIPT = """
 import json, re, sys
 from tests.kernels.aot import sass, spills
-from kernels.attention_gluon import gluon_compile
+from evotune.kernels.attention_gluon import gluon_compile
 config = json.loads(sys.argv[1])
 kernel = gluon_compile(json.loads(sys.argv[2]), config)
 ptx = kernel.asm["ptx"]
@@ -431,7 +431,7 @@ def _reference(
 def _run_and_compare(
     config: dict[str, int], shape: tuple[int, int, int, int], causal: bool, dtype: torch.dtype
 ) -> None:
-    from kernels.attention_gluon import gluon_attention
+    from evotune.kernels.attention_gluon import gluon_attention
 
     b, h, s, d = shape
     dims = {
@@ -483,10 +483,10 @@ def test_named_shapes_match_reference(name: str, shape: str) -> None:
 @pytest.mark.parametrize("cta_mult", [0, 1])
 def test_uneven_head_groups_match_reference(monkeypatch: pytest.MonkeyPatch, cta_mult: int) -> None:
     """6 heads in groups of 4: the remainder group (2 heads) runs first; every tile once."""
-    from kernels.launch_cache import BoundedCache
+    from evotune.kernels.launch_cache import BoundedCache
 
-    monkeypatch.setattr("kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 4)
-    monkeypatch.setattr("kernels.attention_gluon._CALLS", BoundedCache(8))  # planned anew
+    monkeypatch.setattr("evotune.kernels.tile_order.MAX_CAUSAL_HEAD_GROUP", 4)
+    monkeypatch.setattr("evotune.kernels.attention_gluon._CALLS", BoundedCache(8))  # planned anew
     config = {"BLOCK_M": 128, "BLOCK_N": 64, "CONSUMER_WGS": 2, "TILE_ORDER": 1}
     _run_and_compare({**config, "CTA_MULT": cta_mult}, (2, 3, 1000, 64), True, torch.float16)
 
@@ -533,8 +533,8 @@ def test_persistent_ctas_with_many_tiles_match_reference(
 @pytest.mark.skipif(not _hopper(), reason="needs an sm_90 GPU")
 def test_compile_only_fills_the_cache_that_the_launch_uses() -> None:
     """The compile pool's ahead-of-time compile is the binary the GPU worker then launches."""
-    from kernels._gluon_attention_kernel import gluon_attn_fwd
-    from kernels.attention_gluon import compile_only
+    from evotune.kernels._gluon_attention_kernel import gluon_attn_fwd
+    from evotune.kernels.attention_gluon import compile_only
 
     # A config no other test launches, so that its cache entry is new here.
     config = {
@@ -563,7 +563,7 @@ def test_compile_only_fills_the_cache_that_the_launch_uses() -> None:
 def test_inputs_and_output_off_16_byte_alignment() -> None:
     """Contiguous views that start two bytes into their storage (a TMA descriptor needs a
     16-byte aligned base) for q and out."""
-    from kernels.attention_gluon import gluon_attention
+    from evotune.kernels.attention_gluon import gluon_attention
 
     shape = (2, 3, 256, 64)
     n = 2 * 3 * 256 * 64

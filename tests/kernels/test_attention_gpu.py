@@ -88,7 +88,7 @@ def device_info() -> Any:
 @functools.lru_cache(maxsize=1)
 def _case(name: str) -> tuple[dict[str, Any], torch.Tensor]:
     """Inputs and reference of one shape (cached: the tests run shape by shape)."""
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     dims = SHAPES.get(name) or ODD_SHAPES[name]
     inputs = attn.make_inputs(dims, 1234, "cuda")
@@ -97,7 +97,7 @@ def _case(name: str) -> tuple[dict[str, Any], torch.Tensor]:
 
 def check_config(name: str, dims: dict[str, Any], config: dict[str, Any]) -> float:
     """Run one config on a shape's cached inputs; assert it matches the reference; max error."""
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     reason = attn.unsupported(config, dims, device_info())
     if reason:
@@ -131,7 +131,7 @@ def test_odd_shape(shape: str, variant: str) -> None:
 
 @pytest.mark.parametrize("variant", ["default", "tma", "tma_ws"])
 def test_non_contiguous_on_gpu(variant: str) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     B, S, H, D = 2, 300, 4, 64
     gen = torch.Generator(device="cuda").manual_seed(5)
@@ -155,7 +155,7 @@ def test_non_contiguous_on_gpu(variant: str) -> None:
     ],
 )
 def test_bad_config_is_an_exception_not_a_crash(config: dict[str, Any]) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     inputs, _ = _case("tiny")
     with pytest.raises(ValueError, match="config"):

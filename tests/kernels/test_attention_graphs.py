@@ -61,7 +61,7 @@ def _device_info() -> Any:
 
 
 def _skip_unsupported(config: dict[str, Any], B: int, H: int, S: int, D: int, causal: bool) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     dims = {"B": B, "H": H, "S": S, "D": D, "causal": causal, "dtype": "float16"}
     reason = attn.unsupported(config, dims, _device_info())
@@ -77,7 +77,7 @@ def _randn(*shape: int, seed: int, dtype: torch.dtype = torch.float16) -> torch.
 def _check(
     out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
 ) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     ref = attn.reference({"q": q, "k": k, "v": v, "causal": causal, "sm_scale": None})
     tol = TOL[out.dtype]
@@ -99,8 +99,8 @@ def _warm_up(fn: Any) -> None:
 @pytest.fixture(autouse=True)
 def fresh_plans() -> Iterator[None]:
     """Every test plans its own launches (and what it captured stays held for its graphs)."""
-    from kernels import attention as attn
-    from kernels import attention_gluon
+    from evotune.kernels import attention as attn
+    from evotune.kernels import attention_gluon
 
     attn._CALLS.clear()
     attention_gluon._CALLS.clear()
@@ -110,7 +110,7 @@ def fresh_plans() -> Iterator[None]:
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_replay_with_new_inputs_matches_reference(name: str, shape: str) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     B, H, S, D, causal = SHAPES[shape]
     config = CONFIGS[name]
@@ -137,7 +137,7 @@ def test_replay_with_new_inputs_matches_reference(name: str, shape: str) -> None
 
 @pytest.mark.parametrize("name", ["triton", "triton_tma", "gluon_persistent"])
 def test_an_output_allocated_inside_the_capture_is_the_graphs_output(name: str) -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     B, H, S, D, causal = 1, 4, 640, 128, True
     config = CONFIGS[name]
@@ -156,7 +156,7 @@ def test_an_output_allocated_inside_the_capture_is_the_graphs_output(name: str) 
 @pytest.mark.parametrize("config", [{}, {"TMA": True}])
 def test_grouped_heads_and_a_cached_prefix_replay(config: dict[str, Any]) -> None:
     """q [1, 8, 100, 64] against k/v [1, 2, 300, 64], causal (bottom-right), in a graph."""
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     q = _randn(1, 8, 100, 64, seed=1)
     k, v = _randn(1, 2, 300, 64, seed=2), _randn(1, 2, 300, 64, seed=3)
@@ -178,7 +178,7 @@ def test_grouped_heads_and_a_cached_prefix_replay(config: dict[str, Any]) -> Non
 
 def test_gluon_replays_non_contiguous_inputs_through_copies() -> None:
     """Operands a descriptor cannot address are copied inside the captured call; so is O."""
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     config = CONFIGS["gluon_persistent"]
     B, H, S, D = 2, 4, 300, 64
@@ -202,7 +202,7 @@ def test_gluon_replays_non_contiguous_inputs_through_copies() -> None:
 
 
 def test_a_first_call_inside_a_capture_is_refused_with_a_reason() -> None:
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     q, k, v = (_randn(1, 2, 333, 64, seed=i) for i in range(3))
     refused = torch.cuda.CUDAGraph()
@@ -221,9 +221,9 @@ def test_a_first_call_inside_a_capture_is_refused_with_a_reason() -> None:
 def test_a_captured_tile_table_outlives_its_plan() -> None:
     """The persistent Gluon kernel reads its tile table at every replay: evicting the plan (and
     the table cache) must not free it while a graph still reads it."""
-    from kernels import attention as attn
-    from kernels import attention_gluon
-    from kernels.tile_schedule import schedule_tensor
+    from evotune.kernels import attention as attn
+    from evotune.kernels import attention_gluon
+    from evotune.kernels.tile_schedule import schedule_tensor
 
     config = CONFIGS["gluon_persistent"]
     B, H, S, D = 4, 8, 1024, 128
@@ -266,8 +266,8 @@ class _CountingJit:
 def test_direct_launches_compute_what_the_jit_launch_did(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kernels import _gluon_attention_kernel
-    from kernels import attention as attn
+    from evotune.kernels import _gluon_attention_kernel
+    from evotune.kernels import attention as attn
 
     config = CONFIGS[name]
     B, H, S, D, causal = SHAPES["causal_d64"]
@@ -294,8 +294,8 @@ def test_the_direct_launch_costs_the_host_less_than_the_jit() -> None:
     hook registered (a hook sends every launch through Triton's JIT)."""
     from triton import knobs
 
+    from evotune.kernels import attention as attn
     from evotune.worker.launch_cost import wall_per_call
-    from kernels import attention as attn
 
     q, k, v = (_randn(1, 8, 512, 64, seed=i) for i in range(3))
     out = torch.empty_like(q)
@@ -319,7 +319,7 @@ def test_the_direct_launch_costs_the_host_less_than_the_jit() -> None:
 
 def test_bench_rows_carry_wall_host_and_graph_times() -> None:
     from evotune.bench import bench_dims
-    from kernels import attention as attn
+    from evotune.kernels import attention as attn
 
     dims = {"B": 1, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"}
     rows = bench_dims(attn, dims, {"default": {}}, tolerance={"atol": 1e-2, "rtol": 1e-2})

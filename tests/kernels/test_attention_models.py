@@ -16,8 +16,8 @@ import torch.nn.functional as F
 import triton
 import yaml
 
+from evotune.kernels import attention as attn
 from evotune.plugin import DeviceInfo
-from kernels import attention as attn
 from tests.kernels.aot import ROOT, run_script
 
 TOLERANCES = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())["tolerances"]
@@ -343,7 +343,7 @@ import json, re, sys
 from tests.kernels.aot import sass, spills, use_sm90a_driver
 
 use_sm90a_driver()
-import kernels.attention as attn
+import evotune.kernels.attention as attn
 
 compiled = []
 warmup = attn.attn_fwd_kernel.warmup

@@ -10,7 +10,7 @@ import torch
 from triton import knobs
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from kernels.launch_cache import BoundedCache, CompiledLaunch, call_key, rebased, tensor_key
+from evotune.kernels.launch_cache import BoundedCache, CompiledLaunch, call_key, rebased, tensor_key
 
 
 def test_bounded_cache_evicts_the_oldest_past_its_size() -> None:

@@ -21,21 +21,18 @@ from typing import Any
 
 import pytest
 import torch
-import triton
 import yaml
 
 from evotune.expressions import evaluate
+from evotune.kernels import matmul as mm
 from evotune.plugin import DeviceInfo, load_plugin
 from evotune.search.grid import valid_configs
 from evotune.space import load_space
-from kernels import matmul as mm
 from tests.conftest import HAS_CUDA
 from tests.kernels.aot import ROOT, run_script
 
 SPACE_FILE = ROOT / "search_spaces" / "matmul.yaml"
 TOLERANCES = yaml.safe_load(SPACE_FILE.read_text())["tolerances"]
-# Warp specialization compiles on Triton 3.6 only (test_warp_specialization_is_refused_...).
-_TRITON_3_6 = triton.__version__.startswith("3.6.")
 CPU = DeviceInfo(interpreted=True, name="interpreter")
 HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H200", capability=(9, 0), sm_count=132)
 AMPERE = DeviceInfo(interpreted=False, name="NVIDIA A100", capability=(8, 0), sm_count=108)
@@ -126,14 +123,6 @@ CASES: list[tuple[int, int, int, torch.dtype, str, dict[str, Any]]] = [
         "nn",
         {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 32, "TMA": True, "SPLIT_K": 2, "CTA_MULT": 2},
     ),
-    (
-        64,
-        96,
-        80,
-        F32,
-        "nn",
-        {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16, "TMA": True, "WARP_SPECIALIZE": True},
-    ),
     # TMA asked for where rows are not 16-byte aligned (K=30 fp16): pointers instead
     (50, 64, 30, F16, "nn", {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "TMA": True}),
     # any strides: column-major and padded-parent views of A and B
@@ -218,18 +207,15 @@ def test_plan_grid_and_variants() -> None:
 
 def test_plan_tma_only_where_the_layout_allows() -> None:
     tma = mm.resolve_config({"TMA": True})
-    ws = mm.resolve_config({"TMA": True, "WARP_SPECIALIZE": True})
     square = _contiguous(4096, 4096, 4096)
     plan = mm._plan(4096, 4096, 4096, F16, square, tma, 132)
     assert plan.constexprs["AB_TMA"] and plan.constexprs["C_TMA"]
-    # C by pointers with split-K (fp32 partials) and after a warp-specialized loop.
+    # C by pointers with split-K (fp32 partials).
     split = mm._plan(4096, 4096, 4096, F16, square, {**tma, "SPLIT_K": 2}, 132)
     assert split.constexprs["AB_TMA"] and not split.constexprs["C_TMA"]
-    plan = mm._plan(4096, 4096, 4096, F16, square, ws, 132)
-    assert plan.constexprs["WARP_SPECIALIZE"] and not plan.constexprs["C_TMA"]
-    # K=1234 fp16: A's rows are 2468 bytes, not 16-byte aligned: pointers, no specialization.
-    plan = mm._plan(3000, 5000, 1234, F16, _contiguous(3000, 5000, 1234), ws, 132)
-    assert not plan.constexprs["AB_TMA"] and not plan.constexprs["WARP_SPECIALIZE"]
+    # K=1234 fp16: A's rows are 2468 bytes, not 16-byte aligned: pointers.
+    plan = mm._plan(3000, 5000, 1234, F16, _contiguous(3000, 5000, 1234), tma, 132)
+    assert not plan.constexprs["AB_TMA"] and not plan.constexprs["C_TMA"]
     # A transposed view has no unit inner stride.
     a_t = mm._Layout(64, 64, (1, 64), True)
     plan = mm._plan(64, 64, 64, F16, (a_t, *_contiguous(64, 64, 64)[1:]), tma, 132)
@@ -288,7 +274,7 @@ def _t(*shape: int, dtype: torch.dtype = F16) -> torch.Tensor:
         ({"config": {"SPLIT_K": 3}}, "^config: SPLIT_K"),
         ({"config": {"CTA_MULT": -1}}, "^config: CTA_MULT"),
         ({"config": {"TMA": 1}}, "^config: TMA must be a bool"),
-        ({"config": {"WARP_SPECIALIZE": True}}, "^config: WARP_SPECIALIZE needs TMA"),
+        ({"config": {"WARP_SPECIALIZE": True}}, r"^config: unknown keys \['WARP_SPECIALIZE'\]"),
         ({"config": {"BLOCK_SIZE_M": 64}}, r"^config: unknown keys \['BLOCK_SIZE_M'\]"),
     ],
 )
@@ -317,7 +303,7 @@ def test_mixed_devices_are_refused() -> None:
 def test_default_config_is_the_search_spaces_default() -> None:
     space = load_space("matmul")
     raw = yaml.safe_load(SPACE_FILE.read_text())
-    # The launcher reads the YAML's defaults; the space drops WARP_SPECIALIZE (off without TMA).
+    # The launcher reads the YAML's defaults.
     assert mm.default_config() == {n: p["default"] for n, p in raw["parameters"].items()}
     assert mm.resolve_config(None) == {**mm.default_config(), **space.default_config()}
     for name in space.shapes:
@@ -326,7 +312,7 @@ def test_default_config_is_the_search_spaces_default() -> None:
 
 def test_named_shapes_and_seeds() -> None:
     space = load_space("matmul")
-    assert space.kernel == "matmul" and space.module == "kernels.matmul"
+    assert space.kernel == "matmul" and space.module == "evotune.kernels.matmul"
     assert set(space.shapes) == {"tiny", *GPU_SHAPES}
     assert space.shapes["tiny"]["dtype"] == "float16"  # the interpreter cannot do bf16 dots
     for seed in space.seeds:
@@ -354,20 +340,15 @@ def test_tma_is_refused_where_rows_are_misaligned() -> None:
 @pytest.mark.parametrize("shape", ["tiny", "decode", "odd"])
 def test_every_valid_config_resolves_and_runs_on_hopper(shape: str) -> None:
     """The space's constraints and the launcher's own refusals agree: every config the space
-    can propose passes resolve_config and is supported on Hopper (warp specialization aside
-    after Triton 3.6: test_warp_specialization_is_refused_where_triton_fails)."""
+    can propose passes resolve_config and is supported on Hopper."""
     space = load_space("matmul")
     dims = space.shape(shape).dims
     configs = list(valid_configs(space, dims))
     assert len(configs) > 1000
-    ws_refused = not _TRITON_3_6
     for config in configs:
         mm.resolve_config(config)
         reason = mm.unsupported(config, dims, HOPPER)
-        if ws_refused and config.get("WARP_SPECIALIZE"):
-            assert reason and "warp-specialize" in reason, config
-        else:
-            assert reason is None, (config, reason)
+        assert reason is None, (config, reason)
 
 
 def test_constraints_refuse_what_cannot_compile() -> None:
@@ -388,10 +369,6 @@ def test_constraints_refuse_what_cannot_compile() -> None:
     big["TMA"] = True
     assert not refused(big) and not refused({**big, "num_stages": 4})
     assert refused({**big, "CTA_MULT": 1, "num_stages": 4})
-    # Warp specialization: 4 warps only, BLOCK_N=256 fails its MMA lowering.
-    ws = {"BLOCK_M": 64, "BLOCK_N": 128, "TMA": True, "WARP_SPECIALIZE": True}
-    assert not refused(ws)
-    assert refused({**ws, "num_warps": 8}) and refused({**ws, "BLOCK_N": 256})
     # Rows 2-byte aligned only (odd N): B waits in registers; 64x128x64 on 4 warps spilled.
     lm_head = space.shape("gpt2-lm-head").dims
     tile = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64}
@@ -416,7 +393,7 @@ TINY = {"M": 40, "N": 24, "K": 64, "dtype": "float16"}
 
 
 def test_plugin_interface_is_complete() -> None:
-    plugin = load_plugin("kernels.matmul")
+    plugin = load_plugin("evotune.kernels.matmul")
     for name in ("compile_only", "bytes", "baselines"):
         assert callable(getattr(plugin, name))
 
@@ -464,7 +441,6 @@ def test_run_fills_the_output() -> None:
         ({}, {**TINY, "dtype": "bfloat16"}, CPU, "bf16"),
         ({"TMA": True}, TINY, CPU, "TMA needs a Hopper GPU"),
         ({"TMA": True}, TINY, AMPERE, "sm_90"),
-        ({"TMA": True, "WARP_SPECIALIZE": True}, TINY, HOPPER, None if _TRITON_3_6 else "warp"),
         ({"TMA": True}, {**TINY, "K": 1234}, HOPPER, "K (rows of a) is 2468 bytes"),
         ({"TMA": True}, {**TINY, "N": 5001}, HOPPER, "N (rows of b and c)"),
         ({}, {**TINY, "dtype": "float8"}, HOPPER, "dtype 'float8'"),
@@ -499,7 +475,7 @@ import json, re, sys
 from tests.kernels.aot import cuobjdump, sass, spills, use_sm90a_driver
 
 use_sm90a_driver()
-from kernels.matmul import warm_up
+from evotune.kernels.matmul import warm_up
 
 for dims, config in json.loads(sys.argv[1]):
     main = warm_up(dims, config)[0]
@@ -510,7 +486,6 @@ for dims, config in json.loads(sys.argv[1]):
         "target": ".target sm_90a" in ptx, "wgmma": "wgmma.mma_async" in ptx,
         "mma_sync": "mma.sync" in ptx, "cp_async": ptx.count("cp.async.cg") + ptx.count("cp.async.ca"),
         "tma_load": "cp.async.bulk.tensor" in ptx,
-        "warp_specialized": "ttg.warp_specialize" in main.asm["ttgir"],
         "shared": main.metadata.shared, "sass": bool(code), "hgmma": "HGMMA" in code,
         "spills": spills(code), "regs": int(regs.group(1)) if regs else None,
     }))
@@ -526,7 +501,6 @@ def _smem_bound(config: dict[str, Any], dims: dict[str, Any]) -> int:
     space = load_space("matmul")
     (rule,) = [c.expr for c in space.constraints if "232448" in c.expr]
     ns = {**dims, "dtype_bytes": 4 if dims["dtype"] == "float32" else 2, **config}
-    ns.setdefault("WARP_SPECIALIZE", False)
     return int(evaluate(rule.rsplit("<=", 1)[0], ns))
 
 
@@ -545,7 +519,6 @@ AOT_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tma": ("square", _tile(128, 256, 64, 8, 3, TMA=True)),
     "tma-bf16": ("square-bf16", _tile(128, 256, 64, 8, 3, TMA=True)),
     "tma-persistent": ("kv-proj", _tile(128, 128, 64, 8, 4, TMA=True, CTA_MULT=1)),
-    "tma-ws": ("square", _tile(128, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True)),
     "tma-split-k": ("decode", _tile(64, 128, 128, 4, 3, TMA=True, SPLIT_K=2, GROUP_M=1)),
     "pointers-persistent-split-k": ("kv-proj", _tile(128, 128, 64, 8, 3, SPLIT_K=2, CTA_MULT=2)),
     "pointers-odd": ("odd", _tile(128, 128, 64, 8, 3)),
@@ -555,17 +528,16 @@ AOT_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def test_ahead_of_time_compile_for_sm90() -> None:
     """The Hopper variants compile for sm_90a without a GPU: wgmma (HGMMA in SASS), TMA loads,
-    warp specialization where asked, no register spills, and shared memory within the
-    space's estimate; so does a random sample of valid configs of every GPU shape."""
+    no register spills, and shared memory within the space's estimate; so does a random
+    sample of valid configs of every GPU shape."""
     space = load_space("matmul")
     variants = {
         name: (space.shape(s).dims, space.normalize(c)) for name, (s, c) in AOT_VARIANTS.items()
     }
     for case in variants.values():
         assert not space.violations(case[1], case[0]), case
-    # What the plug-in refuses on this Triton (warp specialization after 3.6) is not compiled;
-    # the refusal itself is checked by test_warp_specialization_is_refused_where_triton_fails.
-    variants = {n: c for n, c in variants.items() if mm.unsupported(c[1], c[0], HOPPER) is None}
+    for dims, config in variants.values():
+        assert mm.unsupported(config, dims, HOPPER) is None, config
     cases = list(variants.values())
     rng = random.Random(0)
     for name in GPU_SHAPES:
@@ -586,10 +558,8 @@ def test_ahead_of_time_compile_for_sm90() -> None:
         if config["BLOCK_M"] >= 64:
             assert info["wgmma"], label  # a warpgroup's 64 rows: Hopper's async MMA
     named = dict(zip(variants, results, strict=False))
-    for name in ("tma", "tma-bf16", "tma-persistent", "tma-ws", "tma-split-k"):
-        assert name not in named or named[name]["tma_load"], name
-    assert "tma-ws" not in named or named["tma-ws"]["warp_specialized"]
-    assert not named["tma"]["warp_specialized"]
+    for name in ("tma", "tma-bf16", "tma-persistent", "tma-split-k"):
+        assert named[name]["tma_load"], name
     # The persistent TMA store stages C beside the 4-stage pipeline.
     assert named["tma-persistent"]["shared"] >= (4 * 2 * 128 * 64 + 128 * 128) * 2
     # K=1234, N=5000: the divisibility hints keep A and B on cp.async, three stages deep.
@@ -645,8 +615,6 @@ GPU_VARIANTS: dict[str, dict[str, Any]] = {
     "tma": _tile(128, 256, 64, 8, 3, TMA=True),
     "tma-persistent": _tile(128, 128, 64, 8, 4, TMA=True, CTA_MULT=1),
     "tma-split-k": _tile(64, 128, 128, 4, 3, TMA=True, SPLIT_K=2),
-    "tma-ws": _tile(128, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True),
-    "tma-ws-persistent": _tile(64, 128, 64, 4, 3, TMA=True, WARP_SPECIALIZE=True, CTA_MULT=1),
 }
 # The named shapes at full size (a few ms each on an H200), fp16 and bf16; and odd sizes.
 GPU_DIMS: dict[str, tuple[int, int, int]] = {
@@ -705,7 +673,7 @@ def test_gpu_float32_is_exact_fp32(config: dict[str, Any], shape: str) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["pointers", "split-k", "tma", "tma-persistent", "tma-ws"])
+@pytest.mark.parametrize("variant", ["pointers", "split-k", "tma", "tma-persistent"])
 def test_gpu_cuda_graph_capture_and_replay(variant: str) -> None:
     config = GPU_VARIANTS[variant]
     if config.get("TMA") and not _hopper():
@@ -749,15 +717,3 @@ def test_gpu_compile_only_fills_the_cache_for_the_launch() -> None:
     mm.run(inputs, mm.empty_output(inputs), config)
     assert len(mm.matmul_kernel.device_caches[torch.cuda.current_device()][0]) == before
     assert main is not None and reduce is not None
-
-
-def test_warp_specialization_is_refused_where_triton_fails() -> None:
-    """Triton 3.6 warp-specializes the TMA K loop (compiled above); 3.7.1 to 3.9.0 fail inside
-    their own NVGPUWarpSpecialization pass, so there the plug-in refuses it before compiling."""
-    dims, config = load_space("matmul").shape("square").dims, AOT_VARIANTS["tma-ws"][1]
-    reason = mm.unsupported(config, dims, HOPPER)
-    if _TRITON_3_6:
-        assert reason is None
-    else:
-        assert reason and "warp-specialize" in reason and triton.__version__ in reason
-    assert mm.unsupported({**config, "WARP_SPECIALIZE": False}, dims, HOPPER) is None

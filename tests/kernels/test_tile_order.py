@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.tile_order import MAX_CAUSAL_HEAD_GROUP, head_group
+from evotune.kernels.tile_order import MAX_CAUSAL_HEAD_GROUP, head_group
 
 MiB = 1 << 20
 

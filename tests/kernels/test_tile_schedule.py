@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from kernels.tile_schedule import (
+from evotune.kernels.tile_schedule import (
     TILE_OVERHEAD_BLOCKS,
     PersistentGrid,
     balanced_schedule,

@@ -90,9 +90,9 @@ def check_faults(report: dict[str, Any]) -> None:
 
 
 def attention_default() -> dict[str, Any] | None:
-    if importlib.util.find_spec("kernels.attention") is None:
+    if importlib.util.find_spec("evotune.kernels.attention") is None:
         return None
-    import kernels.attention as attention
+    import evotune.kernels.attention as attention
 
     return dict(attention.DEFAULT_CONFIG)
 
@@ -100,12 +100,12 @@ def attention_default() -> dict[str, Any] | None:
 def check_stability(report: dict[str, Any], default: dict[str, Any]) -> None:
     say("\n## 2. default attention config, mission shape, 5 fresh workers")
     request = TrialRequest(
-        1, "kernels.attention", dict(MISSION), default, 1234, dict(FP16_TOL), timeout_s=60
+        1, "evotune.kernels.attention", dict(MISSION), default, 1234, dict(FP16_TOL), timeout_s=60
     )
     p50s: list[float] = []
     for k in range(5):
         t0 = time.monotonic()
-        with WorkerPool("kernels.attention", gpus=[0], compile_workers=0) as pool:
+        with WorkerPool("evotune.kernels.attention", gpus=[0], compile_workers=0) as pool:
             result = next(iter(pool.evaluate([request])))
         if result.status is not TrialStatus.OK or result.p50_us is None:
             say(f"worker {k}: {result.status.value}: {(result.error or '')[:400]}")
@@ -144,13 +144,13 @@ def check_overhead(report: dict[str, Any], default: dict[str, Any]) -> None:
     say("\n## 3. per-trial overhead, 30 attention configs, mission shape (compile pool of 8)")
     configs = overhead_configs(default, 30)
     t0 = time.monotonic()
-    with WorkerPool("kernels.attention", gpus=[0], compile_workers=8) as pool:
+    with WorkerPool("evotune.kernels.attention", gpus=[0], compile_workers=8) as pool:
         say(f"pool start (GPU worker + 8 compile processes) {time.monotonic() - t0:.1f} s")
         for label, seed0 in (("cold Triton cache", 0), ("same workers again", 100)):
             requests = [
                 TrialRequest(
                     seed0 + i,
-                    "kernels.attention",
+                    "evotune.kernels.attention",
                     dict(MISSION),
                     c,
                     seed0 + i,

@@ -31,7 +31,7 @@ def attention_request(trial_id: int, dims: dict[str, Any], **overrides: Any) -> 
     fields.update(overrides)
     return TrialRequest(
         trial_id=trial_id,
-        kernel="kernels.attention",
+        kernel="evotune.kernels.attention",
         dims={"dtype": "float16", **dims},
         config={},
         seed=trial_id,

@@ -113,11 +113,11 @@ def test_the_device_knows_its_peaks_and_real_kernels_clear_the_floor() -> None:
     assert device.peaks is not None
     assert device.peaks.bandwidth > 1e12 and device.peaks.flops > 1e14
     result = None
-    with WorkerPool("kernels.attention", gpus=[0], compile_workers=0) as pool:
+    with WorkerPool("evotune.kernels.attention", gpus=[0], compile_workers=0) as pool:
         request = attention_request(1, {"B": 4, "H": 8, "S": 1024, "D": 64, "causal": True})
         result = next(iter(pool.evaluate([request])))
     assert result.status is S.OK, result.error
-    from kernels import attention
+    from evotune.kernels import attention
 
     dims = request.dims
     assert result.p50_us is not None
