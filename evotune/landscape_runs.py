@@ -13,8 +13,8 @@ from typing import Any
 
 from evotune.errors import UserError
 from evotune.records import Config
-from evotune.runner import seed_configs
 from evotune.search.grid import valid_configs
+from evotune.seeds import seed_configs
 from evotune.space import SearchSpace, Shape
 
 __all__ = ["STARTS", "RunResult", "check_start", "default_max_evals", "start_configs"]

@@ -2,12 +2,12 @@
 finalists' shoot-out and the published best. The CLI and the API call `run_search`.
 
 Storage is reached only through a `TrialStore` (evotune/storage/trial_store.py): the SQL
-store for a database, the memory store for a search that leaves no trace.
+store for a database, the memory store for a search that leaves no trace. What the search starts
+from is evotune/seeds.py's; the shoot-out and publishing are evotune/shootout.py's.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +19,10 @@ from evotune.search import Candidate, Observation, Strategy, make_strategy
 from evotune.search.grid import space_index, valid_configs
 from evotune.search.pipeline import AsyncPipeline, GenerationPipeline
 from evotune.search.registry import default_settings
+from evotune.seeds import seed_configs
+from evotune.shootout import fastest, shootout_and_publish
 from evotune.space import SearchSpace, Shape
 from evotune.storage.trial_store import (
-    BestRecord,
     NewTrial,
     StudyRecord,
     StudySpec,
@@ -35,7 +36,6 @@ __all__ = [
     "SearchOptions",
     "SearchSummary",
     "run_search",
-    "seed_configs",
     "trial_seed",
 ]
 
@@ -314,13 +314,21 @@ def run_search(
             ):
                 if options.replay is not None:
                     # A replay is a simulation: it picks its best, never publishes it as measured.
-                    fastest = _fastest(store.trials(study.id, TrialStatus.OK.value))
-                    if fastest is not None:
-                        store.set_winner(study.id, fastest.id)
+                    best = fastest(store.trials(study.id, TrialStatus.OK.value))
+                    if best is not None:
+                        store.set_winner(study.id, best.id)
                 else:
                     observer.shootout_started(options.finalists)
-                    flops = _shootout_and_publish(
-                        store, study, space, shape, evaluator, options, tolerance, flops
+                    flops = shootout_and_publish(
+                        store,
+                        study,
+                        space,
+                        shape,
+                        evaluator,
+                        options.finalists,
+                        options.shootout_rounds,
+                        tolerance,
+                        flops,
                     )
             store.end_study(study.id, state)
         except KeyboardInterrupt:  # Ctrl-C, or SIGINT from the service stopping its search
@@ -460,95 +468,6 @@ def _request(
     )
 
 
-def _fastest(trials: Sequence[TrialRecord]) -> TrialRecord | None:
-    """The trial with the lowest search p50 (ties: the earlier one)."""
-    return min(trials, key=lambda t: t.p50_us or math.inf, default=None)
-
-
-def _shootout_and_publish(
-    store: TrialStore,
-    study: StudyRecord,
-    space: SearchSpace,
-    shape: Shape,
-    evaluator: Evaluator,
-    options: SearchOptions,
-    tolerance: dict[str, float],
-    flops: float | None,
-) -> float | None:
-    """Re-measure the top few interleaved in one worker; publish the winner of that.
-    Returns the shape's flops (`flops`, or as the shoot-out's results report it)."""
-    ok = store.trials(study.id, TrialStatus.OK.value)
-    finalists = sorted(ok, key=lambda t: t.p50_us or math.inf)[: max(1, options.finalists)]
-    # The default config joins the shoot-out so the speedup over it is measured alike.
-    default_hash = config_hash(space.default_config())
-    default = next((t for t in ok if t.config_hash == default_hash), None)
-    if default is not None and default not in finalists:
-        finalists.append(default)
-    if not finalists:
-        return flops
-    requests = [
-        TrialRequest(t.id, space.kernel, dict(shape.dims), dict(t.config), t.seed, tolerance)
-        for t in finalists
-    ]
-    results = evaluator.shootout(requests, options.shootout_rounds) if len(requests) > 1 else []
-    flops = next((r.flops for r in results if r.flops), flops)
-    finalist_ids = {t.id for t in finalists}
-    for result in results:
-        if result.trial_id not in finalist_ids:
-            continue
-        if result.status is TrialStatus.OK and result.p50_us is not None:
-            store.record_shootout(result.trial_id, result.p50_us)
-        elif result.status is TrialStatus.WRONG_RESULT:
-            # Its own fault (wrong on a later launch, or under the physical floor): it must
-            # never win. Crashes and timeouts may be another finalist's doing.
-            store.fail_finalist(result)
-    # Still `ok` after the shoot-out, in the order they were asked: (rank, trial, the
-    # shoot-out p50 it is ranked by, None when ranked by the search's p50).
-    after = {t.id: t for t in store.trials(study.id, TrialStatus.OK.value)}
-    still_ok = [t for t in (after.get(f.id) for f in finalists) if t and t.p50_us is not None]
-    scored: list[tuple[float, TrialRecord, float | None]] = [
-        (t.p50_us, t, None) for t in still_ok if t.p50_us is not None
-    ]
-    if results:
-        # Ranked by the shoot-out; by the search's p50 only if it measured none of them.
-        scored = [
-            (t.shootout_p50_us, t, t.shootout_p50_us)
-            for t in still_ok
-            if t.shootout_p50_us is not None
-        ] or scored
-    if not scored:
-        store.set_winner(study.id, None)
-        return flops  # every finalist was wrong: nothing is published
-    ranked_p50, winner, shootout_p50 = min(scored, key=lambda item: item[0])
-    store.set_winner(
-        study.id,
-        winner.id,
-        [
-            {"trial_id": t.id, "p50_us": t.p50_us, "shootout_p50_us": t.shootout_p50_us}
-            for _, t, _ in scored
-        ],
-    )
-    tflops = flops / (ranked_p50 * 1e-6) / 1e12 if flops else None
-    store.publish_best(study.id, winner.id, shootout_p50, tflops)
-    return flops
-
-
-def seed_configs(
-    space: SearchSpace, shape: Shape, tuned: Sequence[BestRecord] = ()
-) -> list[Config]:
-    """The space default first, then the space's seeds that fit the shape, then the best
-    configs of the nearest tuned shapes (`tuned`: the kernel's bests in this environment)."""
-    seeds = [space.default_config(), *space.seed_configs(shape.dims)]
-    for best in sorted(tuned, key=lambda b: space.shape_distance(shape.dims, b.dims))[:3]:
-        # Normalized first: a config stored under an older space file may carry a parameter
-        # that no longer applies (or lack a new one).
-        config = space.normalize(best.config)
-        if best.shape_key != shape.key and not space.violations(config, shape.dims):
-            seeds.append(config)
-    unique = {config_hash(c): c for c in seeds}
-    return list(unique.values())
-
-
 def summarize(
     store: TrialStore,
     study_id: int,
@@ -569,7 +488,7 @@ def summarize(
     by_id = {t.id: t for t in trials}
     best = by_id.get(study.best_trial_id) if study.best_trial_id is not None else None
     if best is None:
-        best = _fastest([t for t in trials if t.p50_us is not None])
+        best = fastest([t for t in trials if t.p50_us is not None])
     default = next((t for t in trials if t.config_hash == default_hash), None)
     best_p50 = best.shootout_p50_us or best.p50_us if best else None
     served = store.best(study.kernel, study.shape_key, study.fingerprint)

@@ -262,6 +262,9 @@ class EvolutionStrategy(Strategy):
             union = sorted(set(self.population) | set(children), key=self._rank_key)
             keep = union[: self.n_elites]
             keep += [k for k in self._niche_best(union) if k not in keep]
+            # Many branches would otherwise grow the population past its size: the elites,
+            # then each branch's best, then each branch's second best, ... fill it.
+            keep = keep[: self.population_size]
             rest = [k for k in children if k not in keep]
             rest += [k for k in self.population if k not in keep and k not in rest]
             self.population = sorted(
@@ -270,19 +273,22 @@ class EvolutionStrategy(Strategy):
 
     def _niche_best(self, ranked: list[str]) -> list[str]:
         """The best few working configs of each branch of the space (e.g. each `impl`): a
-        branch that starts slower keeps a foothold instead of being crowded out early."""
+        branch that starts slower keeps a foothold instead of being crowded out early. Each
+        branch's best come first, then each branch's second best, and so on."""
         size = int(self.settings["niche_size"])
         if size <= 0 or not self.index.branch_names:
             return []
+        # rank within its branch -> the branches' keys at that rank, in overall rank order
+        levels: list[list[str]] = [[] for _ in range(size)]
         counts: dict[tuple[str, ...], int] = {}
-        out: list[str] = []
         for key in ranked:
             obs = self.observations[key]
             branch = self.index.branch(obs.config)
-            if obs.ok and counts.get(branch, 0) < size:
-                counts[branch] = counts.get(branch, 0) + 1
-                out.append(key)
-        return out
+            level = counts.get(branch, 0)
+            if obs.ok and level < size:
+                counts[branch] = level + 1
+                levels[level].append(key)
+        return [key for level in levels for key in level]
 
     def _adapt(self, children: list[str]) -> None:
         """1/5th success rule on children that have measured parents."""

@@ -4,8 +4,8 @@ Replays strategies on recorded landscapes as `evotune compare` does (the same
 `run_on_landscape`), one run per seed, and reads the evaluations to each target off the
 same run (a run goes on until the tightest target). Prints a markdown table: per landscape,
 target and strategy, the median evaluations, IQR, share of seeds that never reached it, and
-the ratios to random and to the best of the Optuna samplers run beside it; a landscape in a
-strategy's tuning subset (`Strategy.tuned_on`) is marked.
+the ratios to random and to the best peer run beside it (TPE, CMA-ES, Kernel Tuner's
+`kt:NAME`); a landscape in a strategy's tuning subset (`Strategy.tuned_on`) is marked.
 
 Usage (repository root):
     python -m tests.search.holdout_bench LANDSCAPE... --strategies evolution,random
@@ -14,7 +14,8 @@ Usage (repository root):
 A strategy may carry settings: `evolution[parzen_weight=0]` is the evolution with its
 tree-Parzen screening off (the defaults before it). `--cap` bounds every run (default: as
 `compare`, 15 % of the space, at least 100); a run that does not reach a target counts as
-cap + 1, so a median past the cap prints as ">cap".
+cap + 1, so a median past the cap prints as ">cap". A strategy may have its own cap and
+number of seeds (Optuna's samplers are slow on a few cores): `tpe@300/10`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from evotune.compare import default_max_evals, run_on_landscape
+from evotune.compare import run_on_landscape
+from evotune.kerneltuner import is_kernel_tuner_strategy, landscape_to_cache, run_kernel_tuner
 from evotune.landscape import Landscape, fit_to_space, load_landscape
+from evotune.landscape_runs import RunResult, default_max_evals
 from evotune.search.registry import STRATEGIES
 from evotune.space import SearchSpace, load_space
 
-PEERS = ("tpe", "cmaes")  # the "ratio to TPE/CMA-ES" column: the better of those run
+
+def is_peer(name: str) -> bool:
+    """The strategies of the "best peer" column (the issue's targets): TPE, CMA-ES and
+    Kernel Tuner's (`kt:NAME`)."""
+    return name in ("tpe", "cmaes") or is_kernel_tuner_strategy(name)
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ class Row:
 
 
 def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
-    """`name` or `name[key=value,...]` (values as JSON where they parse, else text)."""
-    name, _, rest = spec.partition("[")
+    """`name` or `name[key=value,...]` (values as JSON where they parse, else text); a
+    `@cap/seeds` suffix is left to `run_plan`."""
+    name, _, rest = spec.split("@")[0].partition("[")
     settings: dict[str, Any] = {}
     for item in filter(None, rest.rstrip("]").split(",")):
         key, _, value = item.partition("=")
@@ -79,31 +87,64 @@ def replay_target(path: Path) -> tuple[Landscape, SearchSpace]:
     return fitted, load_space(fitted.kernel).searched(fitted.restrict, interpreted)
 
 
+def run_plan(spec: str, cap: int | None, seeds: int) -> tuple[int | None, int]:
+    """The cap and number of seeds of a strategy: its own `@cap/seeds`, else the given."""
+    _, _, plan = spec.partition("@")
+    own_cap, _, own_seeds = plan.partition("/")
+    return (int(own_cap) if own_cap else cap), (int(own_seeds) if own_seeds else seeds)
+
+
 def evals_to(curve: Sequence[float], threshold: float) -> int | None:
     return next((i + 1 for i, best in enumerate(curve) if best <= threshold), None)
 
 
 def bench(
-    path: Path, specs: Sequence[str], seeds: int, cap: int | None, start: str, targets: list[float]
+    path: Path,
+    specs: Sequence[str],
+    seeds_default: int,
+    cap: int | None,
+    start: str,
+    targets: list[float],
 ) -> list[Row]:
     landscape, space = replay_target(path)
     best = landscape.best_p50_us
     assert best is not None
-    limit = cap or default_max_evals(landscape.space_size)
+    # Kernel Tuner's strategies replay on the landscape as its cache, converted once.
+    names = [parse_strategy(spec)[0] for spec in specs]
+    kt_cache = (
+        landscape_to_cache(landscape, space) if any(map(is_kernel_tuner_strategy, names)) else None
+    )
     rows = []
     for spec in specs:
         name, settings = parse_strategy(spec)
+        own_cap, seeds = run_plan(spec, cap, seeds_default)
+        limit = own_cap or default_max_evals(landscape.space_size)
         started = time.perf_counter()
         per_target: dict[float, list[int | None]] = {t: [] for t in targets}
         for seed in range(seeds):
-            run = run_on_landscape(
-                landscape, space, name, seed, min(targets), limit, 0, settings, start
-            )
+            run: RunResult
+            if is_kernel_tuner_strategy(name):
+                run = run_kernel_tuner(
+                    landscape,
+                    space,
+                    name,
+                    seed,
+                    min(targets),
+                    limit,
+                    0,
+                    settings,
+                    start,
+                    cache=kt_cache,
+                )
+            else:
+                run = run_on_landscape(
+                    landscape, space, name, seed, min(targets), limit, 0, settings, start
+                )
             for target in targets:
                 per_target[target].append(evals_to(run.best_curve, best * (1 + target)))
         seconds = time.perf_counter() - started
         print(f"  {path.name} {spec}: {seeds} seeds in {seconds:.0f} s", flush=True)
-        tuned = STRATEGIES[name].was_tuned_on(landscape.content_sha256)
+        tuned = name in STRATEGIES and STRATEGIES[name].was_tuned_on(landscape.content_sha256)
         rows += [Row(path.name, tuned, spec, t, limit, per_target[t]) for t in targets]
     return rows
 
@@ -111,7 +152,7 @@ def bench(
 def table(rows: list[Row]) -> str:
     lines = [
         "| landscape | target | strategy | median evals | IQR | never | random / it | "
-        "best of TPE, CMA-ES / it |",
+        "best peer / it |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
@@ -119,7 +160,7 @@ def table(rows: list[Row]) -> str:
         q25, q75 = np.percentile(row.counted(), [25, 75])
         median = f">{row.cap}" if row.median > row.cap else f"{row.median:g}"
         random = next((r for r in same if parse_strategy(r.strategy)[0] == "random"), None)
-        peers = [r for r in same if parse_strategy(r.strategy)[0] in PEERS]
+        peers = [r for r in same if is_peer(parse_strategy(r.strategy)[0])]
         peer = min(peers, key=lambda r: r.median) if peers else None
         mark = " (tuning subset)" if row.tuned_here else ""
         lines.append(
