@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from evotune.errors import NoGpuError, WorkerError
-from evotune.records import TrialResult, TrialStatus
+from evotune.records import TrialRequest, TrialResult, TrialStatus
+from evotune.worker.compile_pool import CompileOutcome
 from evotune.worker.pool import WorkerPool
 
 from .helpers import FAULT_MODULE, fault_request
@@ -253,3 +254,44 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
         assert _gone(worker_pid), "the worker outlived its parent"
     finally:
         parent.kill()
+
+
+class _CompiledElsewhere:
+    """Stands in for the compile pool: every request compiled in 2.5 s, go on to a worker."""
+
+    size = 1
+
+    def __init__(self) -> None:
+        self.queued: list[TrialRequest] = []
+
+    def submit(self, request: TrialRequest) -> None:
+        self.queued.append(request)
+
+    def poll(self) -> list[CompileOutcome]:
+        done, self.queued = self.queued, []
+        return [CompileOutcome(r, None, seconds=2.5) for r in done]
+
+    def handles(self) -> list[object]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def cancel(self) -> None:
+        self.queued = []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_trial_the_compile_pool_compiled_reports_the_pools_compile_time() -> None:
+    """Its worker only loads the cached binary; the trial's compile time is the compile
+    process's (what landscapes record and the simulated pool's clock replays)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TRITON_INTERPRET", raising=False)
+        pool = WorkerPool(FAULT_MODULE, interpreted=True, gpus=None, compile_timeout_s=10.0)
+    with pool:
+        pool._compile_pool = _CompiledElsewhere()  # type: ignore[assignment]
+        (result,) = pool.evaluate([fault_request(1, "none")])  # type: ignore[list-item]
+        _assert_ok(result)
+        assert result.compile_s == 2.5
