@@ -22,45 +22,15 @@ from evotune.kernels import attention as attn
 from evotune.kernels import attention_decode as decode
 from evotune.plugin import DeviceInfo
 from tests.kernels.aot import ROOT, run_script
+from tests.kernels.model_calls import TOLERANCES, check, qkv, reference
 
 SPACE: dict[str, Any] = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())
-TOLERANCES: dict[str, dict[str, float]] = SPACE["tolerances"]
 CPU = DeviceInfo(interpreted=True, name="interpreter")
 HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H100", capability=(9, 0), sm_count=132)
 
 interpreter_only = pytest.mark.skipif(
     torch.cuda.is_available(), reason="CPU interpreter tests (the GPU runs real kernels)"
 )
-
-
-def _reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float | None = None
-) -> torch.Tensor:
-    """torch's SDPA in float64 on K/V with their heads repeated for each query head of the
-    group, and a bottom-right causal mask (query i sees keys j <= i + Skv - Sq)."""
-    group = q.shape[1] // k.shape[1]
-    Sq, Skv = q.shape[2], k.shape[2]
-    k64, v64 = (t.double().repeat_interleave(group, dim=1) for t in (k, v))
-    mask = torch.ones(Sq, Skv, dtype=torch.bool).tril(Skv - Sq) if causal else None
-    return torch.nn.functional.scaled_dot_product_attention(
-        q.double(), k64, v64, attn_mask=mask, scale=scale
-    )
-
-
-def _qkv(
-    B: int, H: int, Hkv: int, Sq: int, Skv: int, D: int, dtype: torch.dtype, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, H, Sq, D, generator=gen).to(dtype)
-    k = torch.randn(B, Hkv, Skv, D, generator=gen).to(dtype)
-    v = torch.randn(B, Hkv, Skv, D, generator=gen).to(dtype)
-    return q, k, v
-
-
-def _check(out: torch.Tensor, ref: torch.Tensor) -> None:
-    tol = TOLERANCES[str(out.dtype).removeprefix("torch.")]
-    assert not torch.isnan(out).any(), "NaN in the output"
-    torch.testing.assert_close(out.double(), ref, atol=tol["atol"], rtol=tol["rtol"])
 
 
 def _decode(**knobs: Any) -> dict[str, Any]:
@@ -97,26 +67,26 @@ def test_matches_float64_attention(
     dtype: torch.dtype,
     config: dict[str, Any],
 ) -> None:
-    q, k, v = _qkv(B, H, Hkv, Sq, Skv, D, dtype, seed=H + Skv)
+    q, k, v = qkv(B, H, Hkv, Sq, Skv, D, dtype, seed=H + Skv)
     out = torch.full_like(q, float("nan"))
     attn.attention(q, k, v, causal=causal, config=config, out=out)
-    _check(out, _reference(q, k, v, causal))
+    check(out, reference(q, k, v, causal))
 
 
 @interpreter_only
 def test_more_splits_than_key_blocks_launches_no_empty_split() -> None:
     """KV_SPLITS 32 over 5 key blocks: the grid holds the 5 non-empty splits, and no NaN."""
-    q, k, v = _qkv(1, 4, 2, 1, 70, 16, F32)
+    q, k, v = qkv(1, 4, 2, 1, 70, 16, F32)
     plan = decode.decode_plan(1, 4, 2, 1, 70, 16, decode.resolve_decode_config(
         {"KV_SPLITS": 32, "BLOCK_N": 16}), 4)  # fmt: skip
     assert (plan.splits, plan.blocks_per_split, plan.split_grid) == (5, 1, (2 * 5,))
     out = attn.attention(q, k, v, config=_decode(KV_SPLITS=32, BLOCK_N=16))
-    _check(out, _reference(q, k, v, False))
+    check(out, reference(q, k, v, False))
 
 
 @interpreter_only
 def test_splits_agree_with_one_split() -> None:
-    q, k, v = _qkv(1, 4, 2, 2, 96, 32, F32, seed=7)
+    q, k, v = qkv(1, 4, 2, 2, 96, 32, F32, seed=7)
     one = attn.attention(q, k, v, causal=True, config=_decode(KV_SPLITS=1, BLOCK_N=16))
     for splits in (2, 3, 6):
         many = attn.attention(q, k, v, causal=True, config=_decode(KV_SPLITS=splits, BLOCK_N=16))
@@ -126,7 +96,7 @@ def test_splits_agree_with_one_split() -> None:
 @interpreter_only
 def test_grouped_heads_read_their_own_kv_head() -> None:
     """Guards the cases above against a kernel that reads K/V head 0 for every group."""
-    q, k, v = _qkv(1, 4, 2, 1, 32, 16, F32, seed=3)
+    q, k, v = qkv(1, 4, 2, 1, 32, 16, F32, seed=3)
     config = _decode(KV_SPLITS=2, BLOCK_N=16)
     out = attn.attention(q, k, v, config=config)
     swapped = attn.attention(q, k[:, [1, 0]], v[:, [1, 0]], config=config)
@@ -152,7 +122,7 @@ def test_non_contiguous_inputs(splits: int) -> None:
     out = wide[..., :D]
     config = _decode(KV_SPLITS=splits, BLOCK_N=16)
     attn.attention(q, k, v, causal=True, sm_scale=0.3, config=config, out=out)
-    _check(out, _reference(q, k, v, True, 0.3))
+    check(out, reference(q, k, v, True, 0.3))
     assert torch.isnan(wide[..., D:]).all()
 
 
@@ -263,10 +233,10 @@ def test_plugin_runs_a_decode_config() -> None:
 
 @interpreter_only
 def test_custom_op_runs_a_decode_config() -> None:
-    q, k, v = _qkv(1, 4, 2, 1, 40, 16, F32)
+    q, k, v = qkv(1, 4, 2, 1, 40, 16, F32)
     config_json = json.dumps(_decode(KV_SPLITS=2, BLOCK_N=16))
     out = attn.attention_op(q, k, v, False, None, config_json)
-    _check(out, _reference(q, k, v, False))
+    check(out, reference(q, k, v, False))
 
 
 def _space_configs(shape: str) -> Iterator[dict[str, Any]]:

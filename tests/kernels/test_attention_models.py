@@ -12,49 +12,19 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 import triton
-import yaml
 
 from evotune.kernels import attention as attn
 from evotune.plugin import DeviceInfo
-from tests.kernels.aot import ROOT, run_script
+from tests.kernels.aot import run_script
+from tests.kernels.model_calls import check, qkv, reference
 
-TOLERANCES = yaml.safe_load((ROOT / "search_spaces" / "attention.yaml").read_text())["tolerances"]
 CPU = DeviceInfo(interpreted=True, name="interpreter")
 HOPPER = DeviceInfo(interpreted=False, name="NVIDIA H100", capability=(9, 0), sm_count=132)
 
 interpreter_only = pytest.mark.skipif(
     torch.cuda.is_available(), reason="CPU interpreter tests (the GPU runs real kernels)"
 )
-
-
-def _sdpa_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float | None = None
-) -> torch.Tensor:
-    """torch's SDPA in float64, with K/V heads grouped and a bottom-right causal mask (SDPA's
-    own is_causal aligns top-left when Sq != Skv)."""
-    Sq, Skv = q.shape[2], k.shape[2]
-    mask = torch.ones(Sq, Skv, dtype=torch.bool).tril(Skv - Sq) if causal else None
-    return F.scaled_dot_product_attention(
-        q.double(), k.double(), v.double(), attn_mask=mask, scale=scale, enable_gqa=True
-    )
-
-
-def _qkv(
-    B: int, H: int, Hkv: int, Sq: int, Skv: int, D: int, dtype: torch.dtype, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, H, Sq, D, generator=gen).to(dtype)
-    k = torch.randn(B, Hkv, Skv, D, generator=gen).to(dtype)
-    v = torch.randn(B, Hkv, Skv, D, generator=gen).to(dtype)
-    return q, k, v
-
-
-def _check(out: torch.Tensor, ref: torch.Tensor) -> None:
-    tol = TOLERANCES[str(out.dtype).removeprefix("torch.")]
-    assert not torch.isnan(out).any()
-    torch.testing.assert_close(out.double(), ref, atol=tol["atol"], rtol=tol["rtol"])
 
 
 F16, F32 = torch.float16, torch.float32
@@ -92,10 +62,10 @@ def test_matches_sdpa_in_float64(
     dtype: torch.dtype,
     config: dict[str, Any],
 ) -> None:
-    q, k, v = _qkv(B, H, Hkv, Sq, Skv, D, dtype, seed=Sq + Skv)
+    q, k, v = qkv(B, H, Hkv, Sq, Skv, D, dtype, seed=Sq + Skv)
     out = attn.attention(q, k, v, causal=causal, config=config)
     assert out.shape == q.shape and out.dtype == dtype
-    _check(out, _sdpa_reference(q, k, v, causal))
+    check(out, reference(q, k, v, causal))
 
 
 def test_descriptors_are_used_for_grouped_heads_and_short_queries() -> None:
@@ -113,7 +83,7 @@ def test_descriptors_are_used_for_grouped_heads_and_short_queries() -> None:
 @interpreter_only
 def test_grouped_heads_read_their_own_kv_head() -> None:
     """Guards the tests above against a kernel that reads K/V head 0 (or h) for every q head."""
-    q, k, v = _qkv(1, 4, 2, 16, 32, 16, F32)
+    q, k, v = qkv(1, 4, 2, 16, 32, 16, F32)
     out = attn.attention(q, k, v, config=T16)
     for h in range(4):
         alone = attn.attention(
@@ -126,7 +96,7 @@ def test_grouped_heads_read_their_own_kv_head() -> None:
 
 @interpreter_only
 def test_causal_is_aligned_bottom_right() -> None:
-    q, k, v = _qkv(1, 1, 1, 8, 40, 16, F32)
+    q, k, v = qkv(1, 1, 1, 8, 40, 16, F32)
     out = attn.attention(q, k, v, causal=True, config=T16)
     # The last query sees every key; the first sees keys 0..32, so not the last 7.
     torch.testing.assert_close(out[0, 0, -1], attn.attention(q, k, v, config=T16)[0, 0, -1])
@@ -148,7 +118,7 @@ def test_non_contiguous_grouped_inputs(config: dict[str, Any]) -> None:
     out = wide[..., :D]
     cfg = {"BLOCK_M": 16, "BLOCK_N": 16, **config}
     attn.attention(q, k, v, causal=True, sm_scale=0.2, config=cfg, out=out)
-    _check(out, _sdpa_reference(q, k, v, True, 0.2))
+    check(out, reference(q, k, v, True, 0.2))
     assert torch.isnan(wide[..., D:]).all()
 
 
@@ -162,7 +132,7 @@ def test_kv_in_model_layout_with_descriptors() -> None:
     k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
     q = torch.randn(B, H, Sq, D, generator=gen).half()
     out = attn.attention(q, k, v, causal=True, config={**T16, "TMA": True})
-    _check(out, _sdpa_reference(q, k, v, True))
+    check(out, reference(q, k, v, True))
 
 
 # --- bad inputs ----------------------------------------------------------------------------
@@ -224,9 +194,7 @@ def test_plugin_runs_model_dims() -> None:
     inputs = attn.make_inputs(GQA, 0, "cpu")
     assert inputs["q"].shape == (1, 4, 16, 16) and inputs["k"].shape == (1, 2, 48, 16)
     ref = attn.reference(inputs)
-    torch.testing.assert_close(
-        ref.double(), _sdpa_reference(inputs["q"], inputs["k"], inputs["v"], True)
-    )
+    torch.testing.assert_close(ref.double(), reference(inputs["q"], inputs["k"], inputs["v"], True))
     out = attn.empty_output(inputs)
     attn.run(inputs, out, T16)
     torch.testing.assert_close(out, ref, atol=5e-3, rtol=5e-3)
@@ -284,7 +252,7 @@ CFG_JSON = json.dumps(T16)
 @interpreter_only
 @pytest.mark.parametrize("transposed_q", [False, True])
 def test_custom_op_passes_opcheck(transposed_q: bool) -> None:
-    q, k, v = _qkv(1, 4, 2, 16, 32, 16, F32)
+    q, k, v = qkv(1, 4, 2, 16, 32, 16, F32)
     if transposed_q:  # the output takes q's strides, in the fake implementation too
         q = q.transpose(1, 2).contiguous().transpose(1, 2)
     torch.library.opcheck(torch.ops.evotune.attention.default, (q, k, v, True, None, CFG_JSON))
@@ -320,8 +288,8 @@ def test_torch_compile_fullgraph_traces_the_custom_op() -> None:
         got = compiled(x, memory)
         q = block.q_proj(x).view(2, 16, 4, 16).transpose(1, 2)
         kv = block.kv_proj(memory).view(2, 40, 2, 2, 16)
-        ref = _sdpa_reference(q, kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2), True)
-    _check(got, ref.transpose(1, 2).reshape(2, 16, 64))
+        ref = reference(q, kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2), True)
+    check(got, ref.transpose(1, 2).reshape(2, 16, 64))
 
 
 def test_fake_implementation_under_fake_tensor_mode() -> None:
