@@ -358,34 +358,30 @@ class _TritonCall:
         self._sizes = plan.ints[:-1]  # the last is qk_scale, which each call passes
         bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
         q_rows, kv_rows = shape.B * shape.H * shape.Sq, shape.B * shape.Hkv * shape.Skv
-        # Descriptors are checked once, here, over this call's tensors; a call rebases them.
-        # The templates drop their base, so that the cache keeps no caller's tensor alive.
-        templates: list[Any] = [None] * 4
+        # Descriptors are checked once, here, over this call's tensors; a call passes their
+        # bases. The templates drop theirs, so that the cache keeps no caller's tensor alive.
+        templates: dict[int, Any] = {}
         if plan.tma_qkv:
-            templates[:3] = (
-                _descriptor(q, q_rows, q.stride(2), bm, D),
-                _descriptor(k, kv_rows, k.stride(2), bn, D),
-                _descriptor(v, kv_rows, v.stride(2), bn, D),
-            )
+            templates[0] = _descriptor(q, q_rows, q.stride(2), bm, D)
+            templates[1] = _descriptor(k, kv_rows, k.stride(2), bn, D)
+            templates[2] = _descriptor(v, kv_rows, v.stride(2), bn, D)
         if plan.tma_o:
             templates[3] = _descriptor(out, q_rows, out.stride(2), bm, D)
-        self._templates = tuple(None if t is None else rebased(t, None) for t in templates)
         options = {"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
         device = torch.cuda.current_device() if q.is_cuda else -1
-        self._launch = CompiledLaunch(attn_fwd_kernel, plan.grid, plan.constexprs, options, device)
+        self._launch = CompiledLaunch(
+            attn_fwd_kernel,
+            plan.grid,
+            plan.constexprs,
+            options,
+            device,
+            {i: rebased(t, None) for i, t in templates.items()},
+        )
 
     def __call__(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, scale: float
     ) -> None:
-        tq, tk, tv, to = self._templates
-        self._launch(
-            q if tq is None else rebased(tq, q),
-            k if tk is None else rebased(tk, k),
-            v if tv is None else rebased(tv, v),
-            out if to is None else rebased(to, out),
-            *self._sizes,
-            scale * _LOG2E,
-        )
+        self._launch(q, k, v, out, *self._sizes, scale * _LOG2E)
 
 
 def _planned_call(

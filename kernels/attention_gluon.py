@@ -435,9 +435,9 @@ class GluonCall:
         target = out if self._out_direct else _contiguous_like(q)
         gl_dtype = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
         descriptors = _descriptors(q2, k2, v2, target.view(rows, head_dim), launch, gl_dtype)
-        # Checked once, here; a call rebases them. Without their base the cache keeps no
-        # caller's tensor alive.
-        self._templates = tuple(rebased(d, None) for d in descriptors)
+        # Checked once, here; a call passes their bases. Without theirs, the templates keep no
+        # caller's tensor alive. Arguments 0, 1, 2 and 4 of the kernel (3 is O's pointer).
+        templates = dict(zip((0, 1, 2, 4), (rebased(d, None) for d in descriptors), strict=True))
 
         n_m = triton_cdiv(seq, launch.block_m)
         bh = batch * heads
@@ -463,7 +463,7 @@ class GluonCall:
         self._sizes = (seq, bh, group, n_m)
         device = torch.cuda.current_device() if q.is_cuda else -1
         self._launch = CompiledLaunch(
-            gluon_attn_fwd, (programs,), consts, launch.compile_options, device
+            gluon_attn_fwd, (programs,), consts, launch.compile_options, device, templates
         )
 
     def __call__(
@@ -476,17 +476,7 @@ class GluonCall:
             # A captured launch reads the schedule at every replay (kernels/launch_cache.py).
             hold_for_graphs(self._sched)
             self._held_for_graphs = True
-        tq, tk, tv, to = self._templates
-        self._launch(
-            rebased(tq, q),
-            rebased(tk, k),
-            rebased(tv, v),
-            target,
-            rebased(to, target),
-            scale * _LOG2E,
-            *self._sizes,
-            self._sched,
-        )
+        self._launch(q, k, v, target, target, scale * _LOG2E, *self._sizes, self._sched)
         if target is not out:
             out.copy_(target)
 

@@ -5,19 +5,21 @@ per-call dispatch.
 A launcher that plans every call from scratch (validate the inputs, resolve the config, work out
 grid, constexprs and TMA descriptors) and then goes through `kernel[grid](...)` spends tens of
 µs of Python a call: at small shapes more than the kernel takes on the GPU. Everything a plan
-holds follows from the call's key (`call_key`: each tensor's sizes, strides, dtype, device and
-16-byte alignment, the other arguments, the config, the current CUDA device), so a launcher plans
-a key once and, on a hit, only rebinds the tensors:
+holds follows from the call's key (`call_key`: the tensors' dtype and device, each one's sizes,
+strides and 16-byte alignment, the other arguments, the config, the current CUDA device), so a
+launcher plans a key once and, on a hit, only rebinds the tensors:
 
 - `CompiledLaunch` launches the first time through the JIT (which compiles or finds the binary
   and specialises on exactly what the key holds: dtypes, alignment, integer values), then calls
-  that compiled kernel's launcher directly, as `CompiledKernel.__getitem__`'s runner does, but
-  without Triton's per-call binder, cache-key and launch-metadata work (about 10-15 µs of
-  Python in Triton 3.6). With a launch hook registered (a profiler) every launch goes through
-  the JIT, so the hooks see them all.
-- `rebased` gives a tensor descriptor that was built (and checked) once per key another base of
-  the same layout, without re-running the dataclass checks. (Triton's launcher encodes the TMA
-  descriptor from it on every launch, so a descriptor holds no device state.)
+  the compiled kernel's C launch function directly, with what Triton's launcher would hand it:
+  pointers as addresses, each tensor descriptor as its encoded TMA descriptor and sizes. That
+  skips Triton's per-call binder, cache key and launch metadata, its Python launcher and
+  descriptor expansion, and the driver's pointer query per tensor. Descriptors are encoded once
+  per base address (`_EncodedDescriptor`), so calls on tensors seen before encode none. With a
+  launch hook registered (a profiler) every launch goes through the JIT, so the hooks see them
+  all; a Triton whose launcher is not laid out as 3.6's is called through its CompiledKernel.run.
+- A tensor descriptor is built (and checked) once per key, without a base; a call passes the
+  base tensor, and `rebased` gives the template that base where a launch needs the object.
 - Nothing cached holds a caller's tensor, so the cache keeps no device memory alive but the
   launchers' own small tables.
 
@@ -30,7 +32,8 @@ an evicted plan would otherwise free memory the graph still reads.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import functools
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -45,7 +48,6 @@ __all__ = [
     "check_not_capturing",
     "hold_for_graphs",
     "rebased",
-    "tensor_key",
 ]
 
 V = TypeVar("V")
@@ -85,30 +87,36 @@ class BoundedCache(Generic[V]):
         return len(self._entries)
 
 
-def tensor_key(t: torch.Tensor) -> tuple[Any, ...]:
-    """What a launch plan reads of a tensor: sizes, strides, dtype, device, and whether its base
-    is 16-byte aligned (what TMA needs, and what Triton specialises pointers on)."""
-    return (t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16 == 0)
-
-
 def _config_key(config: Mapping[str, Any] | None) -> Hashable:
     if config is None:
         return None
+    values = tuple(config.values())
     # The types too: 64.0 == 64, but a config with BLOCK_M 64.0 must still be refused.
-    return tuple(config.items()), tuple(map(type, config.values()))
+    return tuple(config), values, tuple(map(type, values))
 
 
 def call_key(
-    tensors: tuple[torch.Tensor, ...], config: Mapping[str, Any] | None, *other: Hashable
+    tensors: Sequence[torch.Tensor], config: Mapping[str, Any] | None, *other: Hashable
 ) -> Hashable | None:
-    """The key of a call's launch plan: every tensor's `tensor_key`, the config, the current
-    CUDA device (where Triton launches and loads kernels) and `other`. None when an argument is
-    not a tensor or the config not a mapping; a key whose config holds a value that cannot be
-    hashed is one that `BoundedCache` never finds. Either way the call is planned from scratch,
-    and its checks name the argument."""
+    """The key of a call's launch plan: the tensors' dtype and device, each one's sizes, strides
+    and 16-byte alignment (what TMA needs, and what Triton specialises pointers on), the config,
+    the current CUDA device (where Triton launches and loads kernels) and `other`.
+
+    None when an argument is not a tensor, the tensors differ in dtype or device, or the config
+    is not a mapping; a key whose config holds a value that cannot be hashed is one that
+    `BoundedCache` never finds. Either way the call is planned from scratch, and its checks name
+    the argument. Built flat, in one pass over the tensors: a hit is most of a call's host time.
+    """
     try:
-        device = torch.cuda.current_device() if tensors[0].is_cuda else -1
-        return (tuple(map(tensor_key, tensors)), _config_key(config), device, *other)
+        first = tensors[0]
+        dtype, device = first.dtype, first.device
+        current = torch._C._cuda_getDevice() if first.is_cuda else -1
+        key: list[Any] = [dtype, device, current, _config_key(config), *other]
+        for t in tensors:
+            if t.dtype is not dtype or t.device != device:
+                return None
+            key += (t.shape, t.stride(), t.data_ptr() % 16 == 0)
+        return tuple(key)
     except (AttributeError, TypeError):
         return None
 
@@ -155,11 +163,14 @@ def _hooked() -> bool:
 
 class CompiledLaunch:
     """Launches of one jitted kernel for one call key: `fn`, its grid, constexprs and launch
-    options are fixed; each call passes the runtime arguments in the kernel's order.
+    options are fixed; each call passes the runtime arguments in the kernel's order, and at each
+    position of `descriptors` (a tensor descriptor built for the key, its base dropped) the
+    descriptor's base tensor.
 
     The first call (and every call under the interpreter, or with a launch hook registered) goes
-    through `fn[grid](...)`; later calls go straight to the compiled kernel's launcher. That is
-    sound only for arguments that specialise the kernel alike, which the call key guarantees.
+    through `fn[grid](...)`; later calls go straight to the compiled kernel's launch function.
+    That is sound only for arguments that specialise the kernel alike, which the call key
+    guarantees.
     """
 
     def __init__(
@@ -169,6 +180,7 @@ class CompiledLaunch:
         constexprs: Mapping[str, Any],
         options: Mapping[str, Any],
         device: int,
+        descriptors: Mapping[int, Any] | None = None,
     ) -> None:
         self.fn, self.constexprs, self.options, self.device = fn, dict(constexprs), options, device
         self.grid = (*grid, 1, 1)[:3]
@@ -179,43 +191,179 @@ class CompiledLaunch:
         # The JIT hands the compiled kernel every parameter in order, constexprs included (its
         # launcher skips them).
         self._tail = tuple(self.constexprs[n] for n in names[len(runtime_names) :])
+        self._descriptors = tuple(sorted((descriptors or {}).items()))
         self._interpreted = type(fn).__name__ == "InterpretedFunction"
-        # Set by the first launch: the compiled kernel's launcher, its function handle and
-        # packed metadata, and Triton's current-stream query.
-        self._run: Any = None
-        self._function: Any = None
-        self._metadata: Any = None
-        self._stream: Any = None
+        # Set by the first launch: what later calls run (given their runtime arguments).
+        self._direct: Callable[[tuple[Any, ...]], None] | None = None
 
     @property
-    def compiled(self) -> bool:
-        """Whether calls go straight to the compiled kernel (after the first one, on a GPU)."""
-        return self._run is not None
+    def direct(self) -> Callable[[tuple[Any, ...]], None] | None:
+        """What calls run after the first on a GPU, given their runtime arguments (None before
+        and under the interpreter)."""
+        return self._direct
 
     def __call__(self, *args: Any) -> None:
-        run = self._run
-        if run is None or _hooked():
-            kernel = self.fn[self.grid](*args, **self.constexprs, **self.options)
-            if not self._interpreted and kernel is not None and run is None:
-                # An asynchronous compile hands back a future.
-                kernel = kernel.result() if hasattr(kernel, "result") else kernel
-                run = kernel.run  # loads the module, if the JIT has not yet
-                self._function, self._metadata = kernel.function, kernel.packed_metadata
-                self._stream = driver.active.get_current_stream
-                self._run = run
+        direct = self._direct
+        if direct is not None and not _hooked():
+            direct(args)
             return
-        g0, g1, g2 = self.grid
-        # What CompiledKernel's own runner passes, without launch metadata and hooks.
-        run(
-            g0,
-            g1,
-            g2,
-            self._stream(self.device),
-            self._function,
-            self._metadata,
-            None,  # launch metadata: only hooks read it
-            None,  # enter hook
-            None,  # exit hook
-            *args,
-            *self._tail,
-        )
+        args = _with_descriptors(args, self._descriptors)
+        kernel = self.fn[self.grid](*args, **self.constexprs, **self.options)
+        if self._interpreted or kernel is None or direct is not None:
+            return
+        # An asynchronous compile hands back a future.
+        kernel = kernel.result() if hasattr(kernel, "result") else kernel
+        stream = functools.partial(driver.active.get_current_stream, self.device)
+        self._direct = _raw_launch(
+            kernel, self.grid, stream, args, self._tail, self._descriptors
+        ) or _KernelRun(kernel, self.grid, stream, self._tail, self._descriptors)
+
+
+def _with_descriptors(
+    args: tuple[Any, ...], descriptors: tuple[tuple[int, Any], ...]
+) -> tuple[Any, ...]:
+    """`args` with the base at each descriptor position given its template."""
+    if not descriptors:
+        return args
+    bound = list(args)
+    for i, template in descriptors:
+        bound[i] = rebased(template, bound[i])
+    return tuple(bound)
+
+
+class _KernelRun:
+    """A launch through the compiled kernel's `run` (its Triton launcher), as CompiledKernel's
+    own runner makes it, without launch metadata and hooks."""
+
+    def __init__(
+        self,
+        kernel: Any,
+        grid: tuple[int, ...],
+        stream: Callable[[], int],
+        tail: tuple[Any, ...],
+        descriptors: tuple[tuple[int, Any], ...],
+    ) -> None:
+        self._run = kernel.run  # loads the module, if the JIT has not yet
+        self._grid, self._stream, self._tail, self._descriptors = grid, stream, tail, descriptors
+        # The kernel's handle and packed metadata; no launch metadata and hooks (only hooks
+        # read the metadata).
+        self._head = (kernel.function, kernel.packed_metadata, None, None, None)
+
+    def __call__(self, args: tuple[Any, ...]) -> None:
+        args = _with_descriptors(args, self._descriptors)
+        self._run(*self._grid, self._stream(), *self._head, *args, *self._tail)
+
+
+# What the C launch function of Triton 3.6's CudaLauncher parses before the kernel's arguments:
+# grid x/y/z, stream, function, cooperative grid, PDL, global and profile scratch, kernel
+# metadata, launch metadata, enter and exit hooks.
+_LAUNCH_HEAD_FORMAT = "iiiKKppOOOOOO"
+
+
+class _RawLaunch:
+    """A launch through the C function of Triton 3.6's CudaLauncher, with what its Python
+    wrappers would pass it: each tensor as its address (a CUDA tensor's data_ptr is its device
+    address, which the C function would otherwise ask the driver for), each descriptor as its
+    expansion (`_EncodedDescriptor`); no scratch buffers, launch metadata or hooks."""
+
+    def __init__(
+        self,
+        launch: Callable[..., Any],
+        grid: tuple[int, ...],
+        stream: Callable[[], int],
+        head: tuple[Any, ...],
+        pointers: tuple[int, ...],
+        descriptors: tuple[tuple[int, _EncodedDescriptor], ...],
+        tail: tuple[Any, ...],
+    ) -> None:
+        self._launch, self._grid, self._stream, self._head = launch, grid, stream, head
+        self._pointers, self._tail = pointers, tail
+        # Expanded from the last, so that the positions before stay put.
+        self._descriptors = tuple(sorted(descriptors, key=lambda d: d[0], reverse=True))
+
+    def __call__(self, args: tuple[Any, ...]) -> None:
+        bound = list(args)
+        for i in self._pointers:
+            bound[i] = bound[i].data_ptr()
+        for i, encoded in self._descriptors:
+            bound[i : i + 1] = encoded(bound[i])
+        self._launch(*self._grid, self._stream(), *self._head, *bound, *self._tail)
+
+
+class _EncodedDescriptor:
+    """What Triton's launcher passes for one descriptor parameter (Triton's own
+    `make_tensordesc_arg`: the encoded TMA descriptor, or the base, then sizes and strides), per
+    base address: the layout is the template's, fixed by the call key, so an address seen before
+    needs no new encoding. Addresses stand in for the base tensors, which are not kept."""
+
+    def __init__(self, template: Any, meta: Any, expand: Callable[[Any, Any], list[Any]]) -> None:
+        self._template, self._meta, self._expand = template, meta, expand
+        self._by_address: BoundedCache[list[Any]] = BoundedCache(16)
+
+    def __call__(self, base: torch.Tensor) -> list[Any]:
+        address = base.data_ptr()
+        found = self._by_address.get(address)
+        if found is None:
+            expanded = self._expand(rebased(self._template, base), self._meta)
+            found = [address if a is base else a for a in expanded]
+            self._by_address.put(address, found)
+        return found
+
+
+def _raw_launch(
+    kernel: Any,
+    grid: tuple[int, ...],
+    stream: Callable[[], int],
+    args: tuple[Any, ...],
+    tail: tuple[Any, ...],
+    descriptors: tuple[tuple[int, Any], ...],
+) -> _RawLaunch | None:
+    """The direct launch of a compiled kernel whose launcher is Triton 3.6's CudaLauncher, laid
+    out for the first call's `args` (descriptors bound); None for any other launcher, or one
+    that needs scratch memory per launch (it allocates that itself)."""
+    try:
+        from triton.backends.nvidia import driver as nvidia
+    except ImportError:
+        return None
+    run = kernel.run
+    flags = [getattr(run, name, None) for name in ("launch_cooperative_grid", "launch_pdl")]
+    if (
+        not isinstance(run, nvidia.CudaLauncher)
+        or getattr(nvidia, "_BASE_ARGS_FORMAT", None) != _LAUNCH_HEAD_FORMAT
+        or getattr(run, "global_scratch_size", 1)
+        or getattr(run, "profile_scratch_size", 1)
+        or None in flags
+    ):
+        return None
+    signature = list(getattr(getattr(kernel, "src", None), "signature", {}).values())
+    if len(signature) != len(args) + len(tail) or not all(isinstance(s, str) for s in signature):
+        return None
+    launch, meta = run.launch, []
+    if getattr(launch, "__closure__", None):
+        # wrap_handle_tensordesc's wrapper: it expands descriptors into what `launcher` takes.
+        cells = dict(zip(launch.__code__.co_freevars, launch.__closure__, strict=True))
+        if "launcher" not in cells or "tensordesc_meta" not in cells:
+            return None
+        launch, meta = cells["launcher"].cell_contents, cells["tensordesc_meta"].cell_contents
+    positions = [i for i, s in enumerate(signature) if s.startswith("tensordesc")]
+    expand = getattr(nvidia, "make_tensordesc_arg", None)
+    if [i for i, _ in descriptors] != positions or len(meta) != len(positions) or not expand:
+        return None
+    pointers = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
+    if not all(signature[i].startswith("*") for i in pointers):
+        return None
+    head = (
+        kernel.function,
+        *flags,  # cooperative grid, PDL
+        None,  # global scratch
+        None,  # profile scratch
+        kernel.packed_metadata,
+        None,  # launch metadata: only hooks read it
+        None,  # enter hook
+        None,  # exit hook
+    )
+    encoded = tuple(
+        (i, _EncodedDescriptor(template, meta[n], expand))
+        for n, (i, template) in enumerate(descriptors)
+    )
+    return _RawLaunch(launch, grid, stream, head, pointers, encoded, tail)

@@ -219,17 +219,32 @@ def test_a_persistent_grid_has_no_more_ctas_than_the_sms_hold_at_once() -> None:
 
 
 class _RecordedLaunch:
-    """Stands in for CompiledLaunch: records each launch's runtime arguments, which with the
-    constexprs must be the kernel's parameters."""
+    """Stands in for CompiledLaunch: records each launch's runtime arguments (descriptors
+    rebased over the bases passed, as the JIT gets them), which with the constexprs must be the
+    kernel's parameters."""
 
     launches: list[tuple[Any, ...]]
 
-    def __init__(self, fn: Any, grid: tuple[int, ...], constexprs: dict[str, Any], *_: Any) -> None:
-        self.names, self.constexprs = list(fn.arg_names), constexprs
+    def __init__(
+        self,
+        fn: Any,
+        grid: tuple[int, ...],
+        constexprs: dict[str, Any],
+        options: Any,
+        device: int,
+        descriptors: dict[int, Any],
+    ) -> None:
+        self.names, self.constexprs, self.descriptors = list(fn.arg_names), constexprs, descriptors
 
     def __call__(self, *args: Any) -> None:
+        from evotune.kernels.launch_cache import rebased
+
         assert set(self.names[len(args) :]) == set(self.constexprs), "runtime arguments"
-        type(self).launches.append(args)
+        bound = [
+            rebased(self.descriptors[i], a) if i in self.descriptors else a
+            for i, a in enumerate(args)
+        ]
+        type(self).launches.append(tuple(bound))
 
 
 @pytest.fixture

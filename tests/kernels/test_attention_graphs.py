@@ -268,6 +268,7 @@ def test_direct_launches_compute_what_the_jit_launch_did(
 ) -> None:
     from evotune.kernels import _gluon_attention_kernel
     from evotune.kernels import attention as attn
+    from evotune.kernels.launch_cache import call_key
 
     config = CONFIGS[name]
     B, H, S, D, causal = SHAPES["causal_d64"]
@@ -283,10 +284,24 @@ def test_direct_launches_compute_what_the_jit_launch_did(
     second = attn.attention(q, k, v, causal=causal, config=config)
     out = torch.full_like(q, float("nan"))
     attn.attention(q, k, v, causal=causal, config=config, out=out)
+    # New tensors of the same layout: the same plan, new addresses (descriptors encoded anew).
+    q2, k2, v2 = (_randn(B, H, S, D, seed=i) for i in range(3, 6))
+    other = attn.attention(q2, k2, v2, causal=causal, config=config)
     torch.cuda.synchronize()
-    assert counting.jit_launches == 1
+    assert counting.jit_launches == 1 and len(attn._CALLS) == 1
     assert torch.equal(first, second) and torch.equal(first, out)
     _check(first, q, k, v, causal)
+    _check(other, q2, k2, v2, causal)
+    plan = attn._CALLS.get(call_key((q2, k2, v2, other), config, causal))
+    if _tritons_launcher_is_36():
+        # The direct launch calls Triton's C launch function itself (kernels/launch_cache.py).
+        assert type(plan._launch.direct).__name__ == "_RawLaunch"
+
+
+def _tritons_launcher_is_36() -> bool:
+    from triton.backends.nvidia import driver as nvidia
+
+    return getattr(nvidia, "_BASE_ARGS_FORMAT", None) == "iiiKKppOOOOOO"
 
 
 def test_the_direct_launch_costs_the_host_less_than_the_jit() -> None:

@@ -1,5 +1,6 @@
 """kernels/launch_cache.py on the CPU: the bounded cache, what the call key tells apart, rebased
-descriptors, and the direct launch of a compiled kernel (against a stand-in for Triton's JIT)."""
+descriptors, and the direct launch of a compiled kernel (against stand-ins for Triton's JIT and
+for the C launch function of Triton 3.6's CudaLauncher, whose Python wrappers are Triton's own)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from triton import knobs
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from evotune.kernels.launch_cache import BoundedCache, CompiledLaunch, call_key, rebased, tensor_key
+from evotune.kernels.launch_cache import BoundedCache, CompiledLaunch, call_key, rebased
 
 
 def test_bounded_cache_evicts_the_oldest_past_its_size() -> None:
@@ -42,11 +43,17 @@ def test_call_key_is_equal_for_alike_calls_and_differs_for_any_change() -> None:
     key = call_key((q, k), config, True)
     assert key == call_key((_t(1, 2, 8, 16), _t(1, 2, 8, 16)), dict(config), True)
     hash(key)
+    transposed = _t(1, 8, 2, 16).transpose(1, 2)
+    misaligned = _t(257)[1:].view(1, 2, 8, 16)
     changed = {
         "shape": call_key((_t(1, 2, 9, 16), k), config, True),
-        "stride": call_key((_t(1, 8, 2, 16).transpose(1, 2), k), config, True),
-        "dtype": call_key((_t(1, 2, 8, 16, dtype=torch.float32), k), config, True),
-        "alignment": call_key((_t(257)[1:].view(1, 2, 8, 16), k), config, True),
+        "stride": call_key((transposed, k), config, True),
+        "alignment": call_key((misaligned, k), config, True),
+        "shape of k": call_key((q, _t(1, 2, 9, 16)), config, True),
+        "stride of k": call_key((q, transposed), config, True),
+        "alignment of k": call_key((q, misaligned), config, True),
+        "dtype": call_key((q.float(), k.float()), config, True),
+        "device": call_key((q.to("meta"), k.to("meta")), config, True),
         "config value": call_key((q, k), {**config, "BLOCK_M": 32}, True),
         # 64.0 == 64, but the launcher must still refuse a float tile size
         "config type": call_key((q, k), {**config, "BLOCK_M": 16.0}, True),
@@ -57,14 +64,18 @@ def test_call_key_is_equal_for_alike_calls_and_differs_for_any_change() -> None:
     assert len(set(changed.values())) == len(changed)
 
 
-def test_call_key_of_a_non_tensor_is_none() -> None:
+def test_call_key_of_a_non_tensor_or_of_mixed_dtypes_or_devices_is_none() -> None:
+    """None: the call is planned from scratch, whose checks name the argument."""
     assert call_key(([1, 2], _t(1)), None) is None
     assert call_key((_t(1), "k"), None) is None
+    assert call_key((_t(2, 3), _t(2, 3, dtype=torch.float32)), None) is None
+    assert call_key((_t(2, 3), _t(2, 3).to("meta")), None) is None
+    assert call_key((_t(2, 3),), [("BLOCK_M", 16)]) is None  # type: ignore[arg-type]
 
 
-def test_tensor_key_reads_layout_not_values() -> None:
+def test_call_key_reads_layout_not_values() -> None:
     a, b = _t(2, 3), torch.ones(2, 3, dtype=torch.float16)
-    assert tensor_key(a) == tensor_key(b)
+    assert call_key((a,), None) == call_key((b,), None)
 
 
 def test_rebased_descriptor_keeps_the_layout_and_swaps_the_base() -> None:
@@ -77,7 +88,8 @@ def test_rebased_descriptor_keeps_the_layout_and_swaps_the_base() -> None:
 
 
 class _Compiled:
-    """Stands in for Triton's CompiledKernel: records what its launcher was given."""
+    """Stands in for a CompiledKernel whose launcher is not Triton 3.6's CudaLauncher: records
+    what its `run` was given."""
 
     function = 1234
     packed_metadata = (4, 1, 0)
@@ -90,44 +102,55 @@ class _Compiled:
 
 
 class _Jit:
-    """Stands in for a JITFunction with params (X, n, BLOCK: constexpr)."""
+    """Stands in for a JITFunction with params `arg_names` (the last one, BLOCK, a constexpr):
+    records its launches and hands back `compiled`."""
 
-    arg_names = ("X", "n", "BLOCK")
-
-    def __init__(self) -> None:
-        self.compiled = _Compiled()
+    def __init__(self, compiled: Any = None, arg_names: tuple[str, ...] = ("X", "n", "BLOCK")):
+        self.compiled = _Compiled() if compiled is None else compiled
+        self.arg_names = arg_names
         self.jit_launches: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
 
     def __getitem__(self, grid: Any) -> Any:
-        def launch(*args: Any, **kwargs: Any) -> _Compiled:
+        def launch(*args: Any, **kwargs: Any) -> Any:
             self.jit_launches.append((grid, args, kwargs))
             return self.compiled
 
         return launch
 
 
+class _Active:
+    """Triton's active driver, answered without a GPU: the current stream (77), and TMA
+    descriptors encoded as the tuple of what they were encoded from."""
+
+    def __init__(self) -> None:
+        self.streams_asked: list[int] = []
+        self.encoded: list[tuple[Any, ...]] = []
+        self.utils = self
+
+    def get_current_stream(self, device: int) -> int:
+        self.streams_asked.append(device)
+        return 77
+
+    def fill_tma_descriptor(self, *args: Any) -> tuple[Any, ...]:
+        self.encoded.append(args)
+        return ("tma", *args)
+
+
 @pytest.fixture
-def stream_query(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Triton's current-stream query, answered without a driver; records the devices asked."""
+def active(monkeypatch: pytest.MonkeyPatch) -> _Active:
     from triton.runtime import driver
 
-    asked: list[int] = []
-
-    class Active:
-        def get_current_stream(self, device: int) -> int:
-            asked.append(device)
-            return 77
-
-    monkeypatch.setattr(driver, "_active", Active())
-    return asked
+    stand_in = _Active()
+    monkeypatch.setattr(driver, "_active", stand_in)
+    return stand_in
 
 
-def test_compiled_launch_goes_through_the_jit_once_then_direct(stream_query: list[int]) -> None:
+def test_a_launch_through_an_unknown_launcher_goes_through_its_run(active: _Active) -> None:
     fn = _Jit()
     launch = CompiledLaunch(fn, (5,), {"BLOCK": 16}, {"num_warps": 4}, device=3)
     launch("x0", 10)
     assert fn.jit_launches == [((5, 1, 1), ("x0", 10), {"BLOCK": 16, "num_warps": 4})]
-    assert launch.compiled and not fn.compiled.launches
+    assert launch.direct is not None and not fn.compiled.launches
     launch("x1", 11)
     launch("x2", 12)
     assert len(fn.jit_launches) == 1
@@ -137,12 +160,10 @@ def test_compiled_launch_goes_through_the_jit_once_then_direct(stream_query: lis
         (5, 1, 1, 77, 1234, (4, 1, 0), None, None, None, "x1", 11, 16),
         (5, 1, 1, 77, 1234, (4, 1, 0), None, None, None, "x2", 12, 16),
     ]
-    assert stream_query == [3, 3]
+    assert active.streams_asked == [3, 3]
 
 
-def test_a_registered_launch_hook_sends_every_launch_through_the_jit(
-    stream_query: list[int],
-) -> None:
+def test_a_registered_launch_hook_sends_every_launch_through_the_jit(active: _Active) -> None:
     fn = _Jit()
     launch = CompiledLaunch(fn, (1,), {"BLOCK": 16}, {}, device=0)
     launch("x", 1)
@@ -161,8 +182,155 @@ def test_a_registered_launch_hook_sends_every_launch_through_the_jit(
 
 
 def test_constexprs_before_runtime_parameters_are_refused() -> None:
-    class Odd(_Jit):
-        arg_names = ("BLOCK", "X", "n")
-
     with pytest.raises(TypeError, match="constexpr parameters must come after"):
-        CompiledLaunch(Odd(), (1,), {"BLOCK": 16}, {}, device=0)
+        CompiledLaunch(_Jit(arg_names=("BLOCK", "X", "n")), (1,), {"BLOCK": 16}, {}, device=0)
+
+
+def test_a_descriptor_position_takes_the_base_and_launches_its_template(active: _Active) -> None:
+    """The JIT and an unknown launcher get the template rebased over each call's base."""
+    fn = _Jit(arg_names=("D", "n", "BLOCK"))
+    template = rebased(TensorDescriptor(_t(64, 32), [64, 32], [32, 1], [16, 32]), None)
+    launch = CompiledLaunch(fn, (2,), {"BLOCK": 16}, {}, device=0, descriptors={0: template})
+    first, second = _t(64, 32), _t(64, 32)
+    launch(first, 7)
+    launch(second, 8)
+    (_, (jit_desc, _), _), run_args = fn.jit_launches[0], fn.compiled.launches[0]
+    assert jit_desc.base is first and run_args[9].base is second and template.base is None
+    assert jit_desc.block_shape == [16, 32] and run_args[9].shape == [64, 32]
+    assert run_args[10:] == (8, 16)
+
+
+# --- direct launches through the C function of Triton 3.6's CudaLauncher --------------------
+
+try:
+    from triton.backends.nvidia import driver as nvidia
+
+    LAID_OUT_AS_36 = nvidia._BASE_ARGS_FORMAT == "iiiKKppOOOOOO" and all(
+        hasattr(nvidia, name) for name in ("CudaLauncher", "wrap_handle_tensordesc")
+    )
+except (ImportError, AttributeError):
+    LAID_OUT_AS_36 = False
+
+laid_out_as_36 = pytest.mark.skipif(
+    not LAID_OUT_AS_36, reason="this Triton's launcher is not laid out as 3.6's (falls back)"
+)
+
+
+class _CLaunch:
+    """Stands in for the C launch function that Triton generates for a kernel's signature."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any) -> None:
+        self.calls.append(args)
+
+
+def _cuda_kernel(
+    signature: dict[str, str], meta: list[Any] | None = None, scratch: int = 0
+) -> tuple[Any, _CLaunch]:
+    """A compiled kernel whose launcher is a CudaLauncher (built without compiling one) over a
+    stand-in C function, wrapped by Triton's own descriptor expansion."""
+    c_launch = _CLaunch()
+
+    class Launcher(nvidia.CudaLauncher):  # type: ignore[misc]
+        """Records the calls of its Python wrapper (which would allocate scratch memory)."""
+
+        def __call__(self, *args: Any) -> None:
+            self.wrapper_calls.append(args)
+
+    launcher = object.__new__(Launcher)
+    launcher.wrapper_calls = []
+    launcher.num_ctas = 1
+    launcher.launch = nvidia.wrap_handle_tensordesc(c_launch, signature, meta)
+    launcher.global_scratch_size = scratch
+    launcher.global_scratch_align = launcher.profile_scratch_align = 1
+    launcher.profile_scratch_size = 0
+    launcher.launch_cooperative_grid = launcher.launch_pdl = False
+
+    class Kernel:
+        src = type("Src", (), {"signature": signature})
+        run = launcher
+        function = 1234
+        packed_metadata = (4, 1, 0)
+
+    return Kernel(), c_launch
+
+
+# What the C function parses before the kernel's arguments: grid, stream, function, no
+# cooperative grid or PDL, no scratch, packed metadata, no launch metadata, no hooks.
+HEAD = (5, 1, 1, 77, 1234, False, False, None, None, (4, 1, 0), None, None, None)
+
+
+@laid_out_as_36
+def test_direct_launches_pass_tensors_as_addresses(active: _Active) -> None:
+    kernel, c_launch = _cuda_kernel({"X": "*fp16", "n": "i32", "BLOCK": "constexpr"})
+    fn = _Jit(kernel)
+    launch = CompiledLaunch(fn, (5,), {"BLOCK": 16}, {}, device=2)
+    x0, x1 = _t(8), _t(8)
+    launch(x0, 10)
+    assert not c_launch.calls  # the first launch was the JIT's
+    launch(x1, 11)
+    launch(x0, 12)
+    assert c_launch.calls == [(*HEAD, x1.data_ptr(), 11, 16), (*HEAD, x0.data_ptr(), 12, 16)]
+    assert len(fn.jit_launches) == 1 and active.streams_asked == [2, 2]
+
+
+@laid_out_as_36
+def test_direct_launches_encode_a_tma_descriptor_once_per_base(active: _Active) -> None:
+    signature = {"D": "tensordesc<fp16[16, 32]>", "n": "i32", "BLOCK": "constexpr"}
+    meta = {"swizzle": 3, "elem_size": 2, "elem_type": 6, "block_size": [16, 32]}
+    kernel, c_launch = _cuda_kernel(signature, [{**meta, "fp4_padded": False}])
+    template = rebased(TensorDescriptor(_t(64, 32), [64, 32], [32, 1], [16, 32]), None)
+    launch = CompiledLaunch(_Jit(kernel), (5,), {"BLOCK": 16}, {}, 0, descriptors={0: template})
+    a, b = _t(64, 32), _t(64, 32)
+    for base, n in ((a, 1), (a, 2), (b, 3), (a, 4), (b, 5)):
+        launch(base, n)
+    # Triton's encoding of (address, swizzle, elem size, host dtype, block, shape, strides,
+    # padding): once for a, once for b, whatever the calls; the first launch was the JIT's.
+    assert active.encoded == [
+        (a.data_ptr(), 3, 2, 6, [16, 32], [64, 32], [32, 1], 0),
+        (b.data_ptr(), 3, 2, 6, [16, 32], [64, 32], [32, 1], 0),
+    ]
+    tma_a, tma_b = (("tma", *args) for args in active.encoded)
+    sizes = (64, 32, 32, 1)
+    assert c_launch.calls == [
+        (*HEAD, tma_a, *sizes, 2, 16),
+        (*HEAD, tma_b, *sizes, 3, 16),
+        (*HEAD, tma_a, *sizes, 4, 16),
+        (*HEAD, tma_b, *sizes, 5, 16),
+    ]
+    # What Triton's own expansion hands the C function for the same call.
+    kernel.run.launch(*HEAD, rebased(template, a), 2, 16)
+    assert c_launch.calls[-1] == c_launch.calls[0]
+
+
+@laid_out_as_36
+def test_direct_launches_pass_an_unencoded_descriptor_as_its_address_and_sizes(
+    active: _Active,
+) -> None:
+    """A descriptor the compiler did not lower to TMA: base, sizes, strides, padding, sizes,
+    strides (Triton's expansion), the base as its address."""
+    signature = {"X": "*fp32", "D": "tensordesc<fp16[16, 32]>", "BLOCK": "constexpr"}
+    kernel, c_launch = _cuda_kernel(signature)
+    template = rebased(TensorDescriptor(_t(64, 32), [64, 32], [32, 1], [16, 32]), None)
+    launch = CompiledLaunch(_Jit(kernel), (5,), {"BLOCK": 16}, {}, 0, descriptors={1: template})
+    x, base = torch.zeros(4), _t(64, 32)
+    for _ in range(2):
+        launch(x, base)
+    sizes = (64, 32, 32, 1)
+    assert c_launch.calls == [(*HEAD, x.data_ptr(), base.data_ptr(), *sizes, False, *sizes, 16)]
+    assert not active.encoded
+
+
+@laid_out_as_36
+def test_a_launcher_that_needs_scratch_memory_is_called_through_its_python_wrapper(
+    active: _Active,
+) -> None:
+    kernel, c_launch = _cuda_kernel({"X": "*fp16", "BLOCK": "constexpr"}, scratch=64)
+    launch = CompiledLaunch(_Jit(kernel, ("X", "BLOCK")), (5,), {"BLOCK": 16}, {}, device=0)
+    x = _t(8)
+    launch(x)
+    launch(x)
+    assert kernel.run.wrapper_calls == [(5, 1, 1, 77, 1234, (4, 1, 0), None, None, None, x, 16)]
+    assert not c_launch.calls
