@@ -5,9 +5,10 @@
 # Usage (repo root, wheels for missing packages in .whl/):
 #   bash tests/gpu/model_shapes.sh OUTDIR BUDGET SECONDS [SHAPE...]
 # SHAPE defaults to every model shape of search_spaces/attention.yaml. Writes
-# OUTDIR/<shape>.search.json, <shape>.bench.json and model_shapes.log; prints a table last:
+# OUTDIR/<shape>.search.json, <shape>.best.json, <shape>.bench.json and model_shapes.log; prints a table last:
 # shape, trial statuses, the tuned config's p50, the fastest SDPA backend and its p50, their
-# ratio (above 1: the tuned kernel is faster), and the backends that refused the shape.
+# ratio (above 1: the tuned kernel is faster), the backends that refused the shape, and (issue 21's
+# one timer) the published p50 with `bench --best`'s p50 over it.
 set -uo pipefail
 out=${1:?output folder} budget=${2:?trials} seconds=${3:?seconds}
 shift 3
@@ -23,6 +24,7 @@ for shape in "${shapes[@]}"; do
   python3 -m evotune search --shape "$shape" --budget "$budget" --time-limit "$seconds" --json \
     >"$out/$shape.search.json" 2>>"$out/model_shapes.log"
   echo "search $shape exit $?"
+  python3 -m evotune best --shape "$shape" --json >"$out/$shape.best.json" 2>>"$out/model_shapes.log"
   python3 -m evotune bench --shape "$shape" --best --json >"$out/$shape.bench.json" \
     2>>"$out/model_shapes.log"
   echo "bench $shape exit $?"
@@ -31,7 +33,7 @@ python3 - "$out" "${shapes[@]}" <<'PY'
 import json, sys
 out, shapes = sys.argv[1], sys.argv[2:]
 print(f"{'shape':<24} {'statuses':<28} {'best µs':>9} {'fastest SDPA':<16} {'its µs':>9} "
-      f"{'ratio':>6}  refused")
+      f"{'ratio':>6}  {'published':>9} {'bench/pub':>9}  refused")
 for shape in shapes:
     try:
         search = json.load(open(f"{out}/{shape}.search.json"))
@@ -47,7 +49,13 @@ for shape in shapes:
     fastest = min(timed, key=lambda r: r["p50_us"], default=None)
     best_us = best.get("p50_us")
     ratio = f"{fastest['p50_us'] / best_us:.3f}" if best_us and fastest else "-"
+    try:
+        published_doc = json.load(open(f"{out}/{shape}.best.json"))
+        published = published_doc["shootout_p50_us"] or published_doc["p50_us"]
+    except (OSError, ValueError, KeyError):
+        published = None
+    one_timer = f"{best_us / published:.3f}" if best_us and published else "-"
     print(f"{shape:<24} {statuses:<28} {best_us or 0:>9.1f} "
           f"{fastest['label'] if fastest else '-':<16} {fastest['p50_us'] if fastest else 0:>9.1f} "
-          f"{ratio:>6}  {','.join(refused) or '-'}")
+          f"{ratio:>6}  {published or 0:>9.1f} {one_timer:>9}  {','.join(refused) or '-'}")
 PY

@@ -16,6 +16,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -248,22 +249,38 @@ def _t(*shape: int, dtype: torch.dtype = F16) -> torch.Tensor:
     return torch.zeros(*shape, dtype=dtype, device=DEVICE)
 
 
+@dataclass(frozen=True)
+class _Zeros:
+    """A tensor argument made when its test runs: made at collection, it took GPU memory in
+    every pytest process, and collection failed with an OOM beside other processes."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = F16
+
+    def make(self) -> torch.Tensor:
+        return _t(*self.shape, dtype=self.dtype)
+
+
+def _z(*shape: int, dtype: torch.dtype = F16) -> _Zeros:
+    return _Zeros(shape, dtype)
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [
         ({"a": [[1.0]]}, "^a must be a torch.Tensor"),
         ({"b": 3}, "^b must be a torch.Tensor"),
-        ({"a": _t(2, 3, 4)}, "^a must have rank 2"),
-        ({"b": _t(8)}, "^b must have rank 2"),
-        ({"a": _t(4, 8, dtype=torch.int32)}, "^a has dtype torch.int32"),
-        ({"a": _t(4, 8, dtype=torch.float64)}, "^a has dtype torch.float64"),
-        ({"b": _t(8, 6, dtype=torch.float32)}, "^b has dtype torch.float32, but a has"),
-        ({"b": _t(7, 6)}, "^b has 7 rows, but a has 8 columns"),
-        ({"a": _t(0, 8)}, "^a @ b has an empty dimension: M=0"),
-        ({"a": _t(4, 0), "b": _t(0, 6)}, "empty dimension: .*K=0"),
-        ({"b": _t(8, 0)}, "empty dimension: .*N=0"),
-        ({"out": _t(6, 4)}, r"^out must be \[4, 6\]"),
-        ({"out": _t(4, 6, dtype=torch.float32)}, "^out must be .*got .*float32"),
+        ({"a": _z(2, 3, 4)}, "^a must have rank 2"),
+        ({"b": _z(8)}, "^b must have rank 2"),
+        ({"a": _z(4, 8, dtype=torch.int32)}, "^a has dtype torch.int32"),
+        ({"a": _z(4, 8, dtype=torch.float64)}, "^a has dtype torch.float64"),
+        ({"b": _z(8, 6, dtype=torch.float32)}, "^b has dtype torch.float32, but a has"),
+        ({"b": _z(7, 6)}, "^b has 7 rows, but a has 8 columns"),
+        ({"a": _z(0, 8)}, "^a @ b has an empty dimension: M=0"),
+        ({"a": _z(4, 0), "b": _z(0, 6)}, "empty dimension: .*K=0"),
+        ({"b": _z(8, 0)}, "empty dimension: .*N=0"),
+        ({"out": _z(6, 4)}, r"^out must be \[4, 6\]"),
+        ({"out": _z(4, 6, dtype=torch.float32)}, "^out must be .*got .*float32"),
         ({"out": "x"}, "^out must be a torch.Tensor or None"),
         ({"config": {"BLOCK_M": 48}}, "^config: BLOCK_M must be a power of two"),
         ({"config": {"BLOCK_K": 8}}, "^config: BLOCK_K"),
@@ -280,7 +297,7 @@ def _t(*shape: int, dtype: torch.dtype = F16) -> torch.Tensor:
 )
 def test_bad_input_raises_value_error_naming_the_argument(args: dict[str, Any], match: str) -> None:
     call: dict[str, Any] = {"a": _t(4, 8), "b": _t(8, 6)}
-    call.update(args)
+    call.update({k: v.make() if isinstance(v, _Zeros) else v for k, v in args.items()})
     with pytest.raises(ValueError, match=match):
         mm.matmul(**call)
 
