@@ -11,7 +11,9 @@ of these comments:
 - `# not run by tests: WHY` (WHY is required): never run here, e.g. it needs a CUDA GPU,
   installs packages, or serves until stopped.
 - `# needs: MODULE`: run only where the Python module MODULE imports (an optional extra,
-  e.g. `ray`), skipped otherwise.
+  e.g. `ray`), skipped otherwise; apart from the page's other commands (after its exports,
+  by `test_the_commands_that_need_an_extra_run`), so that CI runs only these where the
+  extras are. No other command may need what such a command does.
 
 `test_every_command_is_run_or_marked` fails for an unmarked command that cannot run here or
 would run for hours on a GPU host: `pip install`, `pytest`, `evotune serve`, `evotune bench`,
@@ -194,9 +196,34 @@ def _check_output(command: Command, result: subprocess.CompletedProcess[str]) ->
         assert len(result.stderr.strip().splitlines()) == 1, shown
 
 
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_the_commands_of_a_page_run(page: Path, tmp_path: Path) -> None:
+    _run_in_order([c for c in bash_commands(page) if not c.skip and not c.needs], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.extras  # CI runs it where the extras are (tests/ci_selection.py)
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if any(c.needs for c in bash_commands(p))], ids=_page_id
+)
+def test_the_commands_that_need_an_extra_run(page: Path, tmp_path: Path) -> None:
+    """A page's `# needs:` commands, after its exports, where their modules import; the
+    page's other commands run without them, so none can need what these do."""
+    commands = [c for c in bash_commands(page) if not c.skip]
+    needed = sorted({c.needs for c in commands if c.needs})
+    runnable = [c for c in commands if c.needs and importlib.util.find_spec(c.needs)]
+    if not runnable:
+        pytest.skip(f"not installed: {', '.join(needed)}")
+    _run_in_order([c for c in commands if c in runnable or c.text.startswith("export ")], tmp_path)
+
+
+def _run_in_order(commands: list[Command], tmp_path: Path) -> None:
+    """Each command in its own bash, in one folder, after the `export` lines before it."""
     for name in LINKED:
         (tmp_path / name).symlink_to(ROOT / name, target_is_directory=True)
     env = {
@@ -209,11 +236,7 @@ def test_the_commands_of_a_page_run(page: Path, tmp_path: Path) -> None:
     for name in ("EVOTUNE_SPACES", "EVOTUNE_TOKEN"):
         env.pop(name, None)
     exports: list[str] = []
-    for command in bash_commands(page):
-        if command.skip:
-            continue
-        if command.needs and importlib.util.find_spec(command.needs) is None:
-            continue
+    for command in commands:
         result = subprocess.run(
             ["bash", "-c", "\n".join([PRELUDE, *exports, command.text])],
             cwd=tmp_path,
