@@ -766,14 +766,34 @@ _COMPARE_STRATEGIES_HELP = (
 
 @app.command()
 def compare(
-    landscape: Annotated[Path, typer.Option(help="A landscape file (`evotune landscape export`).")],
+    landscape: Annotated[
+        Path | None, typer.Option(help="A landscape file (`evotune landscape export`).")
+    ] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of --landscape: a suite manifest (e.g. "
+            "tests/data/landscapes/suite.yaml); every strategy runs on each of its landscapes, "
+            "and a markdown table reports the held-out ones apart from the tuning subset. "
+            "A strategy may carry settings, as key=value pairs in square brackets after its "
+            "name, and its own cap and seeds: tpe@300/10."
+        ),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(help="With --suite: only these of its landscapes (comma list of names)."),
+    ] = None,
     strategies: Annotated[str, typer.Option(help=_COMPARE_STRATEGIES_HELP)] = (
         "evolution,random,tpe,cmaes"
     ),
     seeds: Annotated[int, typer.Option(min=1, help="Runs per strategy (seeds 0..N-1).")] = 20,
     target: Annotated[
-        float, typer.Option(help="Within this fraction of the landscape's best p50.")
-    ] = 0.02,
+        list[float] | None,
+        typer.Option(
+            help="Within this fraction of the landscape's best p50 (default 0.02; with "
+            "--suite repeatable, default 0.02 and 0.05)."
+        ),
+    ] = None,
     max_evals: Annotated[
         int | None, typer.Option(help="Cap per run (default: 15% of the space, at least 100).")
     ] = None,
@@ -799,20 +819,37 @@ def compare(
     ] = None,
     sim_gpu_s: Annotated[float, typer.Option(min=0, help="GPU seconds per trial.")] = 0.1,
     start: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="What each run starts from: 'default' (the space's default config), "
-            "'random' (a valid config drawn by the run's seed) or 'none'."
+            "'random' (a valid config drawn by the run's seed) or 'none' (default: 'default', "
+            "with --suite 'random')."
         ),
-    ] = "default",
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare strategies offline on a recorded landscape: evaluations to reach the target."""
+    """Compare strategies offline on a recorded landscape, or a suite of them: evaluations to
+    reach the target."""
     from evotune.compare import check_comparison, compare_strategies, render_comparison
     from evotune.pool_model import PoolModel
     from evotune.progress import progress_counter
     from evotune.space import load_space
 
+    if suite is not None:
+        simulated = sim_gpus is not None or sim_compilers is not None or sim_compile_rule
+        if landscape is not None or pipeline_depth != 1 or simulated:
+            raise UserError(
+                "--suite replays its own landscapes synchronously: no --landscape, "
+                "--pipeline-depth or --sim-*"
+            )
+        _compare_suite(suite, only, strategies, seeds, target, max_evals, start, as_json)
+        return
+    if landscape is None:
+        raise UserError("give --landscape FILE, or --suite MANIFEST")
+    if only is not None:
+        raise UserError("--only picks landscapes of a --suite")
+    if target and len(target) > 1:
+        raise UserError("one --target for one landscape (several with --suite)")
     pool: PoolModel | None = None
     if sim_gpus is not None:
         pool = PoolModel(
@@ -833,6 +870,7 @@ def compare(
     interpreted = bool(recorded.environment.get("interpreted"))
     space = load_space(recorded.kernel).searched(recorded.restrict, interpreted)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    start = start or "default"
     check_comparison(
         recorded, names, seeds, start, pipeline_depth, pool
     )  # before the progress shows: one line if refused
@@ -844,7 +882,7 @@ def compare(
             space,
             names,
             seeds=seeds,
-            target=target,
+            target=target[0] if target else 0.02,
             max_evals=max_evals,
             start=start,
             pipeline_depth=pipeline_depth,
@@ -857,6 +895,55 @@ def compare(
         _print_json(report.to_dict())
         return
     console.print(render_comparison(report))
+
+
+def _compare_suite(
+    path: Path,
+    only: str | None,
+    strategies: str,
+    seeds: int,
+    targets: list[float] | None,
+    max_evals: int | None,
+    start: str | None,
+    as_json: bool,
+) -> None:
+    """`compare --suite`: a markdown table (or JSON) on stdout, progress on stderr."""
+    from evotune.progress import progress_counter
+    from evotune.suite import (
+        DEFAULT_TARGETS,
+        load_suite,
+        parse_strategies,
+        prepare_suite,
+        render_suite,
+        run_suite,
+    )
+
+    suite = load_suite(path)
+    if only is not None:
+        suite = suite.select([name.strip() for name in only.split(",") if name.strip()])
+    specs = parse_strategies(strategies)
+    start = start or "random"  # the hold-out protocol's neutral start
+    prepared = prepare_suite(suite, specs, seeds, start)  # before the progress: one line
+    for item in prepared:
+        _note_normalised(item.entry.path, item.landscape)
+    runs = len(prepared) * sum(spec.seeds or seeds for spec in specs)
+    with progress_counter(err_console, "compare runs", runs) as advance:
+        report = run_suite(
+            suite,
+            prepared,
+            specs,
+            seeds,
+            targets=targets or DEFAULT_TARGETS,
+            max_evals=max_evals,
+            start=start,
+            on_run=lambda label, run: advance(
+                f"{label} seed {run.seed}: {run.evaluations} evaluations, {run.ended}"
+            ),
+        )
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        sys.stdout.write(render_suite(report))
 
 
 def _compile_rule(text: str) -> tuple[str, float]:
