@@ -35,6 +35,7 @@ import numpy as np
 from evotune.records import Config, TrialStatus, config_hash
 from evotune.search.base import Candidate, Observation, Strategy, TuningLandscape
 from evotune.search.grid import space_index
+from evotune.search.stopping import no_improvement
 from evotune.search.surrogate import KnobEncoding, ParzenRatio, good_count
 from evotune.space import Parameter
 
@@ -113,7 +114,12 @@ class EvolutionStrategy(Strategy):
             "niche_size": 2,
             "immigrants": 0.2,
             "immigrant_screening": 16,
-            "patience_generations": 10,
+            # Stalled (the best not `min_improvement` better over the last
+            # `stall_generations` generations; 0: never), it measures the unseen neighbours
+            # of its best configs instead of breeding, until it improves (`_stalled`). It
+            # stops on its own only when asked to: `patience_generations` > 0.
+            "stall_generations": 10,
+            "patience_generations": 0,
             "min_improvement": 0.005,
         }
 
@@ -130,6 +136,7 @@ class EvolutionStrategy(Strategy):
         self._n_total = 0
         self._n_failed = 0
         self._exhausted = False
+        self._used_up: set[str] = set()  # measured configs whose neighbours are all seen
         self.index = space_index(self.space, self.dims)
         # Caches, dropped whenever something is told.
         self._ranked: list[str] | None = None  # observations, best first
@@ -208,6 +215,9 @@ class EvolutionStrategy(Strategy):
                 if model is not None:
                     found = [found[_argmin(model(found))]]
                 take(found[0], (), "random")
+        if len(batch) < n and self._stalled(generation):
+            for config, parent in self._frontier(n - len(batch), taken, model):
+                take(config, (parent,), "neighbour")
         breeding = True
         while len(batch) < n:
             pool: list[tuple[Config, tuple[str, ...], str]] = []
@@ -270,6 +280,54 @@ class EvolutionStrategy(Strategy):
             self.population = sorted(
                 keep + rest[: max(0, self.population_size - len(keep))], key=self._rank_key
             )
+
+    def _stalled(self, generation: int) -> bool:
+        """Whether the generations told before this one stalled: the best improved by less
+        than `min_improvement` over the last `stall_generations` (the stopping rule's test).
+        Its children then come from a population that has drifted into whatever corner
+        breeds new configs (on mission-full-h200, the large gluon branch), not from around
+        its best, so the walk of `_frontier` takes their place until it finds a gain."""
+        told = {g: b for g, b in self.generation_best.items() if g < generation}
+        return no_improvement(
+            told, int(self.settings["stall_generations"]), float(self.settings["min_improvement"])
+        )
+
+    def _frontier(
+        self, count: int, taken: set[str], model: Scorer | None
+    ) -> list[tuple[Config, str]]:
+        """Up to `count` unseen valid configs one parameter away (any other value) from the
+        best measured configs, best first: the neighbourhood of the best is used up before
+        that of the second best, and so on. Within one config's neighbourhood, the
+        screening model's order."""
+        out: list[tuple[Config, str]] = []
+        if count <= 0:
+            return out
+        if self._ranked is None:
+            self._ranked = sorted(self.observations, key=self._rank_key)
+        for key in self._ranked:
+            if len(out) >= count:
+                break
+            if key in self._used_up:
+                continue
+            obs = self.observations[key]
+            if not obs.ok:
+                break  # failures rank last
+            fresh = [
+                c
+                for c in self._neighbours(obs.config, jumps=True)
+                if self.is_valid(c) and self._is_new(c, taken)
+            ]
+            if not fresh:
+                self._used_up.add(key)
+                continue
+            if model is not None:
+                scores = model(fresh)
+                fresh = [fresh[i] for i in sorted(range(len(fresh)), key=scores.__getitem__)]
+            for config in fresh:
+                if len(out) < count and self._is_new(config, taken):
+                    taken.add(config_hash(config))
+                    out.append((config, key))
+        return out
 
     def _niche_best(self, ranked: list[str]) -> list[str]:
         """The best few working configs of each branch of the space (e.g. each `impl`): a
@@ -435,12 +493,14 @@ class EvolutionStrategy(Strategy):
             frontier = nxt
         return None
 
-    def _neighbours(self, config: Config) -> list[Config]:
+    def _neighbours(self, config: Config, jumps: bool = False) -> list[Config]:
+        """The configs one active parameter away: for ordered and int parameters the next
+        value either side, or (`jumps`) any other value."""
         out: list[Config] = []
         for name in self.index.active_names(config):
             param = self.space.parameters[name]
             choices = param.choices()
-            if param.kind in ("ordered", "int") and config.get(name) in choices:
+            if not jumps and param.kind in ("ordered", "int") and config.get(name) in choices:
                 i = choices.index(config[name])
                 values = [choices[j] for j in (i - 1, i + 1) if 0 <= j < len(choices)]
             else:

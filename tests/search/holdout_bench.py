@@ -11,6 +11,11 @@ Usage (repository root):
     python -m tests.search.holdout_bench LANDSCAPE... --strategies evolution,random
         [--seeds 20] [--cap N] [--start random] [--targets 0.02,0.05] [--json OUT]
 
+A LANDSCAPE is a file, or a made-up landscape of the attention space
+(tests/search/synthetic.py): `synthetic:SHAPE:SEED` (e.g. `synthetic:mission:3`), or
+`needle:SHAPE:SEED`, the same with one config made the only one within 2 % of the best
+(`with_needle`).
+
 A strategy may carry settings: `evolution[parzen_weight=0]` is the evolution with its
 tree-Parzen screening off (the defaults before it). `--cap` bounds every run (default: as
 `compare`, 15 % of the space, at least 100); a run that does not reach a target counts as
@@ -80,7 +85,20 @@ def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def replay_target(path: Path) -> tuple[Landscape, SearchSpace]:
-    """The landscape fitted to its kernel's space, as `evotune compare` reads it."""
+    """The landscape fitted to its kernel's space, as `evotune compare` reads it; a made-up
+    one (`synthetic:SHAPE:SEED`, `needle:SHAPE:SEED`) with the attention space."""
+    kind, _, rest = str(path).partition(":")
+    if kind in ("synthetic", "needle"):
+        try:
+            from tests.search import synthetic
+        except ModuleNotFoundError:  # run as a script: this folder is on the path, not the root
+            import synthetic  # type: ignore[no-redef]
+        shape, _, seed = rest.partition(":")
+        space = synthetic.attention_space()
+        landscape = synthetic.synthetic_landscape(space, shape, int(seed))
+        if kind == "needle":
+            landscape = synthetic.with_needle(landscape, int(seed))
+        return landscape, space
     recorded = load_landscape(path)
     fitted = fit_to_space(recorded, load_space(recorded.kernel), path)
     interpreted = bool(fitted.environment.get("interpreted"))

@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 
-from evotune.landscape import Landscape
+from evotune.compare import run_on_landscape
+from evotune.landscape import Landscape, LandscapeTrial
 from evotune.records import TrialStatus, config_hash
 from evotune.search import make_strategy
 from evotune.search.base import Observation
 from evotune.search.evolution import EvolutionStrategy
 from evotune.search.grid import valid_configs
-from evotune.space import SearchSpace
+from evotune.space import SearchSpace, Shape
+from tests.search.synthetic import synthetic_landscape, with_needle
 from tests.search.test_strategies import drive, observe
 from tests.search.toy import TOY_DIMS
 
@@ -27,6 +29,7 @@ OPERATORS = {
     "mutation+repair",
     "crossover+repair",
     "crossover+mutation+repair",
+    "neighbour",
 }
 
 
@@ -318,3 +321,138 @@ def test_the_screening_sees_combinations_through_the_tree_parzen_ratio(toy: Sear
     both = [ranks_fast_first(sample, weight) for sample in range(10)]
     assert all(b > a for a, b in zip(additive, both, strict=True))
     assert sum(both) / 10 > sum(additive) / 10 + 0.15
+
+
+# --- a stalled evolution with budget left ---------------------------------------------------
+
+BOWL_DIMS = {"S": 1}
+NEEDLE = {"a": 4, "b": 4, "c": 0, "d": 0}
+
+
+def bowl_space() -> SearchSpace:
+    """Four knobs of five values each: 625 configs, no constraints."""
+    knob = {"kind": "ordered", "values": [0, 1, 2, 3, 4], "default": 0}
+    return SearchSpace.model_validate(
+        {
+            "kernel": "bowl",
+            "module": "tests.search.toy",
+            "dims": {"S": "int"},
+            "parameters": {name: knob for name in "abcd"},
+            "tolerances": {"float16": {"atol": 0.01}},
+            "shapes": {"one": BOWL_DIMS},
+        }
+    )
+
+
+def bowl_landscape(space: SearchSpace) -> Landscape:
+    """A smooth bowl around (2, 2, 2, 2), 100 us at its bottom, and one needle 3 % below that
+    in a far corner, among neighbours that all look worse than the bowl's middle: nothing
+    leads a search to it."""
+    trials = []
+    for config in valid_configs(space, BOWL_DIMS):
+        p50 = 100.0 + sum((int(v) - 2) ** 2 for v in config.values())
+        trials.append(LandscapeTrial(config, TrialStatus.OK, 97.0 if config == NEEDLE else p50))
+    return Landscape("bowl", Shape("one", BOWL_DIMS), {"gpu": "made up"}, len(trials), trials)
+
+
+def test_a_stalled_evolution_keeps_measuring_new_configs_until_it_finds_a_needle() -> None:
+    """The bowl's bottom is found in a few generations, then nothing improves on it. With
+    the whole space as budget the evolution does not stop: it measures the unseen neighbours
+    of its best configs, never one config twice, until it measures the needle (here the
+    last configs it reaches: best first, the walk comes to the bowl's rim last). Under the
+    old default, a stop after 10 generations without 0.5 % gain, the run ended before."""
+    space = bowl_space()
+    landscape = bowl_landscape(space)
+    for seed in range(3):
+        strategy = evolution(space, BOWL_DIMS, seed)
+        history: list[Observation] = []
+        while config_hash(NEEDLE) not in {o.config_hash for o in history}:
+            assert not strategy.should_stop()
+            candidates = strategy.ask(strategy.generation_size)
+            assert candidates, "asked nothing before the needle"
+            observations = observe(landscape, candidates)
+            strategy.tell(observations)
+            history += observations
+        hashes = [o.config_hash for o in history]
+        assert len(hashes) == len(set(hashes)) < len(landscape)
+        assert {o.operator for o in history} >= {"neighbour", "mutation"}
+
+        stopping = evolution(space, BOWL_DIMS, seed, stall_generations=0, patience_generations=10)
+        told: list[Observation] = []
+        while not stopping.should_stop():
+            observations = observe(landscape, stopping.ask(stopping.generation_size))
+            stopping.tell(observations)
+            told += observations
+        assert config_hash(NEEDLE) not in {o.config_hash for o in told}
+        assert len(told) < len(history)
+
+
+def test_a_stalled_evolution_measures_the_neighbours_of_its_best_config_first(
+    toy: SearchSpace,
+) -> None:
+    """Told 11 generations without gain (a stall of `stall_generations` 10), the next
+    generation is, but for its immigrants, configs one knob away from the best measured
+    one; a resumed strategy asks the same."""
+    configs = valid_configs(toy, TOY_DIMS)
+    best = configs[0]
+    history = [Observation(best, TrialStatus.OK, 5.0, generation=0)]
+    history += [
+        Observation(c, TrialStatus.OK, 9.0 + i / 100, generation=1 + i % 10)
+        for i, c in enumerate(configs[1:21])
+    ]
+    strategy = evolution(toy, TOY_DIMS, population=6)
+    strategy.restore(history)
+    asked = strategy.ask(6)
+    neighbours = [c for c in asked if c.operator == "neighbour"]
+    assert len(neighbours) >= 4 and [c.operator for c in asked][-len(neighbours) :] == [
+        "neighbour"
+    ] * len(neighbours)
+    for candidate in neighbours:
+        assert candidate.parents == (config_hash(best),)
+        changed = [k for k in best if candidate.config.get(k) != best[k]]
+        assert len(changed) == 1 or "impl" in changed, candidate.config
+    resumed = evolution(toy, TOY_DIMS, population=6)
+    resumed.restore(history)
+    assert [c.config for c in resumed.ask(6)] == [c.config for c in asked]
+    # Not stalled (the last 10 generations improved): bred children, no neighbour walk.
+    improving = [*history, Observation(configs[30], TrialStatus.OK, 1.0, generation=11)]
+    fresh = evolution(toy, TOY_DIMS, population=6)
+    fresh.restore(improving)
+    assert "neighbour" not in {c.operator for c in fresh.ask(6)}
+
+
+def test_an_evolution_asked_to_stop_early_stops_and_otherwise_spends_its_budget() -> None:
+    """Through the runner (`evotune compare`'s replay of `evotune search`), a target nothing
+    reaches: by default the run uses its budget; with `patience_generations` it ends on its
+    own once that many generations brought no gain."""
+    space = bowl_space()
+    landscape = bowl_landscape(space)
+    whole = run_on_landscape(landscape, space, "evolution", 0, -1.0, 300, start="default")
+    assert (whole.ended, whole.evaluations) == ("max_evals", 300)
+    early = run_on_landscape(
+        landscape, space, "evolution", 0, -1.0, 300, settings={"patience_generations": 10},
+        start="default",
+    )  # fmt: skip
+    assert early.ended == "strategy" and early.evaluations < 300
+
+
+def test_on_a_large_space_the_neighbour_walk_finds_a_needle_breeding_misses(
+    attention: SearchSpace,
+) -> None:
+    """A synthetic landscape of the whole attention space (21,216 working configs) with one
+    config alone within 2 % of the best (`with_needle`), replayed as `evotune compare` does
+    from a random start. With the neighbour walk of a stalled search, the three seeds reach
+    it within 300 evaluations; breeding on (`stall_generations` 0) misses it on two of them
+    (measured when written: 189, 178 and 124 evaluations against 847, 969 and 124)."""
+    landscape = with_needle(synthetic_landscape(attention, "mission", seed=3), seed=3)
+
+    def evaluations(seed: int, **settings: object) -> int | None:
+        run = run_on_landscape(
+            landscape, attention, "evolution", seed, 0.02, 300, 0, settings, "random"
+        )
+        return run.evals_to_target
+
+    walking = [evaluations(seed) for seed in range(3)]
+    breeding = [evaluations(seed, stall_generations=0) for seed in range(3)]
+    assert all(found is not None for found in walking), walking
+    assert sum(found is None for found in breeding) >= 2, breeding

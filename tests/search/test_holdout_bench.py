@@ -12,6 +12,7 @@ from tests.search.holdout_bench import (
     bench,
     is_peer,
     parse_strategy,
+    replay_target,
     run_plan,
     table,
 )
@@ -47,3 +48,13 @@ def test_kernel_tuners_strategies_run_and_are_the_peers_of_the_table() -> None:
     random_line = next(line for line in table(rows).splitlines() if "| random |" in line)
     # The last column compares random with the best peer, here Kernel Tuner's random sampling.
     assert not random_line.endswith("| - |")
+
+
+def test_made_up_landscapes_are_named_on_the_command_line() -> None:
+    """`needle:SHAPE:SEED` is `synthetic:SHAPE:SEED` with one config alone within 2 %."""
+    plain, space = replay_target(Path("synthetic:mission:3"))
+    needled, _ = replay_target(Path("needle:mission:3"))
+    assert space.kernel == plain.kernel == "attention" and len(plain) == len(needled)
+    assert plain.best_p50_us is not None and needled.best_p50_us is not None
+    assert needled.best_p50_us == pytest.approx(0.97 * plain.best_p50_us, abs=1e-3)
+    assert len(needled.within(0.02)) == 1 < len(plain.within(0.02))
