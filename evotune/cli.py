@@ -925,7 +925,8 @@ def _compare_suite(
     start = start or "random"  # the hold-out protocol's neutral start
     prepared = prepare_suite(suite, specs, seeds, start)  # before the progress: one line
     for item in prepared:
-        _note_normalised(item.entry.path, item.landscape)
+        if isinstance(item.entry.source, Path):  # a made-up landscape is built in its space
+            _note_normalised(item.entry.source, item.landscape)
     runs = len(prepared) * sum(spec.seeds or seeds for spec in specs)
     with progress_counter(err_console, "compare runs", runs) as advance:
         report = run_suite(

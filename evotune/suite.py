@@ -3,8 +3,10 @@
 A suite is a YAML manifest beside its landscape files (tests/data/landscapes/suite.yaml):
 each landscape's file, how many configs it records, whether it is in the tuning subset (the
 only landscapes a strategy's defaults may be chosen on; the others are held out), and its
-provenance. Each (landscape, strategy, seed) run is `compare_strategies`'s run, going on until
-the tightest target; the evaluations to each looser target are read off the same run's best
+provenance. An entry may name a made-up landscape instead of a file (`synthetic: needle`,
+a shape and a seed: evotune/synthetic_landscapes.py, tests/data/landscapes/synthetic.yaml).
+Each (landscape, strategy, seed) run is `compare_strategies`'s run, going on until the
+tightest target; the evaluations to each looser target are read off the same run's best
 curve. The table reports the held-out landscapes apart from the tuning subset.
 
 A strategy may carry settings and its own cap and number of seeds: `evolution[parzen_weight=0]`,
@@ -31,6 +33,7 @@ from evotune.landscape import Landscape, fit_to_space, load_landscape
 from evotune.landscape_runs import RunResult
 from evotune.search.registry import default_settings
 from evotune.space import SearchSpace, load_space
+from evotune.synthetic_landscapes import KINDS, SHAPES, SyntheticSpec
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -49,23 +52,32 @@ __all__ = [
 ]
 
 DEFAULT_TARGETS = (0.02, 0.05)
-_REQUIRED = {"file": str, "tuning": bool, "configs": int}
+_REQUIRED = {"tuning": bool, "configs": int}
+_FILE = {"file": str}
+_SYNTHETIC = {"synthetic": str, "shape": str, "seed": int}
 
 
 @dataclass(frozen=True)
 class SuiteEntry:
-    """One landscape of a manifest: its file, size, subset, and the rest as provenance."""
+    """One landscape of a manifest: its file or made-up landscape, size, subset, and the rest
+    as provenance (a made-up landscape has none: its spec says how it was made)."""
 
-    name: str  # the file's name without .json / .json.gz
-    path: Path
+    # A file's name without .json / .json.gz, or a made-up one's `KIND:SHAPE:SEED`.
+    name: str
+    source: Path | SyntheticSpec
     tuning: bool
     configs: int
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        if isinstance(self.source, Path):
+            source: dict[str, Any] = {"file": str(self.source)}
+        else:
+            spec = self.source
+            source = {"synthetic": spec.kind, "shape": spec.shape, "seed": spec.seed}
         return {
             "name": self.name,
-            "file": str(self.path),
+            **source,
             "tuning": self.tuning,
             "configs": self.configs,
             **self.provenance,
@@ -111,17 +123,39 @@ def load_suite(path: str | Path) -> Suite:
 
 def _entry(path: Path, index: int, item: Any) -> SuiteEntry:
     where = f"{path}: landscapes[{index}]"
-    if not isinstance(item, dict):
-        raise UserError(f"{where}: expected a mapping with {', '.join(_REQUIRED)}")
-    for key, kind in _REQUIRED.items():
+    if not isinstance(item, dict) or ("file" in item) == ("synthetic" in item):
+        raise UserError(
+            f"{where}: expected a mapping with either 'file' (a landscape file) or "
+            f"'synthetic' ({' or '.join(KINDS)}), and {', '.join(_REQUIRED)}"
+        )
+    if "file" in item:
+        _check_types(where, item, {**_FILE, **_REQUIRED})
+        file = Path(item["file"])
+        name = file.name.removesuffix(".gz").removesuffix(".json")
+        provenance = {k: v for k, v in item.items() if k not in {**_FILE, **_REQUIRED}}
+        return SuiteEntry(name, path.parent / file, item["tuning"], item["configs"], provenance)
+    _check_types(where, item, {**_SYNTHETIC, **_REQUIRED})
+    # No provenance beside a made-up landscape's spec: an unknown key is a typo or a
+    # parameter the generator does not take.
+    unknown = sorted(set(item) - {*_SYNTHETIC, *_REQUIRED})
+    if unknown:
+        raise UserError(
+            f"{where}: a synthetic landscape takes {', '.join([*_SYNTHETIC, *_REQUIRED])}; "
+            f"not {', '.join(map(str, unknown))}"
+        )
+    for key, known in (("synthetic", KINDS), ("shape", tuple(SHAPES))):
+        if item[key] not in known:
+            raise UserError(f"{where}: {key!r} is one of {', '.join(known)}, not {item[key]!r}")
+    spec = SyntheticSpec(item["synthetic"], item["shape"], item["seed"])
+    return SuiteEntry(spec.name, spec, item["tuning"], item["configs"])
+
+
+def _check_types(where: str, item: Mapping[str, Any], types: Mapping[str, type]) -> None:
+    for key, kind in types.items():
         # (bool is an int: `configs: true` is refused too.)
         value = item.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise UserError(f"{where}: {key!r} must be a {kind.__name__}, not {value!r}")
-    file = Path(item["file"])
-    name = file.name.removesuffix(".gz").removesuffix(".json")
-    provenance = {k: v for k, v in item.items() if k not in _REQUIRED}
-    return SuiteEntry(name, path.parent / file, item["tuning"], item["configs"], provenance)
 
 
 @dataclass(frozen=True)
@@ -213,21 +247,29 @@ def prepare_suite(
     cannot run is refused (UserError) before the first run starts."""
     prepared = []
     for entry in suite.entries:
-        try:
-            recorded = load_landscape(entry.path)
-            landscape = fit_to_space(recorded, load_space(recorded.kernel), entry.path)
-        except LandscapeFileError as exc:
-            raise UserError(f"suite {suite.path}: {exc}") from None
+        landscape = _landscape(suite, entry)
         if len(landscape) != entry.configs:
+            # (A made-up landscape holds every valid config: its space has changed.)
+            what = entry.source if isinstance(entry.source, Path) else entry.name
             raise UserError(
-                f"suite {suite.path}: {entry.path} records {len(landscape)} configs, "
-                f"the suite says {entry.configs}: not the file it describes"
+                f"suite {suite.path}: {what} records {len(landscape)} configs, the suite says "
+                f"{entry.configs}: not the landscape it describes"
             )
         interpreted = bool(landscape.environment.get("interpreted"))
         space = load_space(landscape.kernel).searched(landscape.restrict, interpreted)
         check_comparison(landscape, [s.name for s in specs], seeds, start)
         prepared.append(SuiteLandscape(entry, landscape, space))
     return prepared
+
+
+def _landscape(suite: Suite, entry: SuiteEntry) -> Landscape:
+    if isinstance(entry.source, SyntheticSpec):
+        return entry.source.build()
+    try:
+        recorded = load_landscape(entry.source)
+        return fit_to_space(recorded, load_space(recorded.kernel), entry.source)
+    except LandscapeFileError as exc:
+        raise UserError(f"suite {suite.path}: {exc}") from None
 
 
 @dataclass(frozen=True)

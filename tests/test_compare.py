@@ -22,7 +22,7 @@ from evotune.records import config_hash
 from evotune.search.registry import STRATEGIES
 from evotune.space import SearchSpace, load_space
 from evotune.storage import MemoryTrialStore, SqlTrialStore, TrialRecord, open_database
-from tests.search.synthetic import attention_space, synthetic_landscape
+from evotune.synthetic_landscapes import synthetic_landscape
 from tests.search.toy import toy_landscape, toy_space
 
 ROOT_LANDSCAPES = Path(__file__).resolve().parent / "data" / "landscapes"
@@ -30,7 +30,7 @@ ROOT_LANDSCAPES = Path(__file__).resolve().parent / "data" / "landscapes"
 
 @pytest.fixture(scope="module")
 def attention() -> SearchSpace:
-    return attention_space()
+    return load_space("attention")
 
 
 @pytest.fixture(scope="module")

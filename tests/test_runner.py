@@ -32,8 +32,8 @@ from evotune.storage import (
     TrialStore,
     open_database,
 )
+from evotune.synthetic_landscapes import synthetic_landscape
 from evotune.worker.evaluator import Evaluator
-from tests.search.synthetic import synthetic_landscape
 
 SPACE = load_space("attention")
 MISSION = SPACE.shape("mission")

@@ -1,8 +1,9 @@
 """`evotune compare --suite`: every strategy on every landscape of a manifest, one table.
 
 The runs are checked against runs made directly (`run_on_landscape`), on a tiny suite of
-sub-landscapes cut from the shipped recordings; the shipped manifest against its files and
-the default strategy's record of its tuning subset."""
+sub-landscapes cut from the shipped recordings and on a made-up landscape a manifest names;
+the shipped manifests against their files, the made-up landscapes and the default strategy's
+record of its tuning subset."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from evotune.cli import main
 from evotune.compare import run_on_landscape
 from evotune.errors import UserError
 from evotune.landscape import Landscape, fit_to_space, load_landscape, save_landscape
+from evotune.search.grid import valid_configs
 from evotune.search.registry import DEFAULT_STRATEGY, STRATEGIES
 from evotune.space import load_space
 from evotune.suite import (
@@ -29,6 +31,7 @@ from evotune.suite import (
     render_suite,
     run_suite,
 )
+from evotune.synthetic_landscapes import SHAPES, SyntheticSpec, synthetic_landscape, with_needle
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "tests" / "data" / "landscapes"
@@ -179,19 +182,101 @@ def test_the_shipped_suite_is_the_shipped_landscapes_with_the_tuning_subset_reco
     (`EvolutionStrategy.tuned_on`), by content: the held-out rows are the others."""
     suite = load_suite(SHIPPED / "suite.yaml")
     shipped = {p.name for p in SHIPPED.iterdir() if ".json" in p.name}
-    assert {e.path.name for e in suite.entries} == shipped
-    for entry in suite.entries:
-        landscape = load_landscape(entry.path)
+    files = [e.source for e in suite.entries if isinstance(e.source, Path)]
+    assert len(files) == len(suite.entries) and {f.name for f in files} == shipped
+    for entry, file in zip(suite.entries, files, strict=True):
+        landscape = load_landscape(file)
         assert len(landscape) == entry.configs, entry.name
         assert entry.provenance["kernel"] == landscape.kernel
         assert entry.provenance["gpu"] == landscape.environment["gpu"]
         assert str(entry.provenance["shape"]).startswith(f"{landscape.shape.name}: ")
         assert entry.provenance["date"] and entry.provenance["recorded"]
     tuned = {(ROOT / t.path).resolve(): t.sha256 for t in STRATEGIES[DEFAULT_STRATEGY].tuned_on}
-    tuning = {e.path.resolve() for e in suite.entries if e.tuning}
+    tuning = {f.resolve() for f, e in zip(files, suite.entries, strict=True) if e.tuning}
     assert tuning == set(tuned)
     assert all(load_landscape(path).content_sha256 == sha for path, sha in tuned.items())
     assert any(not e.tuning for e in suite.entries)  # something is held out
+
+
+def test_a_manifest_names_a_made_up_landscape_and_the_suite_runs_on_it(tmp_path: Path) -> None:
+    """A `synthetic:` entry is built from its kind, shape and seed, and run as a file is: the
+    same evaluations as runs made directly on the landscape the generator makes."""
+    entry = {"synthetic": "needle", "shape": "llama-d128", "seed": 1, "tuning": False}
+    (tmp_path / "made-up.yaml").write_text(
+        yaml.safe_dump({"landscapes": [{**entry, "configs": 20345}]})
+    )
+    suite = load_suite(tmp_path / "made-up.yaml")
+    specs = parse_strategies("evolution,random")
+    report = run_suite(suite, prepare_suite(suite, specs, 2, "random"), specs, 2, max_evals=60)
+    landscape = with_needle(synthetic_landscape(None, "llama-d128", seed=1), seed=1)
+    assert report.landscapes == [
+        {"name": "needle:llama-d128:1", **entry, "configs": 20345,
+         "best_p50_us": landscape.best_p50_us}
+    ]  # fmt: skip
+    space = load_space("attention")
+    for strategy in ("evolution", "random"):
+        direct = [
+            run_on_landscape(landscape, space, strategy, seed, 0.02, 60, start="random")
+            for seed in (0, 1)
+        ]
+        row = report.row("needle:llama-d128:1", 0.02, strategy)
+        assert row.evals_to_target == [run.evals_to_target for run in direct], strategy
+
+
+def test_the_synthetic_suite_is_the_made_up_landscapes_of_the_lab_note() -> None:
+    """tests/data/landscapes/synthetic.yaml: the sixteen landscapes docs/lab/search-holdout.md
+    chose on (so all in the tuning subset), each with every valid config of its shape."""
+    suite = load_suite(SHIPPED / "synthetic.yaml")
+    assert [e.name for e in suite.entries] == [
+        f"{kind}:{shape}:{seed}"
+        for kind in ("plain", "needle")
+        for shape in ("mission", "llama-d128")
+        for seed in range(4)
+    ]
+    assert all(e.tuning and not e.provenance for e in suite.entries)
+    space = load_space("attention")
+    valid = {shape: sum(1 for _ in valid_configs(space, dims)) for shape, dims in SHAPES.items()}
+    for entry in suite.entries:
+        assert isinstance(entry.source, SyntheticSpec)
+        assert entry.configs == valid[entry.source.shape], entry.name
+
+
+SYNTHETIC_ENTRY = {"synthetic": "needle", "shape": "mission", "seed": 3, "tuning": True}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {**SYNTHETIC_ENTRY, "configs": 1, "noise": 0.02},
+            "takes synthetic, shape, seed, tuning, configs; not noise",
+        ),
+        ({**SYNTHETIC_ENTRY, "configs": 1, "seed": None}, "'seed' must be a int, not None"),
+        ({**SYNTHETIC_ENTRY, "configs": 1, "seed": "3"}, "'seed' must be a int, not '3'"),
+        (
+            {**SYNTHETIC_ENTRY, "configs": 1, "synthetic": "smooth"},
+            "'synthetic' is one of plain, needle, not 'smooth'",
+        ),
+        (
+            {**SYNTHETIC_ENTRY, "configs": 1, "shape": "gpt2"},
+            "'shape' is one of mission, llama-d128, not 'gpt2'",
+        ),
+        (
+            {**SYNTHETIC_ENTRY, "configs": 1, "file": "mission-triton.json"},
+            "either 'file' (a landscape file) or 'synthetic' (plain or needle)",
+        ),
+        ({"tuning": True, "configs": 1}, "either 'file' (a landscape file) or 'synthetic'"),
+        (SYNTHETIC_ENTRY, "'configs' must be a int, not None"),
+    ],
+)
+def test_a_malformed_entry_is_one_error_line(
+    tmp_path: Path, entry: dict[str, object], message: str
+) -> None:  # fmt: skip
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"landscapes": [entry]}))
+    with pytest.raises(UserError) as refused:
+        load_suite(tmp_path / "bad.yaml")
+    assert str(refused.value).startswith(f"{tmp_path / 'bad.yaml'}: landscapes[0]: ")
+    assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_a_suite_run_is_refused_before_it_starts(tiny: Path, tmp_path: Path) -> None:
@@ -208,7 +293,16 @@ def test_a_suite_run_is_refused_before_it_starts(tiny: Path, tmp_path: Path) -> 
             }
         )
     )
+    (tmp_path / "made-up.yaml").write_text(
+        yaml.safe_dump({"landscapes": [{**SYNTHETIC_ENTRY, "shape": "llama-d128", "configs": 5}]})
+    )
     (tmp_path / "empty.yaml").write_text("landscapes: []\n")
+    with pytest.raises(
+        UserError, match="needle:llama-d128:3 records 20345 configs, the suite says 5"
+    ):
+        prepare_suite(
+            load_suite(tmp_path / "made-up.yaml"), parse_strategies("random"), 1, "random"
+        )
     with pytest.raises(UserError, match="records 264 configs, the suite says 5"):
         prepare_suite(
             load_suite(tmp_path / "wrong-size.yaml"), parse_strategies("random"), 1, "random"
@@ -245,6 +339,7 @@ def test_a_usage_error_is_one_line_and_exit_2(
         (("--suite", "{tmp}/none.yaml"), "cannot read suite {tmp}/none.yaml: No such file"),
         (("--suite", "{tmp}/missing.yaml"), "cannot read landscape {tmp}/gone.json"),
         (("--suite", "{tmp}/notes.txt"), "a suite is a mapping with a non-empty list"),
+        (("--suite", "{tmp}/typo.yaml"), "landscapes[0]: a synthetic landscape takes "),
         (("--strategies", "random"), "give --landscape FILE, or --suite MANIFEST"),
         (("--landscape", "x.json", "--target", "0.02", "--target", "0.05"), "one --target"),
     ],
@@ -257,6 +352,8 @@ def test_a_missing_or_malformed_manifest_is_one_line_and_exit_2(
         yaml.safe_dump({"landscapes": [{"file": "gone.json", "tuning": False, "configs": 1}]})
     )
     (tmp_path / "notes.txt").write_text("just notes\n")
+    typo = {**SYNTHETIC_ENTRY, "sede": 3, "configs": 1}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"landscapes": [typo]}))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     _exits_2_with_one_line(argv, message.replace("{tmp}", str(tmp_path)), capsys, monkeypatch)
 

@@ -65,9 +65,9 @@ class EvolutionStrategy(Strategy):
     """Elite-preserving evolution: tournaments, crossover and self-adapting mutation."""
 
     name = "evolution"
-    # Its defaults were chosen on these two landscapes (and on made-up ones from
-    # tests/search/synthetic.py) only; the full-space landscapes are held out to test them
-    # (docs/lab/search-holdout.md). Retuned? Keep to these, or update the record.
+    # Its defaults were chosen on these two landscapes (and on the made-up ones of
+    # tests/data/landscapes/synthetic.yaml) only; the full-space landscapes are held out to
+    # test them (docs/lab/search-holdout.md). Retuned? Keep to these, or update the record.
     tuned_on = (
         TuningLandscape(
             "tests/data/landscapes/mission-triton.json",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from evotune.landscape import Landscape
-from evotune.space import SearchSpace
-from tests.search.synthetic import attention_space, synthetic_landscape
+from evotune.space import SearchSpace, load_space
+from evotune.synthetic_landscapes import synthetic_landscape
 from tests.search.toy import toy_landscape, toy_space
 
 
@@ -22,7 +22,7 @@ def toy_land(toy: SearchSpace) -> Landscape:
 
 @pytest.fixture(scope="session")
 def attention() -> SearchSpace:
-    return attention_space()
+    return load_space("attention")
 
 
 @pytest.fixture(scope="session")

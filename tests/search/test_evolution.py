@@ -16,7 +16,7 @@ from evotune.search.base import Observation
 from evotune.search.evolution import EvolutionStrategy
 from evotune.search.grid import valid_configs
 from evotune.space import SearchSpace, Shape
-from tests.search.synthetic import synthetic_landscape, with_needle
+from evotune.synthetic_landscapes import synthetic_landscape, with_needle
 from tests.search.test_strategies import drive, observe
 from tests.search.toy import TOY_DIMS
 

@@ -1,4 +1,4 @@
-"""A synthetic-but-structured landscape of the attention space, for CPU tests of the search.
+"""Made-up landscapes of the attention space, for replaying the search strategies on the CPU.
 
 NOT measured data: a made-up latency model with the features real landscapes have, so that
 strategies can be exercised and compared without a GPU:
@@ -12,7 +12,9 @@ strategies can be exercised and compared without a GPU:
 - unexplained per-config structure (random pairwise effects, a deterministic jitter) and
   measurement noise.
 
-Every coefficient is drawn from a range by `seed`, so each seed is a different landscape.
+Every coefficient is drawn from a range by `seed`, so each seed is a different landscape and
+the same seed the same one, in any process. A suite manifest names one by kind, shape and
+seed (`SyntheticSpec`; `evotune compare --suite`, tests/data/landscapes/synthetic.yaml).
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from evotune.landscape import Landscape, LandscapeTrial
 from evotune.records import Config, Dims, TrialStatus, config_hash
 from evotune.search.grid import valid_configs
 from evotune.space import SearchSpace, Shape, load_space
 
-__all__ = ["SHAPES", "attention_space", "synthetic_landscape", "with_needle"]
+__all__ = ["KINDS", "SHAPES", "SyntheticSpec", "synthetic_landscape", "with_needle"]
+
+# `plain`: the modelled landscape; `needle`: the same with one config alone within 2 %.
+KINDS = ("plain", "needle")
 
 SHAPES: dict[str, Dims] = {
     "mission": {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"},
@@ -38,10 +42,6 @@ SHAPES: dict[str, Dims] = {
 SMEM_LIMIT = 227 * 1024  # bytes per SM on Hopper
 
 
-def attention_space() -> SearchSpace:
-    return load_space("attention")
-
-
 def synthetic_landscape(
     space: SearchSpace | None = None,
     shape: str = "mission",
@@ -49,7 +49,7 @@ def synthetic_landscape(
     noise: float = 0.01,
 ) -> Landscape:
     """Every valid config of the attention space with a modelled outcome (see module doc)."""
-    space = space or attention_space()
+    space = space or load_space("attention")
     dims = SHAPES[shape]
     model = _Model(space, dims, random.Random(f"synthetic:{shape}:{seed}"))
     trials: list[LandscapeTrial] = []
@@ -88,6 +88,24 @@ def with_needle(landscape: Landscape, seed: int, share: float = 0.03) -> Landsca
         space_size=landscape.space_size,
         trials=trials,
     )
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A made-up landscape as a suite manifest names it: a kind of `KINDS`, a shape of
+    `SHAPES`, and the seed of both the model and the needle."""
+
+    kind: str
+    shape: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.shape}:{self.seed}"
+
+    def build(self) -> Landscape:
+        landscape = synthetic_landscape(None, self.shape, self.seed)
+        return with_needle(landscape, self.seed) if self.kind == "needle" else landscape
 
 
 def _p50(trial: LandscapeTrial) -> float:
@@ -205,17 +223,3 @@ def _unit_gauss(key: str) -> float:
     u1 = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 2)
     u2 = int.from_bytes(digest[8:16], "big") / 2**64
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2 * math.pi * u2)
-
-
-def describe(landscape: Landscape, target: float = 0.02) -> dict[str, Any]:
-    """Counts that tell how hard a landscape is (used when tuning, printed by hand)."""
-    statuses: dict[str, int] = {}
-    for t in landscape.trials:
-        statuses[t.status.value] = statuses.get(t.status.value, 0) + 1
-    return {
-        "size": len(landscape),
-        "statuses": statuses,
-        "best_p50_us": landscape.best_p50_us,
-        "within_target": len(landscape.within(target)),
-        "best": landscape.best.config if landscape.best else None,
-    }
