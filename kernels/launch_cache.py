@@ -9,6 +9,10 @@ holds follows from the call's key (`call_key`: the tensors' dtype and device, ea
 strides and 16-byte alignment, the other arguments, the config, the current CUDA device), so a
 launcher plans a key once and, on a hit, only rebinds the tensors:
 
+- The key is one tuple read off the tensors without a loop, the config in it a small int
+  (`_ConfigTokens`: a config passed again is not read again), and `BoundedCache` compares a
+  repeated key with the last one found before hashing it: ~2.5 µs of Python a hit on a CPU
+  (tests/kernels/launch_key_bench.py), most of it reading the tensors' attributes.
 - `CompiledLaunch` launches the first time through the JIT (which compiles or finds the binary
   and specialises on exactly what the key holds: dtypes, alignment, integer values), then calls
   the compiled kernel's C launch function directly, with what Triton's launcher would hand it:
@@ -21,7 +25,7 @@ launcher plans a key once and, on a hit, only rebinds the tensors:
 - A tensor descriptor is built (and checked) once per key, without a base; a call passes the
   base tensor, and `rebased` gives the template that base where a launch needs the object.
 - Nothing cached holds a caller's tensor, so the cache keeps no device memory alive but the
-  launchers' own small tables.
+  launchers' own small tables (`_ConfigTokens` holds the last config passed, and a copy).
 
 CUDA graphs: a captured launch bakes in its pointers and, for TMA, the descriptors encoded at
 capture (base addresses included), so replays must use the same buffers, as with any captured
@@ -33,6 +37,7 @@ an evicted plan would otherwise free memory the graph still reads.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -53,6 +58,9 @@ __all__ = [
 V = TypeVar("V")
 D = TypeVar("D")
 
+# Equal to no key: the last key found by an empty BoundedCache.
+_NO_KEY: Any = object()
+
 
 class BoundedCache(Generic[V]):
     """A dict of at most `max_entries` values; a new key past that evicts the oldest one."""
@@ -60,14 +68,24 @@ class BoundedCache(Generic[V]):
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._entries: dict[Hashable, V] = {}
+        # The last key found or put and its value, one tuple so that threads never pair one
+        # key with another's value: a repeated key (a model's usual call) is found by comparing
+        # it with that key, without hashing it (a call key's hash is ~40 % of a lookup).
+        self._last: tuple[Any, V | None] = (_NO_KEY, None)
 
     def get(self, key: Hashable) -> V | None:
         """The value of `key`; None for a key that is None or cannot be hashed (a config value
         such as a list): such a call is planned from scratch, and its checks name it."""
+        last_key, last_value = self._last
+        if key == last_key:
+            return last_value
         try:
-            return self._entries.get(key)
+            found = self._entries.get(key)
         except TypeError:
             return None
+        if found is not None:
+            self._last = (key, found)
+        return found
 
     def put(self, key: Hashable, value: V) -> None:
         """Keep `value` under `key` (not under None or a key that cannot be hashed)."""
@@ -79,44 +97,103 @@ class BoundedCache(Generic[V]):
             self._entries[key] = value
         except TypeError:
             return
+        self._last = (key, value)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._last = (_NO_KEY, None)
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
-def _config_key(config: Mapping[str, Any] | None) -> Hashable:
-    if config is None:
-        return None
-    values = tuple(config.values())
-    # The types too: 64.0 == 64, but a config with BLOCK_M 64.0 must still be refused.
-    return tuple(config), values, tuple(map(type, values))
+class _ConfigTokens:
+    """A small int standing for a config's contents in call keys, so that a key holds (and a
+    lookup hashes and compares) one int, not the config's names, values and their types.
+
+    Contents are the names, values and the values' types, in order (64.0 == 64, but a config
+    with BLOCK_M 64.0 must still be refused). The config of the last call, passed again (a
+    model passes the same dict every call), skips working them out (~0.5 µs) while it equals the
+    copy taken of it: a value or a name changed in place is a new token. Not seen: a value
+    replaced in place by an equal one of another type (64 by 64.0), which keeps the token of
+    the first (checking the types too would double the ~0.2 µs a config passed again costs).
+    Tokens of at most `max_contents` contents are kept (a token forgotten and issued anew only
+    plans a key again).
+    """
+
+    def __init__(self, max_contents: int = 256) -> None:
+        self._tokens: BoundedCache[int] = BoundedCache(max_contents)
+        self._next = itertools.count()
+        # The last call's config, its copy (None until it was passed twice in a row: a config
+        # made anew for every call, a literal dict, is not copied) and its token; one tuple, so
+        # that threads never pair one config with another's copy.
+        self._last: tuple[Mapping[str, Any] | None, dict[str, Any] | None, int] = (None, None, -1)
+
+    def token(self, config: Mapping[str, Any]) -> int:
+        """The token of `config`'s contents: TypeError for a value that cannot be hashed,
+        AttributeError for a config that is not a mapping."""
+        last, copy, token = self._last
+        if config is last and config == copy:
+            return token
+        values = tuple(config.values())
+        contents = (tuple(config), values, tuple(map(type, values)))
+        found = self._tokens.get(contents)
+        if found is None:
+            hash(contents)  # a value that cannot be hashed: TypeError, before a token is issued
+            found = next(self._next)
+            self._tokens.put(contents, found)
+        self._last = (config, dict(config) if config is last else None, found)
+        return found
+
+
+_config_tokens = _ConfigTokens()
 
 
 def call_key(
     tensors: Sequence[torch.Tensor], config: Mapping[str, Any] | None, *other: Hashable
 ) -> Hashable | None:
-    """The key of a call's launch plan: the tensors' dtype and device, each one's sizes, strides
-    and 16-byte alignment (what TMA needs, and what Triton specialises pointers on), the config,
-    the current CUDA device (where Triton launches and loads kernels) and `other`.
+    """The key of an attention call's launch plan, `tensors` its q, k, v and out (ValueError for
+    any other number of tensors): their dtype and device, each one's sizes, strides and 16-byte
+    alignment (what TMA needs, and what Triton specialises pointers on), the config
+    (`_ConfigTokens`), the current CUDA device (where Triton launches and loads kernels) and
+    `other`.
 
     None when an argument is not a tensor, the tensors differ in dtype or device, or the config
-    is not a mapping; a key whose config holds a value that cannot be hashed is one that
-    `BoundedCache` never finds. Either way the call is planned from scratch, and its checks name
-    the argument. Built flat, in one pass over the tensors: a hit is most of a call's host time.
+    is not a mapping or holds a value that cannot be hashed: the call is planned from scratch,
+    and its checks name the argument. One tuple, the four tensors read without a loop: a hit is
+    most of a call's host time, and a loop building the key costs ~0.4 µs more (15 % of a hit).
     """
+    q, k, v, out = tensors
     try:
-        first = tensors[0]
-        dtype, device = first.dtype, first.device
-        current = torch._C._cuda_getDevice() if first.is_cuda else -1
-        key: list[Any] = [dtype, device, current, _config_key(config), *other]
-        for t in tensors:
-            if t.dtype is not dtype or t.device != device:
-                return None
-            key += (t.shape, t.stride(), t.data_ptr() % 16 == 0)
-        return tuple(key)
+        dtype, device = q.dtype, q.device
+        if (
+            k.dtype is not dtype
+            or v.dtype is not dtype
+            or out.dtype is not dtype
+            or k.device != device
+            or v.device != device
+            or out.device != device
+        ):
+            return None
+        return (
+            dtype,
+            device,
+            torch._C._cuda_getDevice() if q.is_cuda else -1,
+            None if config is None else _config_tokens.token(config),
+            *other,
+            q.shape,
+            q.stride(),
+            q.data_ptr() % 16 == 0,
+            k.shape,
+            k.stride(),
+            k.data_ptr() % 16 == 0,
+            v.shape,
+            v.stride(),
+            v.data_ptr() % 16 == 0,
+            out.shape,
+            out.stride(),
+            out.data_ptr() % 16 == 0,
+        )
     except (AttributeError, TypeError):
         return None
 
@@ -156,9 +233,13 @@ def hold_for_graphs(t: torch.Tensor) -> None:
 
 def _hooked() -> bool:
     """Whether a launch hook is registered (a profiler such as proton): then the JIT launches."""
-    enter, exit_ = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
-    # Triton 3.6 keeps a HookChain (with its list of calls) where older versions kept None.
-    return bool(getattr(enter, "calls", enter) or getattr(exit_, "calls", exit_))
+    runtime = knobs.runtime
+    # Triton 3.6 keeps a HookChain (with its list of calls) where older versions kept None or
+    # the hook itself. Attributes, not getattr with a default: half the cost, on every launch.
+    try:
+        return bool(runtime.launch_enter_hook.calls or runtime.launch_exit_hook.calls)
+    except AttributeError:
+        return bool(runtime.launch_enter_hook or runtime.launch_exit_hook)
 
 
 class CompiledLaunch:
@@ -194,18 +275,19 @@ class CompiledLaunch:
         self._descriptors = tuple(sorted((descriptors or {}).items()))
         self._interpreted = type(fn).__name__ == "InterpretedFunction"
         # Set by the first launch: what later calls run (given their runtime arguments).
-        self._direct: Callable[[tuple[Any, ...]], None] | None = None
+        self._direct: _RawLaunch | _KernelRun | None = None
 
     @property
-    def direct(self) -> Callable[[tuple[Any, ...]], None] | None:
-        """What calls run after the first on a GPU, given their runtime arguments (None before
-        and under the interpreter)."""
+    def direct(self) -> _RawLaunch | _KernelRun | None:
+        """What calls run after the first on a GPU, called with their runtime arguments (None
+        before and under the interpreter)."""
         return self._direct
 
     def __call__(self, *args: Any) -> None:
         direct = self._direct
         if direct is not None and not _hooked():
-            direct(args)
+            # The method itself: calling the instance looks __call__ up, ~50 ns more a launch.
+            direct.__call__(args)
             return
         args = _with_descriptors(args, self._descriptors)
         kernel = self.fn[self.grid](*args, **self.constexprs, **self.options)

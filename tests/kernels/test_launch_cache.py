@@ -33,49 +33,152 @@ def test_bounded_cache_ignores_none_and_unhashable_keys() -> None:
     assert cache.get(None) is None and cache.get(("x", [1])) is None
 
 
+def test_the_last_key_found_is_found_again_until_replaced_evicted_or_cleared() -> None:
+    """The cache compares a key with the last one found before hashing it: what that finds must
+    be what the dict holds."""
+    cache: BoundedCache[str] = BoundedCache(1)
+    cache.put(("a", 1), "first")
+    assert cache.get(("a", 1)) == "first" and cache.get(("a", 1)) == "first"  # an equal key
+    cache.put(("a", 1), "second")
+    assert cache.get(("a", 1)) == "second"
+    cache.put(("b", 1), "b")  # evicts ("a", 1)
+    assert cache.get(("a", 1)) is None and cache.get(("b", 1)) == "b"
+    cache.clear()
+    assert cache.get(("b", 1)) is None and len(cache) == 0
+
+
 def _t(*shape: int, dtype: torch.dtype = torch.float16) -> torch.Tensor:
     return torch.zeros(*shape, dtype=dtype)
 
 
+def _qkvo() -> list[torch.Tensor]:
+    return [_t(1, 2, 8, 16) for _ in range(4)]
+
+
+def _changed(tensors: list[torch.Tensor], i: int, t: Any) -> list[Any]:
+    return [t if n == i else other for n, other in enumerate(tensors)]
+
+
+CONFIG: dict[str, Any] = {"BLOCK_M": 16, "TMA": False}
+
+
 def test_call_key_is_equal_for_alike_calls_and_differs_for_any_change() -> None:
-    q, k = _t(1, 2, 8, 16), _t(1, 2, 8, 16)
-    config = {"BLOCK_M": 16, "TMA": False}
-    key = call_key((q, k), config, True)
-    assert key == call_key((_t(1, 2, 8, 16), _t(1, 2, 8, 16)), dict(config), True)
+    tensors = _qkvo()
+    key = call_key(tensors, CONFIG, True)
+    assert key == call_key(_qkvo(), dict(CONFIG), True)
     hash(key)
     transposed = _t(1, 8, 2, 16).transpose(1, 2)
     misaligned = _t(257)[1:].view(1, 2, 8, 16)
-    changed = {
-        "shape": call_key((_t(1, 2, 9, 16), k), config, True),
-        "stride": call_key((transposed, k), config, True),
-        "alignment": call_key((misaligned, k), config, True),
-        "shape of k": call_key((q, _t(1, 2, 9, 16)), config, True),
-        "stride of k": call_key((q, transposed), config, True),
-        "alignment of k": call_key((q, misaligned), config, True),
-        "dtype": call_key((q.float(), k.float()), config, True),
-        "device": call_key((q.to("meta"), k.to("meta")), config, True),
-        "config value": call_key((q, k), {**config, "BLOCK_M": 32}, True),
+    changed: dict[str, Any] = {}
+    for i, name in enumerate("qkvo"):
+        changed[f"shape of {name}"] = call_key(_changed(tensors, i, _t(1, 2, 9, 16)), CONFIG, True)
+        changed[f"stride of {name}"] = call_key(_changed(tensors, i, transposed), CONFIG, True)
+        changed[f"alignment of {name}"] = call_key(_changed(tensors, i, misaligned), CONFIG, True)
+    changed |= {
+        "dtype": call_key([t.float() for t in tensors], CONFIG, True),
+        "device": call_key([t.to("meta") for t in tensors], CONFIG, True),
+        "config value": call_key(tensors, {**CONFIG, "BLOCK_M": 32}, True),
         # 64.0 == 64, but the launcher must still refuse a float tile size
-        "config type": call_key((q, k), {**config, "BLOCK_M": 16.0}, True),
-        "no config": call_key((q, k), None, True),
-        "other": call_key((q, k), config, False),
+        "config type": call_key(tensors, {**CONFIG, "BLOCK_M": 16.0}, True),
+        "config name": call_key(tensors, {"BLOCK_N": 16, "TMA": False}, True),
+        "config entry added": call_key(tensors, {**CONFIG, "num_warps": 4}, True),
+        "empty config": call_key(tensors, {}, True),
+        "no config": call_key(tensors, None, True),
+        "other": call_key(tensors, CONFIG, False),
     }
-    assert all(other != key for other in changed.values()), changed
+    assert all(other is not None and other != key for other in changed.values()), changed
     assert len(set(changed.values())) == len(changed)
+
+
+def test_call_key_holds_the_current_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked with stand-ins for CUDA tensors: the key reads only their attributes."""
+
+    class CudaTensor:
+        dtype, device, is_cuda, shape = torch.float16, torch.device("cuda", 0), True, (2, 8)
+
+        def stride(self) -> tuple[int, int]:
+            return (8, 1)
+
+        def data_ptr(self) -> int:
+            return 1024
+
+    tensors: Any = [CudaTensor() for _ in range(4)]
+    monkeypatch.setattr(torch._C, "_cuda_getDevice", lambda: 0, raising=False)
+    on_0 = call_key(tensors, None, True)
+    monkeypatch.setattr(torch._C, "_cuda_getDevice", lambda: 1, raising=False)
+    assert on_0 is not None and call_key(tensors, None, True) not in (on_0, None)
 
 
 def test_call_key_of_a_non_tensor_or_of_mixed_dtypes_or_devices_is_none() -> None:
     """None: the call is planned from scratch, whose checks name the argument."""
-    assert call_key(([1, 2], _t(1)), None) is None
-    assert call_key((_t(1), "k"), None) is None
-    assert call_key((_t(2, 3), _t(2, 3, dtype=torch.float32)), None) is None
-    assert call_key((_t(2, 3), _t(2, 3).to("meta")), None) is None
-    assert call_key((_t(2, 3),), [("BLOCK_M", 16)]) is None  # type: ignore[arg-type]
+    tensors = _qkvo()
+    for i in range(4):
+        assert call_key(_changed(tensors, i, [1, 2]), None) is None
+        assert call_key(_changed(tensors, i, tensors[i].float()), None) is None
+        assert call_key(_changed(tensors, i, tensors[i].to("meta")), None) is None
+    assert call_key(tensors, [("BLOCK_M", 16)]) is None  # type: ignore[arg-type]
+    assert call_key(tensors, {"BLOCK_M": [16]}) is None  # a value that cannot be hashed
+
+
+def test_call_key_takes_the_four_tensors_of_an_attention_call() -> None:
+    with pytest.raises(ValueError):
+        call_key(_qkvo()[:2], None)
 
 
 def test_call_key_reads_layout_not_values() -> None:
-    a, b = _t(2, 3), torch.ones(2, 3, dtype=torch.float16)
-    assert call_key((a,), None) == call_key((b,), None)
+    tensors = _qkvo()
+    assert call_key(tensors, None) == call_key([torch.ones_like(t) for t in tensors], None)
+
+
+def test_a_config_changed_in_place_is_a_new_key() -> None:
+    """A model passes the same dict every call, which the key does not read again while it
+    equals the copy taken of it; changed in place, its key is that of a new dict alike."""
+    tensors, config = _qkvo(), dict(CONFIG)
+    keys = [call_key(tensors, config, True) for _ in range(3)]  # the second call copies it
+    assert keys[0] == keys[1] == keys[2] == call_key(tensors, dict(CONFIG), True)
+    for change in (
+        lambda c: c.update(BLOCK_M=32),  # a value
+        lambda c: c.update(num_warps=4),  # an entry added
+        lambda c: c.pop("num_warps"),  # ... and removed again
+        lambda c: c.update(BLOCK_N=c.pop("BLOCK_M")),  # a name
+    ):
+        before = call_key(tensors, config, True)
+        change(config)
+        after = [call_key(tensors, config, True) for _ in range(3)]
+        assert before != after[0] == after[1] == after[2] == call_key(tensors, dict(config), True)
+
+
+def test_a_config_back_to_earlier_contents_gets_their_key_again() -> None:
+    tensors, config = _qkvo(), dict(CONFIG)
+    first = [call_key(tensors, config, True) for _ in range(2)]
+    config["BLOCK_M"] = 32
+    call_key(tensors, config, True)
+    config["BLOCK_M"] = 16
+    assert call_key(tensors, config, True) == first[0] == first[1]
+
+
+def test_an_equal_value_of_another_type_set_in_place_keeps_the_key() -> None:
+    """What the key of a config passed again does not see (_ConfigTokens): 16 replaced by 16.0
+    in place. A new dict with 16.0 is a new key (its plan refuses it)."""
+    tensors, config = _qkvo(), dict(CONFIG)
+    key = [call_key(tensors, config, True) for _ in range(2)][-1]
+    config["BLOCK_M"] = 16.0
+    assert call_key(tensors, config, True) == key
+    assert call_key(tensors, dict(config), True) != key
+
+
+def test_config_tokens_are_kept_for_a_bounded_number_of_contents() -> None:
+    """A token forgotten is issued anew (a new key: planned again), never one of another
+    config's."""
+    from evotune.kernels.launch_cache import _ConfigTokens
+
+    tokens = _ConfigTokens(max_contents=2)
+    a, b, c = ({"BLOCK_M": m} for m in (16, 32, 64))
+    first = tokens.token(dict(a))
+    assert tokens.token(dict(a)) == first  # contents, not the object
+    issued = {first, tokens.token(b), tokens.token(c)}
+    again = tokens.token(dict(a))  # forgotten: a's token was the oldest of three
+    assert len(issued) == 3 and again not in issued
 
 
 def test_rebased_descriptor_keeps_the_layout_and_swaps_the_base() -> None:
