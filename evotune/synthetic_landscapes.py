@@ -13,8 +13,11 @@ strategies can be exercised and compared without a GPU:
   measurement noise.
 
 Every coefficient is drawn from a range by `seed`, so each seed is a different landscape and
-the same seed the same one, in any process. A suite manifest names one by kind, shape and
-seed (`SyntheticSpec`; `evotune compare --suite`, tests/data/landscapes/synthetic.yaml).
+the same seed the same one, in any process. Two kinds reshape the model: `with_needle` (one
+config alone within 2 %) and `with_branch_corner` (the fastest configs in a corner of a branch
+other than the default's). A suite manifest names one by kind, shape and seed
+(`SyntheticSpec`; `evotune compare --suite`, tests/data/landscapes/synthetic.yaml and
+synthetic-branch.yaml).
 """
 
 from __future__ import annotations
@@ -22,17 +25,27 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
+from itertools import product
 
 from evotune.landscape import Landscape, LandscapeTrial
 from evotune.records import Config, Dims, TrialStatus, config_hash
 from evotune.search.grid import valid_configs
 from evotune.space import SearchSpace, Shape, load_space
 
-__all__ = ["KINDS", "SHAPES", "SyntheticSpec", "synthetic_landscape", "with_needle"]
+__all__ = [
+    "KINDS",
+    "SHAPES",
+    "SyntheticSpec",
+    "synthetic_landscape",
+    "with_branch_corner",
+    "with_needle",
+]
 
-# `plain`: the modelled landscape; `needle`: the same with one config alone within 2 %.
-KINDS = ("plain", "needle")
+# `plain`: the modelled landscape; `needle`: the same with one config alone within 2 %;
+# `branch`: the same with every config within 5 % in a corner of a non-default branch.
+KINDS = ("plain", "needle", "branch")
 
 SHAPES: dict[str, Dims] = {
     "mission": {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"},
@@ -105,7 +118,81 @@ class SyntheticSpec:
 
     def build(self) -> Landscape:
         landscape = synthetic_landscape(None, self.shape, self.seed)
-        return with_needle(landscape, self.seed) if self.kind == "needle" else landscape
+        if self.kind == "needle":
+            return with_needle(landscape, self.seed)
+        if self.kind == "branch":
+            return with_branch_corner(landscape, self.seed)
+        return landscape
+
+
+# The corner of `with_branch_corner`: its share of the working configs, the share of them
+# within 5 % of the best, and how much slower the best config outside it is.
+_CORNER_SIZE = (0.05, 0.25)
+_CORNER_WITHIN_5 = 0.03
+_CORNER_GAP = 1.06
+
+
+def with_branch_corner(
+    landscape: Landscape, seed: int, space: SearchSpace | None = None
+) -> Landscape:
+    """The landscape with its fastest configs in one corner of a branch other than the
+    default's: the configs of another `impl` (drawn by `seed`) that take one value, not the
+    default, of a knob both branches have and one, not the default, of a knob only that
+    branch has (a corner of 5–25 % of the working configs, drawn by `seed`). The corner's
+    latencies are compressed toward its best, which becomes the best, so that 3 % of the
+    working configs are within 5 % of it, all in the corner; every config outside it is at
+    least 6 % slower. So a search that leans on the default config's branch or values finds
+    nothing within 5 % there, as on a recording whose fastest configs all sit in the other
+    branch at other values than its defaults (llama-d128-full-h200: docs/lab/search-holdout.md)."""
+    space = space or load_space(landscape.kernel)
+    params = space.parameters
+    rng = random.Random(f"corner:{seed}")
+    default = params["impl"].default
+    ok = [t for t in landscape.trials if t.ok and t.p50_us]
+    branch = rng.choice(sorted({t.config["impl"] for t in ok} - {default}))
+    inside = [t for t in ok if t.config["impl"] == branch]
+    home = [t for t in ok if t.config["impl"] == default]
+    everywhere = _knobs_of_all(inside)
+    shared = [n for n in params if n != "impl" and n in everywhere & _knobs_of_all(home)]
+    own = sorted(everywhere - {n for t in home for n in t.config})
+    sizes = Counter((k, t.config[k], m, t.config[m]) for t in inside for k in shared for m in own)
+    corners = [
+        (k, v, m, w)
+        for k in shared
+        for m in own
+        for v, w in product(params[k].choices(), params[m].choices())
+        if v != params[k].default
+        and w != params[m].default
+        and _CORNER_SIZE[0] * len(ok) <= sizes[(k, v, m, w)] <= _CORNER_SIZE[1] * len(ok)
+    ]
+    shared_knob, shared_value, own_knob, own_value = rng.choice(corners)
+    corner = {"impl": branch, shared_knob: shared_value, own_knob: own_value}
+
+    def in_corner(config: Config) -> bool:
+        return all(config.get(name) == value for name, value in corner.items())
+
+    ranked = sorted(_p50(t) for t in ok if in_corner(t.config))
+    top = min(_p50(t) for t in ok if not in_corner(t.config)) / _CORNER_GAP
+    edge = ranked[max(1, min(len(ranked) // 2, int(_CORNER_WITHIN_5 * len(ok))))] / ranked[0]
+    power = math.log(1.05) / math.log(edge)  # the config at `edge` lands at 1.05 x the best
+    trials = [
+        replace(t, p50_us=round(top * (_p50(t) / ranked[0]) ** power, 3))
+        if t.ok and t.p50_us and in_corner(t.config)
+        else t
+        for t in landscape.trials
+    ]
+    return Landscape(
+        kernel=landscape.kernel,
+        shape=landscape.shape,
+        environment={**landscape.environment, "corner": corner},
+        space_size=landscape.space_size,
+        trials=trials,
+    )
+
+
+def _knobs_of_all(trials: list[LandscapeTrial]) -> set[str]:
+    """The parameters every one of these configs has (active in all of them)."""
+    return set.intersection(*(set(t.config) for t in trials))
 
 
 def _p50(trial: LandscapeTrial) -> float:

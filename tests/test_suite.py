@@ -223,13 +223,20 @@ def test_a_manifest_names_a_made_up_landscape_and_the_suite_runs_on_it(tmp_path:
         assert row.evals_to_target == [run.evals_to_target for run in direct], strategy
 
 
-def test_the_synthetic_suite_is_the_made_up_landscapes_of_the_lab_note() -> None:
+@pytest.mark.parametrize(
+    ("manifest", "kinds"),
+    [("synthetic.yaml", ("plain", "needle")), ("synthetic-branch.yaml", ("branch",))],
+)
+def test_the_synthetic_suite_is_the_made_up_landscapes_of_the_lab_note(
+    manifest: str, kinds: tuple[str, ...]
+) -> None:
     """tests/data/landscapes/synthetic.yaml: the sixteen landscapes docs/lab/search-holdout.md
-    chose on (so all in the tuning subset), each with every valid config of its shape."""
-    suite = load_suite(SHIPPED / "synthetic.yaml")
+    chose on, and synthetic-branch.yaml the eight it tried the first generation on (so all in
+    the tuning subset), each with every valid config of its shape."""
+    suite = load_suite(SHIPPED / manifest)
     assert [e.name for e in suite.entries] == [
         f"{kind}:{shape}:{seed}"
-        for kind in ("plain", "needle")
+        for kind in kinds
         for shape in ("mission", "llama-d128")
         for seed in range(4)
     ]
@@ -255,7 +262,7 @@ SYNTHETIC_ENTRY = {"synthetic": "needle", "shape": "mission", "seed": 3, "tuning
         ({**SYNTHETIC_ENTRY, "configs": 1, "seed": "3"}, "'seed' must be a int, not '3'"),
         (
             {**SYNTHETIC_ENTRY, "configs": 1, "synthetic": "smooth"},
-            "'synthetic' is one of plain, needle, not 'smooth'",
+            "'synthetic' is one of plain, needle, branch, not 'smooth'",
         ),
         (
             {**SYNTHETIC_ENTRY, "configs": 1, "shape": "gpt2"},
@@ -263,7 +270,7 @@ SYNTHETIC_ENTRY = {"synthetic": "needle", "shape": "mission", "seed": 3, "tuning
         ),
         (
             {**SYNTHETIC_ENTRY, "configs": 1, "file": "mission-triton.json"},
-            "either 'file' (a landscape file) or 'synthetic' (plain or needle)",
+            "either 'file' (a landscape file) or 'synthetic' (plain or needle or branch)",
         ),
         ({"tuning": True, "configs": 1}, "either 'file' (a landscape file) or 'synthetic'"),
         (SYNTHETIC_ENTRY, "'configs' must be a int, not None"),

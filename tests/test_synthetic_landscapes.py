@@ -1,5 +1,6 @@
 """Made-up landscapes: the same seed makes the same landscape in any process, another seed
-another one, and a needle landscape has exactly one config within 2 % of its best."""
+another one, a needle landscape has exactly one config within 2 % of its best, and a branch
+landscape has every config within 5 % in one corner of a non-default branch."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 
 from evotune.landscape import Landscape
 from evotune.records import TrialStatus, config_hash
-from evotune.synthetic_landscapes import SyntheticSpec, synthetic_landscape, with_needle
+from evotune.space import load_space
+from evotune.synthetic_landscapes import (
+    SyntheticSpec,
+    synthetic_landscape,
+    with_branch_corner,
+    with_needle,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,3 +85,30 @@ def test_a_spec_builds_its_kind_with_one_seed_for_the_model_and_the_needle(
     assert needle.name == "needle:llama-d128:1"
     assert _digest(needle.build()) == _digest(with_needle(plain, seed=1))
     assert _digest(SyntheticSpec("plain", "llama-d128", 1).build()) == _digest(plain)
+    branch = SyntheticSpec("branch", "llama-d128", 1)
+    assert _digest(branch.build()) == _digest(with_branch_corner(plain, seed=1))
+
+
+def test_a_branch_corner_holds_every_config_within_5_percent(plain: Landscape) -> None:
+    cornered = with_branch_corner(plain, seed=1)
+    params = load_space("attention").parameters
+    corner = cornered.environment["corner"]
+    # Another impl than the default's, and two knobs besides, each off its default.
+    assert len(corner) == 3 and all(corner[name] != params[name].default for name in corner)
+
+    def inside(config: dict[str, object]) -> bool:
+        return all(config.get(name) == value for name, value in corner.items())
+
+    ok = cornered.ok_trials
+    assert 0.05 <= sum(inside(t.config) for t in ok) / len(ok) <= 0.25
+    within = cornered.within(0.05)
+    assert all(inside(t.config) for t in within)
+    assert abs(len(within) - 0.03 * len(ok)) <= 2
+    assert cornered.best_p50_us is not None
+    assert min(t.p50_us or 0.0 for t in ok if not inside(t.config)) >= 1.059 * cornered.best_p50_us
+    # Only the corner's latencies change: every config keeps its status, the rest its p50.
+    for before, after in zip(plain.trials, cornered.trials, strict=True):
+        assert (before.config, before.status) == (after.config, after.status)
+        assert before == after or (inside(after.config) and after.ok)
+    # The corner is the seed's.
+    assert with_branch_corner(plain, seed=2).environment["corner"] != corner
