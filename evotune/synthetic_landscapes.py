@@ -94,13 +94,7 @@ def with_needle(landscape: Landscape, seed: int, share: float = 0.03) -> Landsca
     trials = [
         replace(t, p50_us=round(0.97 * best, 3)) if t is needle else t for t in landscape.trials
     ]
-    return Landscape(
-        kernel=landscape.kernel,
-        shape=landscape.shape,
-        environment={**landscape.environment, "needle": seed},
-        space_size=landscape.space_size,
-        trials=trials,
-    )
+    return _retimed(landscape, trials, needle=seed)
 
 
 @dataclass(frozen=True)
@@ -181,10 +175,15 @@ def with_branch_corner(
         else t
         for t in landscape.trials
     ]
+    return _retimed(landscape, trials, corner=corner)
+
+
+def _retimed(landscape: Landscape, trials: list[LandscapeTrial], **made: object) -> Landscape:
+    """`landscape` with `trials` instead of its own, and how they were made in its environment."""
     return Landscape(
         kernel=landscape.kernel,
         shape=landscape.shape,
-        environment={**landscape.environment, "corner": corner},
+        environment={**landscape.environment, **made},
         space_size=landscape.space_size,
         trials=trials,
     )
