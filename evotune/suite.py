@@ -143,7 +143,7 @@ def _entry(path: Path, index: int, item: Any) -> SuiteEntry:
             f"{where}: a synthetic landscape takes {', '.join([*_SYNTHETIC, *_REQUIRED])}; "
             f"not {', '.join(map(str, unknown))}"
         )
-    for key, known in (("synthetic", KINDS), ("shape", tuple(SHAPES))):
+    for key, known in (("synthetic", KINDS), ("shape", SHAPES)):
         if item[key] not in known:
             raise UserError(f"{where}: {key!r} is one of {', '.join(known)}, not {item[key]!r}")
     spec = SyntheticSpec(item["synthetic"], item["shape"], item["seed"])

@@ -47,10 +47,8 @@ __all__ = [
 # `branch`: the same with every config within 5 % in a corner of a non-default branch.
 KINDS = ("plain", "needle", "branch")
 
-SHAPES: dict[str, Dims] = {
-    "mission": {"B": 32, "H": 8, "S": 512, "D": 64, "causal": True, "dtype": "float16"},
-    "llama-d128": {"B": 4, "H": 32, "S": 4096, "D": 128, "causal": True, "dtype": "float16"},
-}
+# Named shapes of the attention space (search_spaces/attention.yaml) the model is made for.
+SHAPES = ("mission", "llama-d128")
 
 SMEM_LIMIT = 227 * 1024  # bytes per SM on Hopper
 
@@ -63,7 +61,7 @@ def synthetic_landscape(
 ) -> Landscape:
     """Every valid config of the attention space with a modelled outcome (see module doc)."""
     space = space or load_space("attention")
-    dims = SHAPES[shape]
+    dims = space.shape(shape).dims
     model = _Model(space, dims, random.Random(f"synthetic:{shape}:{seed}"))
     trials: list[LandscapeTrial] = []
     for config in valid_configs(space, dims):

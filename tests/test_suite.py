@@ -242,7 +242,7 @@ def test_the_synthetic_suite_is_the_made_up_landscapes_of_the_lab_note(
     ]
     assert all(e.tuning and not e.provenance for e in suite.entries)
     space = load_space("attention")
-    valid = {shape: sum(1 for _ in valid_configs(space, dims)) for shape, dims in SHAPES.items()}
+    valid = {s: sum(1 for _ in valid_configs(space, space.shape(s).dims)) for s in SHAPES}
     for entry in suite.entries:
         assert isinstance(entry.source, SyntheticSpec)
         assert entry.configs == valid[entry.source.shape], entry.name
